@@ -1,0 +1,244 @@
+//! The canonical model (spec section 5): processor records and ledger rows as every source normalises them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+
+/// A payment processor reconciled by recon.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Processor {
+    Stripe,
+    Paypal,
+    Square,
+}
+
+impl Processor {
+    pub const ALL: [Processor; 3] = [Processor::Stripe, Processor::Paypal, Processor::Square];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Processor::Stripe => "stripe",
+            Processor::Paypal => "paypal",
+            Processor::Square => "square",
+        }
+    }
+}
+
+impl fmt::Display for Processor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Processor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stripe" => Ok(Processor::Stripe),
+            "paypal" => Ok(Processor::Paypal),
+            "square" => Ok(Processor::Square),
+            other => Err(format!("unknown processor {other:?} (expected stripe, paypal or square)")),
+        }
+    }
+}
+
+/// What a processor record is. Charges, refunds and disputes are reconciled one-to-one; the others are
+/// counted in `excluded_counts`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Charge,
+    Refund,
+    Dispute,
+    Payout,
+    Fee,
+    Adjustment,
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Charge => "charge",
+            Kind::Refund => "refund",
+            Kind::Dispute => "dispute",
+            Kind::Payout => "payout",
+            Kind::Fee => "fee",
+            Kind::Adjustment => "adjustment",
+            Kind::Other => "other",
+        }
+    }
+
+    /// Reconciled one-to-one against the ledger.
+    pub fn is_reconciled(self) -> bool {
+        matches!(self, Kind::Charge | Kind::Refund | Kind::Dispute)
+    }
+}
+
+/// The outcome a processor reports for a record.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessorStatus {
+    Succeeded,
+    Pending,
+    Failed,
+    Reversed,
+    Canceled,
+    Refunded,
+}
+
+impl ProcessorStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessorStatus::Succeeded => "succeeded",
+            ProcessorStatus::Pending => "pending",
+            ProcessorStatus::Failed => "failed",
+            ProcessorStatus::Reversed => "reversed",
+            ProcessorStatus::Canceled => "canceled",
+            ProcessorStatus::Refunded => "refunded",
+        }
+    }
+    /// Failed, denied, reversed or canceled: money did not (or no longer) move.
+    pub fn is_unsuccessful(self) -> bool {
+        matches!(self, ProcessorStatus::Failed | ProcessorStatus::Reversed | ProcessorStatus::Canceled)
+    }
+}
+
+/// Ledger `type` column.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerType {
+    Charge,
+    Refund,
+    Dispute,
+    Adjustment,
+}
+
+impl LedgerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerType::Charge => "charge",
+            LedgerType::Refund => "refund",
+            LedgerType::Dispute => "dispute",
+            LedgerType::Adjustment => "adjustment",
+        }
+    }
+}
+
+impl FromStr for LedgerType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "charge" => Ok(LedgerType::Charge),
+            "refund" => Ok(LedgerType::Refund),
+            "dispute" => Ok(LedgerType::Dispute),
+            "adjustment" => Ok(LedgerType::Adjustment),
+            other => Err(format!("type {other:?} is not one of charge, refund, dispute, adjustment")),
+        }
+    }
+}
+
+/// Ledger `status` column.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerStatus {
+    Captured,
+    Refunded,
+    Pending,
+    Failed,
+}
+
+impl LedgerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerStatus::Captured => "captured",
+            LedgerStatus::Refunded => "refunded",
+            LedgerStatus::Pending => "pending",
+            LedgerStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for LedgerStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "captured" => Ok(LedgerStatus::Captured),
+            "refunded" => Ok(LedgerStatus::Refunded),
+            "pending" => Ok(LedgerStatus::Pending),
+            "failed" => Ok(LedgerStatus::Failed),
+            other => Err(format!("status {other:?} is not one of captured, refunded, pending, failed")),
+        }
+    }
+}
+
+/// Where a record came from: the object (index into the run's object-key list) and the 1-based line of a
+/// text file or the 0-based record index in a JSON page. Ordering by location defines "first" when two
+/// records collide (duplicates), so results never depend on the order records are handed in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct Location {
+    pub object: u32,
+    pub line: u64,
+}
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// One processor record in canonical form.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ProcessorRecord {
+    /// The record's own identity on the processor side (Stripe `txn_`, PayPal transaction id + event code,
+    /// Square payment/refund id): two records with the same id are the same record twice.
+    pub id: Box<str>,
+    /// Identifiers of *this* record the ledger may hold, best first (Stripe: source, `txn_`, the disputed
+    /// charge for disputes, the payment intent for charges).
+    pub keys: Vec<Box<str>>,
+    /// The merchant's order reference, used by the fallback match.
+    pub reference: Option<Box<str>>,
+    pub kind: Kind,
+    /// Gross amount, signed from the merchant's side.
+    pub amount: Money,
+    pub fee: Option<i64>,
+    pub net: Option<i64>,
+    pub status: ProcessorStatus,
+    pub occurred_at: Option<Millis>,
+    pub location: Location,
+}
+
+/// One internal ledger row.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub ledger_id: Box<str>,
+    pub processor: Processor,
+    /// Empty in the file becomes `None`: matched by order id + amount + currency instead.
+    pub processor_txn_id: Option<Box<str>>,
+    pub order_id: Option<Box<str>>,
+    pub kind: LedgerType,
+    pub amount: Money,
+    pub status: LedgerStatus,
+    pub booked_at: Option<Millis>,
+    pub location: Location,
+}
+
+/// Which side of the reconciliation a record is on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Processor,
+    Ledger,
+}
+
+/// A record that could not be parsed: kept with its raw text, where it was and why.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct InvalidRecord {
+    pub side: Side,
+    pub location: Location,
+    /// The field that failed, when one did.
+    pub field: Option<String>,
+    pub reason: String,
+    pub raw: String,
+}

@@ -1,0 +1,813 @@
+//! Matching and classification for one run (one date, one processor): spec section 6.
+//!
+//! Deterministic: whenever two records collide, the one with the smaller [`Location`] (earlier object,
+//! earlier line) is "first", so the result does not depend on the order records are handed in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::model::{
+    InvalidRecord, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Millis, Processor, ProcessorRecord,
+    ProcessorStatus,
+};
+use crate::money::{Currency, Money};
+use crate::severity::{Severity, SeverityConfig};
+
+/// Discrepancy categories, in the spec's table order (the order also decides a linked pair's category).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    MissingInLedger,
+    MissingInProcessor,
+    CurrencyMismatch,
+    AmountMismatch,
+    StatusMismatch,
+    Duplicate,
+    InvalidRecord,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::MissingInLedger,
+        Category::MissingInProcessor,
+        Category::CurrencyMismatch,
+        Category::AmountMismatch,
+        Category::StatusMismatch,
+        Category::Duplicate,
+        Category::InvalidRecord,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::MissingInLedger => "missing_in_ledger",
+            Category::MissingInProcessor => "missing_in_processor",
+            Category::CurrencyMismatch => "currency_mismatch",
+            Category::AmountMismatch => "amount_mismatch",
+            Category::StatusMismatch => "status_mismatch",
+            Category::Duplicate => "duplicate",
+            Category::InvalidRecord => "invalid_record",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown discrepancy category {s:?}"))
+    }
+}
+
+/// Lifecycle of a discrepancy as the core produces it: `open`, or `pending` while in its grace period.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    Open,
+    Pending,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Open => "open",
+            Lifecycle::Pending => "pending",
+        }
+    }
+}
+
+/// A record that went unmatched in an earlier run and is still in its grace period.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum CarriedRecord {
+    Processor(ProcessorRecord),
+    Ledger(LedgerRow),
+}
+
+/// A pending item carried forward from an earlier run (spec section 7).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Carried {
+    /// The store's id of the pending discrepancy.
+    pub id: i64,
+    /// Days between the run that first saw it and this run's date.
+    pub age_days: u32,
+    /// Where the record came from originally (object key and line).
+    pub source: String,
+    pub record: CarriedRecord,
+}
+
+/// What happened to a carried item in this run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CarryOutcome {
+    /// Linked today: the earlier discrepancy is resolved as a timing difference.
+    Matched,
+    /// Grace period over: reported as `missing_*` in this run.
+    Escalated,
+    /// Still unmatched and still within grace: pending again in this run.
+    StillPending,
+    /// The same record arrived again today; the carried copy is superseded by it.
+    Duplicate,
+}
+
+/// Matching configuration for a run.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct RunConfig {
+    /// Later runs an unmatched item stays `pending` before becoming `missing_*` (0: report at once).
+    pub grace_days: u32,
+    /// Allowed absolute difference in minor units per currency before `amount_mismatch` (default 0).
+    pub tolerance: BTreeMap<Currency, i64>,
+    pub severity: SeverityConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { grace_days: 1, tolerance: BTreeMap::new(), severity: SeverityConfig::default() }
+    }
+}
+
+/// Everything one run reconciles. Ledger rows must be this processor's; records of every kind may be given
+/// (non-reconciled kinds are counted in `excluded_counts`).
+#[derive(Clone, Copy, Debug)]
+pub struct RunInput<'a> {
+    pub processor: Processor,
+    /// Object keys that [`Location::object`] indexes.
+    pub objects: &'a [String],
+    pub records: &'a [ProcessorRecord],
+    pub ledger: &'a [LedgerRow],
+    pub invalid: &'a [InvalidRecord],
+    pub carried: &'a [Carried],
+    pub config: &'a RunConfig,
+}
+
+/// One discrepancy.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Discrepancy {
+    pub category: Category,
+    pub lifecycle: Lifecycle,
+    /// `None` while pending.
+    pub severity: Option<Severity>,
+    pub processor_id: Option<Box<str>>,
+    pub ledger_id: Option<Box<str>>,
+    /// The ledger row's `processor_txn_id`.
+    pub processor_txn_id: Option<Box<str>>,
+    pub reference: Option<Box<str>>,
+    pub kind: Option<Kind>,
+    pub processor_amount: Option<Money>,
+    pub ledger_amount: Option<Money>,
+    /// Absolute amount at stake in minor units of `currency` (0 for invalid records).
+    pub amount_at_stake: i64,
+    pub currency: Option<Currency>,
+    pub occurred_at: Option<Millis>,
+    /// Object key and line of the processor side / ledger side.
+    pub processor_source: Option<String>,
+    pub ledger_source: Option<String>,
+    pub details: String,
+    /// Raw text of an invalid record.
+    pub raw: Option<String>,
+    /// The carried item this discrepancy continues, if any.
+    pub carried_from: Option<i64>,
+    /// For pending items: the record to carry into later runs.
+    pub carry: Option<CarriedRecord>,
+}
+
+impl Discrepancy {
+    /// The amount at stake as exact money, when a currency applies.
+    pub fn stake(&self) -> Option<Money> {
+        self.currency.map(|c| Money::new(self.amount_at_stake, c))
+    }
+}
+
+/// The eight counts of the summary's `discrepancy_counts`.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DiscrepancyCounts {
+    pub missing_in_ledger: u64,
+    pub missing_in_processor: u64,
+    pub amount_mismatch: u64,
+    pub currency_mismatch: u64,
+    pub status_mismatch: u64,
+    pub duplicate: u64,
+    pub invalid_record: u64,
+    pub pending: u64,
+}
+
+impl DiscrepancyCounts {
+    fn add(&mut self, d: &Discrepancy) {
+        if d.lifecycle == Lifecycle::Pending {
+            self.pending += 1;
+            return;
+        }
+        *match d.category {
+            Category::MissingInLedger => &mut self.missing_in_ledger,
+            Category::MissingInProcessor => &mut self.missing_in_processor,
+            Category::AmountMismatch => &mut self.amount_mismatch,
+            Category::CurrencyMismatch => &mut self.currency_mismatch,
+            Category::StatusMismatch => &mut self.status_mismatch,
+            Category::Duplicate => &mut self.duplicate,
+            Category::InvalidRecord => &mut self.invalid_record,
+        } += 1;
+    }
+
+    pub fn get(&self, c: Category) -> u64 {
+        match c {
+            Category::MissingInLedger => self.missing_in_ledger,
+            Category::MissingInProcessor => self.missing_in_processor,
+            Category::AmountMismatch => self.amount_mismatch,
+            Category::CurrencyMismatch => self.currency_mismatch,
+            Category::StatusMismatch => self.status_mismatch,
+            Category::Duplicate => self.duplicate,
+            Category::InvalidRecord => self.invalid_record,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        Category::ALL.iter().map(|c| self.get(*c)).sum::<u64>() + self.pending
+    }
+}
+
+/// The result of reconciling one run.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Outcome {
+    pub processor: Processor,
+    pub processor_count: u64,
+    pub ledger_count: u64,
+    pub matched_count: u64,
+    pub clean_count: u64,
+    /// Processor-side and ledger-side duplicates and pending items, for the conservation equations.
+    pub processor_duplicates: u64,
+    pub ledger_duplicates: u64,
+    pub processor_pending: u64,
+    pub ledger_pending: u64,
+    pub counts: DiscrepancyCounts,
+    /// Exact totals of amounts at stake per currency (pending items excluded), zero totals omitted.
+    pub totals: BTreeMap<Currency, i128>,
+    pub excluded_counts: BTreeMap<String, u64>,
+    pub severity: Option<Severity>,
+    /// Sorted by (category, processor id, ledger id, sources).
+    pub discrepancies: Vec<Discrepancy>,
+    /// What happened to each carried item, by its id.
+    pub carried: Vec<(i64, CarryOutcome)>,
+    /// Carried items in this run's counts.
+    pub carried_count: u64,
+}
+
+/// A run whose counts do not add up: a bug, reported loudly, never written as a result.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("conservation check failed for {processor}: {detail}")]
+pub struct ConservationError {
+    pub processor: Processor,
+    pub detail: String,
+}
+
+/// Index of a processor-side candidate: today's record or a carried one.
+#[derive(Clone, Copy)]
+struct PRef<'a> {
+    rec: &'a ProcessorRecord,
+    carried: Option<usize>,
+}
+
+#[derive(Clone, Copy)]
+struct LRef<'a> {
+    row: &'a LedgerRow,
+    carried: Option<usize>,
+}
+
+const NONE: u32 = u32::MAX;
+
+fn order_key(carried: Option<usize>, loc: Location) -> (u8, u64, u64) {
+    match carried {
+        Some(i) => (0, i as u64, 0),
+        None => (1, u64::from(loc.object), loc.line),
+    }
+}
+
+fn source_of(objects: &[String], carried: &[Carried], c: Option<usize>, loc: Location) -> String {
+    match c {
+        Some(i) => carried.get(i).map(|c| c.source.clone()).unwrap_or_default(),
+        None => {
+            let key = objects.get(loc.object as usize).map(String::as_str).unwrap_or("?");
+            format!("{key}:{}", loc.line)
+        }
+    }
+}
+
+/// Is this linked pair's outcome contradictory? Returns the reason and whether it is at least HIGH.
+fn status_problem(p: &ProcessorRecord, l: &LedgerRow) -> Option<(String, bool)> {
+    let ps = p.status;
+    let ls = l.status;
+    if ps.is_unsuccessful() && matches!(ls, LedgerStatus::Captured | LedgerStatus::Refunded) {
+        return Some((format!("processor says {} but ledger says {}", ps.as_str(), ls.as_str()), true));
+    }
+    if ps == ProcessorStatus::Refunded && ls == LedgerStatus::Captured && p.kind == Kind::Charge {
+        return Some(("processor says refunded but ledger says captured".into(), true));
+    }
+    if ls == LedgerStatus::Failed && matches!(ps, ProcessorStatus::Succeeded | ProcessorStatus::Refunded) {
+        return Some((format!("ledger says failed but processor says {}", ps.as_str()), false));
+    }
+    if ls == LedgerStatus::Refunded && p.kind == Kind::Charge && ps == ProcessorStatus::Succeeded {
+        return Some(("ledger says refunded on a record the processor shows as a plain charge".into(), false));
+    }
+    None
+}
+
+/// Reconciles one run. Fails only when the conservation equations do not hold (a bug, never bad input).
+pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
+    let RunInput { processor, objects, records, ledger, invalid, carried, config } = input;
+    let mut excluded_counts: BTreeMap<String, u64> = BTreeMap::new();
+
+    // --- candidates: today's reconciled records and carried items, in "first" order --------------------
+    let mut procs: Vec<PRef<'_>> = Vec::with_capacity(records.len());
+    let mut ledg: Vec<LRef<'_>> = Vec::with_capacity(ledger.len());
+    for (i, c) in carried.iter().enumerate() {
+        match &c.record {
+            CarriedRecord::Processor(rec) => procs.push(PRef { rec, carried: Some(i) }),
+            CarriedRecord::Ledger(row) => ledg.push(LRef { row, carried: Some(i) }),
+        }
+    }
+    for rec in records {
+        if rec.kind.is_reconciled() {
+            procs.push(PRef { rec, carried: None });
+        } else {
+            *excluded_counts.entry(rec.kind.as_str().to_string()).or_default() += 1;
+        }
+    }
+    for row in ledger {
+        if row.kind == LedgerType::Adjustment {
+            *excluded_counts.entry("ledger_adjustment".to_string()).or_default() += 1;
+        } else {
+            ledg.push(LRef { row, carried: None });
+        }
+    }
+    procs.sort_by_key(|p| order_key(p.carried, p.rec.location));
+    ledg.sort_by_key(|l| order_key(l.carried, l.row.location));
+    let np = procs.len();
+    let nl = ledg.len();
+
+    let mut discrepancies: Vec<Discrepancy> = Vec::new();
+    let mut carry_out: Vec<(i64, CarryOutcome)> = Vec::new();
+    let carried_count = carried.len() as u64;
+    let psrc = |i: usize| source_of(objects, carried, procs[i].carried, procs[i].rec.location);
+    let lsrc = |i: usize| source_of(objects, carried, ledg[i].carried, ledg[i].row.location);
+    let carried_id = |c: Option<usize>| c.and_then(|i| carried.get(i)).map(|c| c.id);
+
+    // --- processor duplicates: the same record id twice --------------------------------------------------
+    let mut p_dup = vec![false; np];
+    {
+        let mut seen: FxHashMap<&str, u32> = FxHashMap::default();
+        seen.reserve(np);
+        for (i, p) in procs.iter().enumerate() {
+            if let Some(&first) = seen.get(&*p.rec.id) {
+                p_dup[i] = true;
+                let first_src = psrc(first as usize);
+                discrepancies.push(proc_discrepancy(
+                    Category::Duplicate,
+                    p.rec,
+                    psrc(i),
+                    format!("processor record {} appears again (first at {first_src})", p.rec.id),
+                    carried_id(p.carried),
+                ));
+            } else {
+                seen.insert(&p.rec.id, i as u32);
+            }
+        }
+    }
+
+    // --- ledger duplicates: the same ledger_id twice, or the same processor_txn_id twice ----------------
+    let mut l_dup = vec![false; nl];
+    {
+        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut txns: FxHashMap<&str, u32> = FxHashMap::default();
+        ids.reserve(nl);
+        txns.reserve(nl);
+        for (i, l) in ledg.iter().enumerate() {
+            let why = if let Some(&first) = ids.get(&*l.row.ledger_id) {
+                Some(format!("ledger_id {} appears again (first at {})", l.row.ledger_id, lsrc(first as usize)))
+            } else {
+                ids.insert(&l.row.ledger_id, i as u32);
+                match l.row.processor_txn_id.as_deref() {
+                    Some(t) => match txns.get(t) {
+                        Some(&first) => Some(format!(
+                            "processor id {t} booked twice: ledger {} already holds it",
+                            ledg[first as usize].row.ledger_id
+                        )),
+                        None => {
+                            txns.insert(t, i as u32);
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            };
+            if let Some(why) = why {
+                l_dup[i] = true;
+                discrepancies.push(ledger_discrepancy(Category::Duplicate, l.row, lsrc(i), why, carried_id(l.carried)));
+            }
+        }
+    }
+
+    // --- step 1: exact key match ---------------------------------------------------------------------------
+    // key -> (rank, processor index) packed; lower rank wins, then the earlier record.
+    let mut link_p = vec![NONE; np];
+    let mut link_l = vec![NONE; nl];
+    {
+        let mut keys: FxHashMap<&str, u64> = FxHashMap::default();
+        keys.reserve(np * 2 + 16);
+        for (i, p) in procs.iter().enumerate() {
+            if p_dup[i] {
+                continue;
+            }
+            for (rank, k) in p.rec.keys.iter().enumerate() {
+                if k.is_empty() {
+                    continue;
+                }
+                let packed = ((rank as u64) << 32) | i as u64;
+                keys.entry(k).and_modify(|v| *v = (*v).min(packed)).or_insert(packed);
+            }
+        }
+        for (j, l) in ledg.iter().enumerate() {
+            if l_dup[j] {
+                continue;
+            }
+            let Some(t) = l.row.processor_txn_id.as_deref() else { continue };
+            let Some(&packed) = keys.get(t) else { continue };
+            let i = (packed & 0xFFFF_FFFF) as usize;
+            if link_p[i] == NONE {
+                link_p[i] = j as u32;
+                link_l[j] = i as u32;
+            } else {
+                l_dup[j] = true;
+                let other = &ledg[link_p[i] as usize].row.ledger_id;
+                let why = format!(
+                    "double booking: ledger {} and {} both point at processor record {}",
+                    other, l.row.ledger_id, procs[i].rec.id
+                );
+                discrepancies.push(ledger_discrepancy(Category::Duplicate, l.row, lsrc(j), why, carried_id(l.carried)));
+            }
+        }
+    }
+
+    // --- step 2: fallback on order id + amount + currency, unique on both sides -------------------------
+    let mut ambiguity: FxHashMap<usize, String> = FxHashMap::default(); // ledger index -> note
+    let mut p_ambiguity: FxHashMap<usize, String> = FxHashMap::default();
+    {
+        type FKey = (String, i64, Currency);
+        let mut lmap: BTreeMap<FKey, Vec<usize>> = BTreeMap::new();
+        for (j, l) in ledg.iter().enumerate() {
+            if l_dup[j] || link_l[j] != NONE || l.row.processor_txn_id.is_some() {
+                continue;
+            }
+            if let Some(o) = l.row.order_id.as_deref().filter(|o| !o.is_empty()) {
+                lmap.entry((o.to_ascii_lowercase(), l.row.amount.minor, l.row.amount.currency)).or_default().push(j);
+            }
+        }
+        if !lmap.is_empty() {
+            let mut pmap: BTreeMap<FKey, Vec<usize>> = BTreeMap::new();
+            for (i, p) in procs.iter().enumerate() {
+                if p_dup[i] || link_p[i] != NONE {
+                    continue;
+                }
+                if let Some(r) = p.rec.reference.as_deref().filter(|r| !r.is_empty()) {
+                    let k = (r.to_ascii_lowercase(), p.rec.amount.minor, p.rec.amount.currency);
+                    if lmap.contains_key(&k) {
+                        pmap.entry(k).or_default().push(i);
+                    }
+                }
+            }
+            for (k, ls) in &lmap {
+                let ps = pmap.get(k).map(Vec::as_slice).unwrap_or(&[]);
+                match (ls.as_slice(), ps) {
+                    ([j], [i]) => {
+                        link_l[*j] = *i as u32;
+                        link_p[*i] = *j as u32;
+                    }
+                    (_, []) => {}
+                    _ => {
+                        let note = format!(
+                            "ambiguous fallback on order_id {} {} {}: {} ledger rows and {} processor records \
+                             share it; not linked",
+                            k.0,
+                            Money::new(k.1, k.2),
+                            k.2,
+                            ls.len(),
+                            ps.len()
+                        );
+                        for j in ls {
+                            ambiguity.insert(*j, note.clone());
+                        }
+                        for i in ps {
+                            p_ambiguity.insert(*i, note.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // --- linked pairs -----------------------------------------------------------------------------------------
+    let mut matched = 0u64;
+    let mut clean = 0u64;
+    for (i, p) in procs.iter().enumerate() {
+        let j = link_p[i];
+        if j == NONE {
+            continue;
+        }
+        let l = ledg[j as usize];
+        matched += 1;
+        for c in [p.carried, l.carried].into_iter().flatten() {
+            if let Some(item) = carried.get(c) {
+                carry_out.push((item.id, CarryOutcome::Matched));
+            }
+        }
+        let (pr, lr) = (p.rec, l.row);
+        let tol = config.tolerance.get(&pr.amount.currency).copied().unwrap_or(0);
+        let diff = i128::from(pr.amount.minor) - i128::from(lr.amount.minor);
+        let problem: Option<(Category, i64, bool, String)> = if pr.amount.currency != lr.amount.currency {
+            Some((
+                Category::CurrencyMismatch,
+                pr.amount.minor.saturating_abs(),
+                true,
+                format!("processor {} {} vs ledger {} {}", pr.amount, pr.amount.currency, lr.amount, lr.amount.currency),
+            ))
+        } else if diff.unsigned_abs() > u128::from(tol.unsigned_abs()) {
+            Some((
+                Category::AmountMismatch,
+                i64::try_from(diff.unsigned_abs()).unwrap_or(i64::MAX),
+                false,
+                format!("processor {} vs ledger {} {}", pr.amount, lr.amount, pr.amount.currency),
+            ))
+        } else {
+            status_problem(pr, lr).map(|(why, high)| (Category::StatusMismatch, pr.amount.minor.saturating_abs(), high, why))
+        };
+        let Some((category, stake, floor_high, details)) = problem else {
+            clean += 1;
+            continue;
+        };
+        let mut sev = config.severity.by_amount(stake, pr.amount.currency);
+        if floor_high || category == Category::CurrencyMismatch {
+            sev = sev.max(Severity::High);
+        }
+        discrepancies.push(Discrepancy {
+            category,
+            lifecycle: Lifecycle::Open,
+            severity: Some(sev),
+            processor_id: Some(pr.id.clone()),
+            ledger_id: Some(lr.ledger_id.clone()),
+            processor_txn_id: lr.processor_txn_id.clone(),
+            reference: pr.reference.clone().or_else(|| lr.order_id.clone()),
+            kind: Some(pr.kind),
+            processor_amount: Some(pr.amount),
+            ledger_amount: Some(lr.amount),
+            amount_at_stake: stake,
+            currency: Some(pr.amount.currency),
+            occurred_at: pr.occurred_at,
+            processor_source: Some(psrc(i)),
+            ledger_source: Some(lsrc(j as usize)),
+            details,
+            raw: None,
+            carried_from: carried_id(p.carried).or(carried_id(l.carried)),
+            carry: None,
+        });
+    }
+
+    // --- unlinked: missing_* or pending ----------------------------------------------------------------------
+    let mut p_pending = 0u64;
+    let mut l_pending = 0u64;
+    let age = |c: Option<usize>| c.and_then(|i| carried.get(i)).map(|c| c.age_days).unwrap_or(0);
+    for (i, p) in procs.iter().enumerate() {
+        if p_dup[i] || link_p[i] != NONE {
+            continue;
+        }
+        let mut why = "processor has it, ledger does not".to_string();
+        if let Some(n) = p_ambiguity.get(&i) {
+            why = format!("{why}; {n}");
+        }
+        let mut d = proc_discrepancy(Category::MissingInLedger, p.rec, psrc(i), why, carried_id(p.carried));
+        if age(p.carried) < config.grace_days {
+            d.lifecycle = Lifecycle::Pending;
+            d.severity = None;
+            d.carry = Some(CarriedRecord::Processor(p.rec.clone()));
+            p_pending += 1;
+        }
+        if let Some(id) = carried_id(p.carried) {
+            let o = if d.lifecycle == Lifecycle::Pending { CarryOutcome::StillPending } else { CarryOutcome::Escalated };
+            carry_out.push((id, o));
+        }
+        discrepancies.push(d);
+    }
+    for (j, l) in ledg.iter().enumerate() {
+        if l_dup[j] || link_l[j] != NONE {
+            continue;
+        }
+        let mut why = "ledger has it, processor does not".to_string();
+        if let Some(n) = ambiguity.get(&j) {
+            why = format!("{why}; {n}");
+        }
+        let mut d = ledger_discrepancy(Category::MissingInProcessor, l.row, lsrc(j), why, carried_id(l.carried));
+        if age(l.carried) < config.grace_days {
+            d.lifecycle = Lifecycle::Pending;
+            d.severity = None;
+            d.carry = Some(CarriedRecord::Ledger(l.row.clone()));
+            l_pending += 1;
+        }
+        if let Some(id) = carried_id(l.carried) {
+            let o = if d.lifecycle == Lifecycle::Pending { CarryOutcome::StillPending } else { CarryOutcome::Escalated };
+            carry_out.push((id, o));
+        }
+        discrepancies.push(d);
+    }
+    // carried items that turned out to be duplicates of today's records
+    for (i, p) in procs.iter().enumerate() {
+        if p_dup[i] {
+            if let Some(id) = carried_id(p.carried) {
+                carry_out.push((id, CarryOutcome::Duplicate));
+            }
+        }
+    }
+    for (j, l) in ledg.iter().enumerate() {
+        if l_dup[j] {
+            if let Some(id) = carried_id(l.carried) {
+                carry_out.push((id, CarryOutcome::Duplicate));
+            }
+        }
+    }
+
+    // --- invalid records ------------------------------------------------------------------------------------
+    for inv in invalid {
+        let src = source_of(objects, &[], None, inv.location);
+        let field = inv.field.as_deref().map(|f| format!(" (field {f})")).unwrap_or_default();
+        discrepancies.push(Discrepancy {
+            category: Category::InvalidRecord,
+            lifecycle: Lifecycle::Open,
+            severity: Some(Severity::High),
+            processor_id: None,
+            ledger_id: None,
+            processor_txn_id: None,
+            reference: None,
+            kind: None,
+            processor_amount: None,
+            ledger_amount: None,
+            amount_at_stake: 0,
+            currency: None,
+            occurred_at: None,
+            processor_source: (inv.side == crate::model::Side::Processor).then(|| src.clone()),
+            ledger_source: (inv.side == crate::model::Side::Ledger).then(|| src.clone()),
+            details: format!("{src}: {}{field}", inv.reason),
+            raw: Some(inv.raw.clone()),
+            carried_from: None,
+            carry: None,
+        });
+    }
+
+    // --- severities of unlinked and duplicate items, totals, counts -----------------------------------------
+    let mut counts = DiscrepancyCounts::default();
+    let mut totals: BTreeMap<Currency, i128> = BTreeMap::new();
+    let mut severity: Option<Severity> = None;
+    let mut p_dups = 0u64;
+    let mut l_dups = 0u64;
+    for d in &mut discrepancies {
+        if d.lifecycle == Lifecycle::Open && d.severity.is_none() {
+            let by_amount = d.currency.map(|c| config.severity.by_amount(d.amount_at_stake, c)).unwrap_or(Severity::Low);
+            d.severity = Some(if d.category == Category::Duplicate { by_amount.max(Severity::High) } else { by_amount });
+        }
+        if d.category == Category::Duplicate {
+            if d.processor_id.is_some() {
+                p_dups += 1;
+            } else {
+                l_dups += 1;
+            }
+        }
+        counts.add(d);
+        if d.lifecycle == Lifecycle::Open {
+            if let Some(c) = d.currency {
+                *totals.entry(c).or_default() += i128::from(d.amount_at_stake);
+            }
+            severity = severity.max(d.severity);
+        }
+    }
+    totals.retain(|_, v| *v != 0);
+    let processor_count = np as u64;
+    let ledger_count = nl as u64;
+    let missing = counts.missing_in_ledger + counts.missing_in_processor;
+    if processor_count >= 10 && missing * 100 > processor_count {
+        severity = Some(Severity::Critical);
+    }
+
+    // --- conservation ----------------------------------------------------------------------------------------
+    let p_rhs = matched + counts.missing_in_ledger + p_dups + p_pending;
+    let l_rhs = matched + counts.missing_in_processor + l_dups + l_pending;
+    if processor_count != p_rhs || ledger_count != l_rhs {
+        return Err(ConservationError {
+            processor,
+            detail: format!(
+                "processor_count {processor_count} != matched {matched} + missing_in_ledger {} + duplicates {p_dups} \
+                 + pending {p_pending}, or ledger_count {ledger_count} != matched {matched} + missing_in_processor {} \
+                 + duplicates {l_dups} + pending {l_pending}",
+                counts.missing_in_ledger, counts.missing_in_processor
+            ),
+        });
+    }
+
+    discrepancies.sort_by(|a, b| {
+        (a.category, &a.processor_id, &a.ledger_id, &a.processor_source, &a.ledger_source).cmp(&(
+            b.category,
+            &b.processor_id,
+            &b.ledger_id,
+            &b.processor_source,
+            &b.ledger_source,
+        ))
+    });
+    carry_out.sort_by_key(|(id, _)| *id);
+    Ok(Outcome {
+        processor,
+        processor_count,
+        ledger_count,
+        matched_count: matched,
+        clean_count: clean,
+        processor_duplicates: p_dups,
+        ledger_duplicates: l_dups,
+        processor_pending: p_pending,
+        ledger_pending: l_pending,
+        counts,
+        totals,
+        excluded_counts,
+        severity,
+        discrepancies,
+        carried: carry_out,
+        carried_count,
+    })
+}
+
+fn proc_discrepancy(
+    category: Category,
+    p: &ProcessorRecord,
+    source: String,
+    details: String,
+    carried_from: Option<i64>,
+) -> Discrepancy {
+    Discrepancy {
+        category,
+        lifecycle: Lifecycle::Open,
+        severity: None,
+        processor_id: Some(p.id.clone()),
+        ledger_id: None,
+        processor_txn_id: None,
+        reference: p.reference.clone(),
+        kind: Some(p.kind),
+        processor_amount: Some(p.amount),
+        ledger_amount: None,
+        amount_at_stake: p.amount.minor.saturating_abs(),
+        currency: Some(p.amount.currency),
+        occurred_at: p.occurred_at,
+        processor_source: Some(source),
+        ledger_source: None,
+        details,
+        raw: None,
+        carried_from,
+        carry: None,
+    }
+}
+
+fn ledger_discrepancy(
+    category: Category,
+    l: &LedgerRow,
+    source: String,
+    details: String,
+    carried_from: Option<i64>,
+) -> Discrepancy {
+    let kind = match l.kind {
+        LedgerType::Charge => Kind::Charge,
+        LedgerType::Refund => Kind::Refund,
+        LedgerType::Dispute => Kind::Dispute,
+        LedgerType::Adjustment => Kind::Adjustment,
+    };
+    Discrepancy {
+        category,
+        lifecycle: Lifecycle::Open,
+        severity: None,
+        processor_id: None,
+        ledger_id: Some(l.ledger_id.clone()),
+        processor_txn_id: l.processor_txn_id.clone(),
+        reference: l.order_id.clone(),
+        kind: Some(kind),
+        processor_amount: None,
+        ledger_amount: Some(l.amount),
+        amount_at_stake: l.amount.minor.saturating_abs(),
+        currency: Some(l.amount.currency),
+        occurred_at: l.booked_at,
+        processor_source: None,
+        ledger_source: Some(source),
+        details,
+        raw: None,
+        carried_from,
+        carry: None,
+    }
+}

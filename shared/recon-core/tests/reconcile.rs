@@ -1,0 +1,222 @@
+//! Scenario and property tests of the matcher: every category, ambiguity, carry-forward, conservation,
+//! order independence, no panics.
+
+use proptest::prelude::*;
+use recon_core::*;
+
+fn cur(c: &str) -> Currency {
+    Currency::parse(c).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn prec(id: &str, keys: &[&str], reference: Option<&str>, kind: Kind, minor: i64, c: &str, line: u64) -> ProcessorRecord {
+    ProcessorRecord {
+        id: id.into(),
+        keys: keys.iter().map(|k| (*k).into()).collect(),
+        reference: reference.map(Into::into),
+        kind,
+        amount: Money::new(minor, cur(c)),
+        fee: None,
+        net: None,
+        status: ProcessorStatus::Succeeded,
+        occurred_at: None,
+        location: Location { object: 0, line },
+    }
+}
+
+fn lrow(id: &str, txn: Option<&str>, order: Option<&str>, kind: LedgerType, minor: i64, c: &str, status: LedgerStatus, line: u64) -> LedgerRow {
+    LedgerRow {
+        ledger_id: id.into(),
+        processor: Processor::Stripe,
+        processor_txn_id: txn.map(Into::into),
+        order_id: order.map(Into::into),
+        kind,
+        amount: Money::new(minor, cur(c)),
+        status,
+        booked_at: None,
+        location: Location { object: 1, line },
+    }
+}
+
+fn run(p: &[ProcessorRecord], l: &[LedgerRow], carried: &[Carried], grace: u32) -> Outcome {
+    let objects = vec!["raw/stripe/p.csv".to_string(), "raw/ledger/l.csv".to_string()];
+    let config = RunConfig { grace_days: grace, ..RunConfig::default() };
+    reconcile(RunInput {
+        processor: Processor::Stripe,
+        objects: &objects,
+        records: p,
+        ledger: l,
+        invalid: &[],
+        carried,
+        config: &config,
+    })
+    .unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+fn cats(o: &Outcome) -> Vec<(Category, Option<String>, Option<String>)> {
+    o.discrepancies
+        .iter()
+        .filter(|d| d.lifecycle == Lifecycle::Open)
+        .map(|d| (d.category, d.processor_id.as_deref().map(String::from), d.ledger_id.as_deref().map(String::from)))
+        .collect()
+}
+
+#[test]
+fn every_category_is_found() {
+    use LedgerStatus::*;
+    use LedgerType as T;
+    let p = vec![
+        prec("txn_1", &["ch_1", "txn_1", "pi_1"], Some("o1"), Kind::Charge, 12500, "USD", 2), // clean via pi
+        prec("txn_2", &["ch_2", "txn_2"], Some("o2"), Kind::Charge, 5000, "USD", 3),           // amount
+        prec("txn_3", &["ch_3", "txn_3"], Some("o3"), Kind::Charge, 5000, "USD", 4),           // currency
+        prec("txn_4", &["ch_4", "txn_4"], Some("o4"), Kind::Charge, 5000, "USD", 5),           // status
+        prec("txn_5", &["ch_5", "txn_5"], Some("o5"), Kind::Charge, 7000, "USD", 6),           // missing in ledger
+        prec("txn_6", &["re_6", "txn_6"], Some("o6"), Kind::Refund, -2000, "USD", 7),          // fallback
+        prec("txn_6", &["re_6", "txn_6"], Some("o6"), Kind::Refund, -2000, "USD", 8),          // processor dup
+        prec("txn_7", &["po_7", "txn_7"], None, Kind::Payout, -9999, "USD", 9),                // excluded
+    ];
+    let l = vec![
+        lrow("L1", Some("pi_1"), Some("o1"), T::Charge, 12500, "USD", Captured, 2),
+        lrow("L2", Some("ch_2"), Some("o2"), T::Charge, 5001, "USD", Captured, 3),
+        lrow("L3", Some("ch_3"), Some("o3"), T::Charge, 5000, "EUR", Captured, 4),
+        lrow("L4", Some("ch_4"), Some("o4"), T::Charge, 5000, "USD", Failed, 5),
+        lrow("L6", None, Some("O6"), T::Refund, -2000, "USD", Refunded, 6),
+        lrow("L8", Some("ch_8"), Some("o8"), T::Charge, 300, "JPY", Captured, 7), // missing in processor
+        lrow("L9", Some("txn_1"), Some("o1"), T::Charge, 12500, "USD", Captured, 8), // double booking of txn_1
+        lrow("L2", Some("ch_x"), None, T::Charge, 1, "USD", Captured, 9),          // ledger_id twice
+    ];
+    let o = run(&p, &l, &[], 0);
+    assert_eq!(o.processor_count, 7);
+    assert_eq!(o.ledger_count, 8);
+    assert_eq!(o.matched_count, 5);
+    assert_eq!(o.clean_count, 2);
+    assert_eq!(o.counts.amount_mismatch, 1);
+    assert_eq!(o.counts.currency_mismatch, 1);
+    assert_eq!(o.counts.status_mismatch, 1);
+    assert_eq!(o.counts.missing_in_ledger, 1);
+    assert_eq!(o.counts.missing_in_processor, 1);
+    assert_eq!(o.counts.duplicate, 3);
+    assert_eq!(o.excluded_counts.get("payout"), Some(&1));
+    // USD: amount 0.01 + currency 50.00 + status 50.00 + missing 70.00 + dup 20.00 + dup L9 125.00 + dup L2 0.01
+    assert_eq!(o.totals.get(&cur("USD")), Some(&(1 + 5000 + 5000 + 7000 + 2000 + 12500 + 1)));
+    assert_eq!(o.totals.get(&cur("JPY")), Some(&300));
+    assert_eq!(o.severity, Some(Severity::High)); // the 1% rule needs >= 10 records
+}
+
+#[test]
+fn ambiguous_fallback_is_reported_not_guessed() {
+    let p = vec![
+        prec("txn_1", &["ch_1"], Some("o1"), Kind::Charge, 100, "USD", 2),
+        prec("txn_2", &["ch_2"], Some("o1"), Kind::Charge, 100, "USD", 3),
+    ];
+    let l = vec![lrow("L1", None, Some("o1"), LedgerType::Charge, 100, "USD", LedgerStatus::Captured, 2)];
+    let o = run(&p, &l, &[], 0);
+    assert_eq!(o.matched_count, 0);
+    assert_eq!(o.counts.missing_in_ledger, 2);
+    assert_eq!(o.counts.missing_in_processor, 1);
+    assert!(o.discrepancies.iter().all(|d| d.details.contains("ambiguous")));
+}
+
+#[test]
+fn pending_items_carry_forward_and_resolve_as_timing_differences() {
+    // Day 1: the ledger books a charge the processor has not reported yet -> pending with grace 1.
+    let l = vec![lrow("L1", Some("ch_1"), None, LedgerType::Charge, 100, "USD", LedgerStatus::Captured, 2)];
+    let day1 = run(&[], &l, &[], 1);
+    assert_eq!(day1.counts.pending, 1);
+    assert_eq!(day1.counts.missing_in_processor, 0);
+    let carry = day1.discrepancies[0].carry.clone().unwrap_or_else(|| unreachable!());
+    let carried = vec![Carried { id: 7, age_days: 1, source: "raw/ledger/l.csv:2".into(), record: carry }];
+    // Day 2: the processor reports it -> matched, the pending item resolves.
+    let p = vec![prec("txn_1", &["ch_1"], None, Kind::Charge, 100, "USD", 2)];
+    let day2 = run(&p, &[], &carried, 1);
+    assert_eq!(day2.matched_count, 1);
+    assert_eq!(day2.clean_count, 1);
+    assert_eq!(day2.carried, vec![(7, CarryOutcome::Matched)]);
+    // Day 2 without it: escalated to missing_in_processor.
+    let day2b = run(&[], &[], &carried, 1);
+    assert_eq!(day2b.counts.missing_in_processor, 1);
+    assert_eq!(day2b.carried, vec![(7, CarryOutcome::Escalated)]);
+}
+
+#[test]
+fn run_is_critical_when_over_one_percent_is_missing() {
+    let p: Vec<_> = (0..10).map(|i| prec(&format!("txn_{i}"), &[&format!("ch_{i}")], None, Kind::Charge, 1, "USD", i)).collect();
+    let l: Vec<_> = (1..10)
+        .map(|i| lrow(&format!("L{i}"), Some(&format!("ch_{i}")), None, LedgerType::Charge, 1, "USD", LedgerStatus::Captured, i))
+        .collect();
+    let o = run(&p, &l, &[], 0);
+    assert_eq!(o.counts.missing_in_ledger, 1);
+    assert_eq!(o.severity, Some(Severity::Critical));
+}
+
+fn arb_record() -> impl Strategy<Value = (u8, u8, i64, u8, u8, bool)> {
+    (0u8..12, 0u8..3, -500i64..500, 0u8..3, 0u8..4, any::<bool>())
+}
+
+fn build(ps: &[(u8, u8, i64, u8, u8, bool)], ls: &[(u8, u8, i64, u8, u8, bool)]) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
+    let curs = ["USD", "JPY", "KWD"];
+    let p = ps
+        .iter()
+        .enumerate()
+        .map(|(n, &(id, kind, amt, c, _, has_ref))| {
+            let kind = [Kind::Charge, Kind::Refund, Kind::Payout][kind as usize];
+            prec(&format!("txn_{id}"), &[&format!("ch_{id}"), &format!("pi_{}", id / 2)], has_ref.then_some("o1"), kind, amt, curs[c as usize], n as u64)
+        })
+        .collect();
+    let l = ls
+        .iter()
+        .enumerate()
+        .map(|(n, &(id, kind, amt, c, st, has_txn))| {
+            let kind = [LedgerType::Charge, LedgerType::Refund, LedgerType::Dispute][kind as usize];
+            let st = [LedgerStatus::Captured, LedgerStatus::Refunded, LedgerStatus::Pending, LedgerStatus::Failed][st as usize];
+            let txn = format!("ch_{id}");
+            lrow(&format!("L{}", id % 7), has_txn.then_some(txn.as_str()), Some("O1"), kind, amt, curs[c as usize], st, n as u64)
+        })
+        .collect();
+    (p, l)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conservation_holds_and_order_does_not_matter(
+        ps in prop::collection::vec(arb_record(), 0..30),
+        ls in prop::collection::vec(arb_record(), 0..30),
+        grace in 0u32..2,
+        seed in any::<u64>(),
+    ) {
+        let (p, l) = build(&ps, &ls);
+        let a = run(&p, &l, &[], grace);
+        prop_assert_eq!(a.processor_count, a.matched_count + a.counts.missing_in_ledger + a.processor_duplicates + a.processor_pending);
+        prop_assert_eq!(a.ledger_count, a.matched_count + a.counts.missing_in_processor + a.ledger_duplicates + a.ledger_pending);
+        // shuffle both sides deterministically
+        let mut p2 = p.clone();
+        let mut l2 = l.clone();
+        let mut s = seed | 1;
+        for i in (1..p2.len()).rev() { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); p2.swap(i, (s >> 33) as usize % (i + 1)); }
+        for i in (1..l2.len()).rev() { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); l2.swap(i, (s >> 33) as usize % (i + 1)); }
+        let b = run(&p2, &l2, &[], grace);
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn money_round_trips_exactly(minor in any::<i64>(), which in 0usize..4) {
+        let c = cur(["USD", "JPY", "KWD", "CLF"][which]);
+        let m = Money::new(minor, c);
+        prop_assert_eq!(Money::parse_major(&m.to_string(), c), Ok(m));
+        prop_assert_eq!(m.to_decimal().to_string(), m.to_string());
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics_the_money_parser(s in ".{0,24}", which in 0usize..3) {
+        let c = cur(["USD", "JPY", "KWD"][which]);
+        let _ = Money::parse_major(&s, c);
+        let _ = Currency::parse(&s);
+    }
+}
+
+#[test]
+fn cats_helper_lists_open_items() {
+    let o = run(&[prec("txn_1", &["ch_1"], None, Kind::Charge, 1, "USD", 1)], &[], &[], 0);
+    assert_eq!(cats(&o), vec![(Category::MissingInLedger, Some("txn_1".into()), None)]);
+}

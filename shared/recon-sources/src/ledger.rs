@@ -1,0 +1,270 @@
+//! The internal ledger export: CSV with header (UTF-8, optional BOM, CRLF or LF, quoted fields) or JSON Lines
+//! with the same field names.
+//!
+//! `ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at`
+
+use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, Processor, Side};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::text::{raw_record, timestamp, Columns, LineCounter};
+use crate::{Parsed, SourceError};
+
+/// A ledger row's fields as text, before validation.
+struct Fields<'a> {
+    ledger_id: &'a str,
+    processor: &'a str,
+    processor_txn_id: &'a str,
+    order_id: &'a str,
+    kind: &'a str,
+    amount: &'a str,
+    currency: &'a str,
+    status: &'a str,
+    booked_at: &'a str,
+}
+
+/// The failing field and why.
+type Bad = (&'static str, String);
+
+fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Processor>, Bad)> {
+    let processor: Option<Processor> = f.processor.parse().ok();
+    let fail = |field: &'static str, why: String| (processor, (field, why));
+    let Some(processor) = processor else {
+        return Err((None, ("processor", format!("processor {:?} is not stripe, paypal or square", f.processor))));
+    };
+    let ledger_id = f.ledger_id.trim();
+    if ledger_id.is_empty() {
+        return Err(fail("ledger_id", "ledger_id is empty".into()));
+    }
+    let kind = f.kind.trim().parse().map_err(|e| fail("type", e))?;
+    let status = f.status.trim().parse().map_err(|e| fail("status", e))?;
+    let currency = Currency::parse(f.currency.trim()).map_err(|e| fail("currency", e.to_string()))?;
+    if f.currency.trim() != currency.code() {
+        return Err(fail("currency", format!("currency {:?} must be an upper-case ISO 4217 code", f.currency)));
+    }
+    let amount = Money::parse_major(f.amount, currency).map_err(|e| fail("amount", e.to_string()))?;
+    let booked_at = match f.booked_at.trim() {
+        "" => None,
+        t => Some(timestamp(t).map_err(|e| fail("booked_at", e))?),
+    };
+    let opt = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty()).then(|| Box::<str>::from(s))
+    };
+    Ok(LedgerRow {
+        ledger_id: ledger_id.into(),
+        processor,
+        processor_txn_id: opt(f.processor_txn_id),
+        order_id: opt(f.order_id),
+        kind,
+        amount,
+        status,
+        booked_at,
+        location,
+    })
+}
+
+fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidRecord {
+    InvalidRecord { side: Side::Ledger, location, field: Some(field.to_string()), reason, raw }
+}
+
+/// Parses a ledger CSV export. Line numbers are 1-based lines of the file (the header is line 1).
+pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let header = rdr.headers().map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?.clone();
+    let cols = Columns::new(&header);
+    let idx = [
+        cols.require(key, "ledger_id")?,
+        cols.require(key, "processor")?,
+        cols.require(key, "processor_txn_id")?,
+        cols.require(key, "order_id")?,
+        cols.require(key, "type")?,
+        cols.require(key, "amount")?,
+        cols.require(key, "currency")?,
+        cols.require(key, "status")?,
+        cols.require(key, "booked_at")?,
+    ];
+    let mut out = Parsed::default();
+    let mut lines = LineCounter::new(text);
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let line;
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => line = lines.line_of(rec.position()),
+            Err(e) => {
+                let line = lines.line_of(e.position());
+                let location = Location { object, line };
+                out.invalid.push((None, invalid(location, ("row", format!("unreadable CSV row: {e}")), String::new())));
+                continue;
+            }
+        }
+        let location = Location { object, line };
+        if rec.len() != cols.len() {
+            let processor = rec.get(idx[1]).and_then(|p| p.parse().ok());
+            let why = format!("has {} fields, the header has {}", rec.len(), cols.len());
+            out.invalid.push((processor, invalid(location, ("row", why), raw_record(&rec))));
+            continue;
+        }
+        let g = |i: usize| rec.get(idx[i]).unwrap_or("");
+        let fields = Fields {
+            ledger_id: g(0),
+            processor: g(1),
+            processor_txn_id: g(2),
+            order_id: g(3),
+            kind: g(4),
+            amount: g(5),
+            currency: g(6),
+            status: g(7),
+            booked_at: g(8),
+        };
+        match validate(&fields, location) {
+            Ok(row) => out.ledger.push(row),
+            Err((p, bad)) => out.invalid.push((p, invalid(location, bad, raw_record(&rec)))),
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct JsonRow<'a> {
+    #[serde(borrow)]
+    ledger_id: Option<&'a RawValue>,
+    processor: Option<&'a RawValue>,
+    processor_txn_id: Option<&'a RawValue>,
+    order_id: Option<&'a RawValue>,
+    #[serde(rename = "type")]
+    kind: Option<&'a RawValue>,
+    amount: Option<&'a RawValue>,
+    currency: Option<&'a RawValue>,
+    status: Option<&'a RawValue>,
+    booked_at: Option<&'a RawValue>,
+}
+
+/// A JSON value as text: strings unquoted, numbers as written (never through a float), null as empty.
+fn json_text(v: Option<&RawValue>) -> Result<String, String> {
+    let Some(v) = v else { return Ok(String::new()) };
+    let raw = v.get().trim();
+    if raw == "null" {
+        return Ok(String::new());
+    }
+    if raw.starts_with('"') {
+        return serde_json::from_str::<String>(raw).map_err(|e| e.to_string());
+    }
+    if raw.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.') {
+        return Ok(raw.to_string());
+    }
+    Err(format!("{raw} is not a string or a plain number"))
+}
+
+/// Parses ledger JSON Lines (one object per line; blank lines ignored). Line numbers are 1-based.
+pub fn parse_jsonl(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let _ = key;
+    let mut out = Parsed::default();
+    for (n, line) in text.lines().enumerate() {
+        let location = Location { object, line: n as u64 + 1 };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let row: JsonRow<'_> = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(e) => {
+                out.invalid.push((None, invalid(location, ("row", format!("not a JSON object: {e}")), line.to_string())));
+                continue;
+            }
+        };
+        let texts: Result<Vec<String>, Bad> = [
+            ("ledger_id", row.ledger_id),
+            ("processor", row.processor),
+            ("processor_txn_id", row.processor_txn_id),
+            ("order_id", row.order_id),
+            ("type", row.kind),
+            ("amount", row.amount),
+            ("currency", row.currency),
+            ("status", row.status),
+            ("booked_at", row.booked_at),
+        ]
+        .into_iter()
+        .map(|(name, v)| json_text(v).map_err(|e| (name, e)))
+        .collect();
+        let t = match texts {
+            Ok(t) => t,
+            Err(bad) => {
+                out.invalid.push((None, invalid(location, bad, line.to_string())));
+                continue;
+            }
+        };
+        let fields = Fields {
+            ledger_id: &t[0],
+            processor: &t[1],
+            processor_txn_id: &t[2],
+            order_id: &t[3],
+            kind: &t[4],
+            amount: &t[5],
+            currency: &t[6],
+            status: &t[7],
+            booked_at: &t[8],
+        };
+        match validate(&fields, location) {
+            Ok(r) => out.ledger.push(r),
+            Err((p, bad)) => out.invalid.push((p, invalid(location, bad, line.to_string()))),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recon_core::{LedgerStatus, LedgerType};
+
+    const CSV: &str = "\u{feff}ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\r\n\
+L-1,stripe,ch_1,ord_1,charge,125.00,USD,captured,2025-01-15T10:21:33Z\r\n\
+L-2,stripe,re_1,\"ord_1, part\",refund,-20.00,USD,refunded,2025-01-15T11:02:00Z\r\n\
+L-3,paypal,,ord_2,charge,1200,JPY,captured,2025-01-15T12:00:00Z\r\n\
+L-4,stripe,ch_4,ord_4,charge,1.234,USD,captured,2025-01-15T12:00:00Z\r\n\
+L-5,venmo,x,ord_5,charge,1.00,USD,captured,2025-01-15T12:00:00Z\r\n\
+L-6,square,sq_6,ord_6,charge,0.125,KWD,captured,2025-01-15T12:00:00Z\r\n\
+L-7,stripe,ch_7,ord_7,charge,,USD,captured,2025-01-15T12:00:00Z\r\n";
+
+    #[test]
+    fn parses_csv_with_bom_crlf_and_quotes() {
+        let p = parse_csv("inbox/ledger/l.csv", 3, CSV).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.ledger.len(), 4);
+        assert_eq!(p.ledger[0].amount.minor, 12500);
+        assert_eq!(p.ledger[1].order_id.as_deref(), Some("ord_1, part"));
+        assert_eq!(p.ledger[1].kind, LedgerType::Refund);
+        assert_eq!(p.ledger[1].status, LedgerStatus::Refunded);
+        assert_eq!(p.ledger[2].processor_txn_id, None);
+        assert_eq!(p.ledger[2].amount.minor, 1200);
+        assert_eq!(p.ledger[3].amount.minor, 125);
+        assert_eq!(p.ledger[3].amount.currency.code(), "KWD");
+        assert_eq!(p.ledger[0].location, Location { object: 3, line: 2 });
+        let bad: Vec<_> = p.invalid.iter().map(|(pr, i)| (*pr, i.location.line, i.field.clone())).collect();
+        assert_eq!(
+            bad,
+            vec![
+                (Some(Processor::Stripe), 5, Some("amount".into())),
+                (None, 6, Some("processor".into())),
+                (Some(Processor::Stripe), 8, Some("amount".into())),
+            ]
+        );
+        assert!(p.invalid[0].1.raw.contains("L-4"));
+    }
+
+    #[test]
+    fn parses_json_lines_with_numbers_kept_exact() {
+        let text = "{\"ledger_id\":\"L-1\",\"processor\":\"stripe\",\"processor_txn_id\":\"ch_1\",\"order_id\":\"o\",\"type\":\"charge\",\"amount\":\"0.10\",\"currency\":\"USD\",\"status\":\"captured\",\"booked_at\":\"2025-01-15T10:21:33Z\"}\n\
+{\"ledger_id\":\"L-2\",\"processor\":\"stripe\",\"processor_txn_id\":null,\"order_id\":\"o\",\"type\":\"charge\",\"amount\":1200,\"currency\":\"JPY\",\"status\":\"captured\",\"booked_at\":\"2025-01-15T10:21:33Z\"}\n\
+{\"ledger_id\":\"L-3\", truncated\n";
+        let p = parse_jsonl("k", 0, text).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.ledger.len(), 2);
+        assert_eq!(p.ledger[0].amount.minor, 10);
+        assert_eq!(p.ledger[1].amount.minor, 1200);
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.location.line, 3);
+    }
+}

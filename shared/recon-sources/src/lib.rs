@@ -1,0 +1,119 @@
+//! # recon-sources
+//!
+//! Turns what the processors and the internal ledger send into canonical records ([`recon_core::model`]).
+//! The format of a file is recognised from its content (header row, JSON keys), never from its name:
+//! [`parse_object`] detects and parses one staged object. A file that cannot be read as a whole (unknown
+//! format, truncated JSON, not UTF-8) is a [`SourceError`] naming the object key; a single bad record becomes
+//! an [`InvalidRecord`] with its line and reason, and the rest of the file is still read.
+
+pub mod ledger;
+pub mod stripe;
+mod text;
+
+use recon_core::{InvalidRecord, LedgerRow, Processor, ProcessorRecord};
+use thiserror::Error;
+
+/// A file or page that cannot be used at all.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{key}: {reason}")]
+pub struct SourceError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl SourceError {
+    pub fn new(key: &str, reason: impl Into<String>) -> Self {
+        SourceError { key: key.to_string(), reason: reason.into() }
+    }
+}
+
+/// The formats recon reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    LedgerCsv,
+    LedgerJsonLines,
+    StripeReportCsv,
+    StripeApiPage,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::LedgerCsv => "ledger_csv",
+            Format::LedgerJsonLines => "ledger_jsonl",
+            Format::StripeReportCsv => "stripe_report_csv",
+            Format::StripeApiPage => "stripe_api_page",
+        }
+    }
+
+    /// The processor whose data this format carries (`None` for the ledger).
+    pub fn processor(self) -> Option<Processor> {
+        match self {
+            Format::LedgerCsv | Format::LedgerJsonLines => None,
+            Format::StripeReportCsv | Format::StripeApiPage => Some(Processor::Stripe),
+        }
+    }
+}
+
+/// Everything read from one object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub records: Vec<ProcessorRecord>,
+    pub ledger: Vec<LedgerRow>,
+    /// Invalid records with the processor they belong to, when it could be read.
+    pub invalid: Vec<(Option<Processor>, InvalidRecord)>,
+}
+
+impl Parsed {
+    /// Records read, valid or not.
+    pub fn record_count(&self) -> usize {
+        self.records.len() + self.ledger.len() + self.invalid.len()
+    }
+}
+
+/// Recognises the format of `bytes` from its content.
+pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
+    let text = text::utf8(key, bytes)?;
+    let body = text.trim_start_matches('\u{feff}').trim_start();
+    let first_line = body.lines().next().unwrap_or("");
+    if body.starts_with('{') || body.starts_with('[') {
+        if first_line.contains("\"ledger_id\"") {
+            return Ok(Format::LedgerJsonLines);
+        }
+        if first_line.contains("\"object\"") || body.contains("\"balance_transaction\"") || body.contains("\"object\":\"list\"") {
+            return Ok(Format::StripeApiPage);
+        }
+        return Err(SourceError::new(key, "JSON content of no known kind (expected a Stripe balance_transactions page or ledger JSON Lines)"));
+    }
+    let header = text::header_names(first_line);
+    let has = |n: &str| header.iter().any(|h| h == n);
+    if has("ledger_id") && has("processor_txn_id") {
+        return Ok(Format::LedgerCsv);
+    }
+    if has("balance_transaction_id") && (has("gross") || has("amount")) {
+        return Ok(Format::StripeReportCsv);
+    }
+    if body.is_empty() {
+        return Err(SourceError::new(key, "the file is empty"));
+    }
+    Err(SourceError::new(
+        key,
+        format!(
+            "unknown format: the first line {:?} is neither a ledger export header nor a Stripe report header",
+            first_line.chars().take(80).collect::<String>()
+        ),
+    ))
+}
+
+/// Detects and parses one object. `object` is the index that the records' locations will carry.
+pub fn parse_object(key: &str, object: u32, bytes: &[u8]) -> Result<(Format, Parsed), SourceError> {
+    let format = detect(key, bytes)?;
+    let text = text::utf8(key, bytes)?;
+    let parsed = match format {
+        Format::LedgerCsv => ledger::parse_csv(key, object, text)?,
+        Format::LedgerJsonLines => ledger::parse_jsonl(key, object, text)?,
+        Format::StripeReportCsv => stripe::parse_report_csv(key, object, text)?,
+        Format::StripeApiPage => stripe::parse_api_page(key, object, text)?,
+    };
+    Ok((format, parsed))
+}

@@ -1,0 +1,347 @@
+//! Stripe: balance-transaction API pages (`GET /v1/balance_transactions`, plain or expanded `source`) and the
+//! itemized balance-change / payout reconciliation report CSVs (columns located by header name, major units).
+//!
+//! Match keys, best first: the source (`ch_`/`py_`/`re_`/`dp_`), the `txn_` id, for disputes the disputed
+//! charge (ledgers often book a chargeback against the charge), for charges the payment intent (`pi_`).
+//! A refund's parent charge is never a key.
+
+use recon_core::{
+    Currency, InvalidRecord, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus, Side,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::text::{raw_record, timestamp, Columns, LineCounter};
+use crate::{Parsed, SourceError};
+
+/// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
+pub fn stripe_exponent(c: Currency) -> u8 {
+    const ZERO: &[&str] = &[
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF",
+        "XPF",
+    ];
+    const THREE: &[&str] = &["BHD", "JOD", "KWD", "OMR", "TND"];
+    if ZERO.contains(&c.code()) {
+        0
+    } else if THREE.contains(&c.code()) {
+        3
+    } else {
+        2
+    }
+}
+
+/// Kind from `reporting_category` (preferred) or `type`.
+pub fn kind_of(reporting_category: Option<&str>, txn_type: Option<&str>) -> Kind {
+    match reporting_category.map(str::trim).filter(|s| !s.is_empty()) {
+        Some("charge") => Kind::Charge,
+        Some("refund") => Kind::Refund,
+        Some("dispute" | "dispute_reversal") => Kind::Dispute,
+        Some("payout" | "payout_reversal") => Kind::Payout,
+        Some("fee" | "network_cost" | "tax") => Kind::Fee,
+        Some("other_adjustment") => Kind::Adjustment,
+        Some(_) => Kind::Other,
+        None => match txn_type.unwrap_or("") {
+            "charge" | "payment" => Kind::Charge,
+            "refund" | "payment_refund" => Kind::Refund,
+            "payout" | "payout_cancel" | "payout_failure" => Kind::Payout,
+            "stripe_fee" | "stripe_fx_fee" | "application_fee" | "tax_fee" => Kind::Fee,
+            "adjustment" => Kind::Adjustment,
+            _ => Kind::Other,
+        },
+    }
+}
+
+fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&str>, kind: Kind) -> Vec<Box<str>> {
+    let mut k: Vec<Box<str>> = Vec::with_capacity(4);
+    let mut push = |s: &str| {
+        let s = s.trim();
+        if !s.is_empty() && !k.iter().any(|x| &**x == s) {
+            k.push(s.into());
+        }
+    };
+    push(source);
+    push(txn);
+    if kind == Kind::Dispute {
+        if let Some(c) = disputed_charge {
+            push(c);
+        }
+    }
+    if kind == Kind::Charge {
+        if let Some(p) = intent {
+            push(p);
+        }
+    }
+    k
+}
+
+fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
+    (
+        Some(Processor::Stripe),
+        InvalidRecord { side: Side::Processor, location, field: Some(field.to_string()), reason, raw },
+    )
+}
+
+/// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
+pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let header = rdr.headers().map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?.clone();
+    let cols = Columns::new(&header);
+    let c_id = cols.require(key, "balance_transaction_id")?;
+    let c_cur = cols.require(key, "currency")?;
+    let c_gross = cols.find("gross").or(cols.find("amount")).ok_or_else(|| SourceError::new(key, "no gross column"))?;
+    let c_fee = cols.find("fee");
+    let c_net = cols.find("net");
+    let c_cat = cols.require(key, "reporting_category")?;
+    let c_created = cols.find("created_utc").or(cols.find("created"));
+    let c_source = cols.find("source_id");
+    let c_charge = cols.find("charge_id");
+    let c_intent = cols.find("payment_intent_id");
+    let c_order = cols.find("payment_metadata[order_id]").or(cols.find("order_id"));
+
+    let mut out = Parsed::default();
+    out.records.reserve(text.len() / 200);
+    let mut lines = LineCounter::new(text);
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = lines.line_of(e.position());
+                out.invalid.push(bad(Location { object, line }, "row", format!("unreadable CSV row: {e}"), String::new()));
+                continue;
+            }
+        }
+        let location = Location { object, line: lines.line_of(rec.position()) };
+        if rec.len() != cols.len() {
+            let why = format!("has {} fields, the header has {}", rec.len(), cols.len());
+            out.invalid.push(bad(location, "row", why, raw_record(&rec)));
+            continue;
+        }
+        let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(str::trim).filter(|s| !s.is_empty());
+        let kind = kind_of(get(Some(c_cat)), None);
+        let id = get(Some(c_id)).unwrap_or("");
+        let source = get(c_source).unwrap_or("");
+        if !kind.is_reconciled() && source.is_empty() && id.is_empty() {
+            // e.g. a fee row without a source: counted as excluded, never invalid
+        } else if id.is_empty() {
+            out.invalid.push(bad(location, "balance_transaction_id", "balance_transaction_id is empty".into(), raw_record(&rec)));
+            continue;
+        }
+        let currency = match Currency::parse(get(Some(c_cur)).unwrap_or("")) {
+            Ok(c) => c,
+            Err(e) => {
+                out.invalid.push(bad(location, "currency", e.to_string(), raw_record(&rec)));
+                continue;
+            }
+        };
+        let money = |c: Option<usize>, name: &str| -> Result<Option<i64>, (String, String)> {
+            match get(c) {
+                None => Ok(None),
+                Some(t) => Money::parse_major(t, currency).map(|m| Some(m.minor)).map_err(|e| (name.to_string(), e.to_string())),
+            }
+        };
+        let amounts = (|| Ok::<_, (String, String)>((money(Some(c_gross), "gross")?, money(c_fee, "fee")?, money(c_net, "net")?)))();
+        let (gross, fee, net) = match amounts {
+            Ok((Some(g), f, n)) => (g, f, n),
+            Ok((None, _, _)) => {
+                out.invalid.push(bad(location, "gross", "gross is empty".into(), raw_record(&rec)));
+                continue;
+            }
+            Err((field, why)) => {
+                out.invalid.push(bad(location, &field, why, raw_record(&rec)));
+                continue;
+            }
+        };
+        let occurred_at = match get(c_created) {
+            None => None,
+            Some(t) => match timestamp(t) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    out.invalid.push(bad(location, "created_utc", e, raw_record(&rec)));
+                    continue;
+                }
+            },
+        };
+        out.records.push(ProcessorRecord {
+            id: id.into(),
+            keys: keys(source, id, get(c_charge), get(c_intent), kind),
+            reference: get(c_order).map(Into::into),
+            kind,
+            amount: Money::new(gross, currency),
+            fee,
+            net,
+            status: ProcessorStatus::Succeeded,
+            occurred_at,
+            location,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct Page<'a> {
+    object: Option<String>,
+    #[serde(borrow)]
+    data: Vec<&'a RawValue>,
+    #[allow(dead_code)]
+    has_more: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct BalanceTransaction {
+    id: String,
+    amount: i64,
+    currency: String,
+    created: Option<i64>,
+    fee: Option<i64>,
+    net: Option<i64>,
+    reporting_category: Option<String>,
+    #[serde(rename = "type")]
+    txn_type: Option<String>,
+    source: Option<Value>,
+}
+
+fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
+    match v.get(name) {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Object(o)) => o.get("id").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+fn status_of(source: &Value) -> ProcessorStatus {
+    match source.get("status").and_then(Value::as_str) {
+        Some("failed") => ProcessorStatus::Failed,
+        Some("canceled") => ProcessorStatus::Canceled,
+        Some("pending") => ProcessorStatus::Pending,
+        _ if source.get("refunded").and_then(Value::as_bool) == Some(true) => ProcessorStatus::Refunded,
+        _ => ProcessorStatus::Succeeded,
+    }
+}
+
+/// Parses one `GET /v1/balance_transactions` page as received. Locations are 0-based indexes in `data`.
+pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
+    let page: Page<'_> = serde_json::from_str(text).map_err(|e| {
+        SourceError::new(key, format!("not a complete Stripe list page ({e}); the download may be truncated: fetch it again"))
+    })?;
+    if page.object.as_deref().is_some_and(|o| o != "list") {
+        return Err(SourceError::new(key, format!("expected a Stripe list object, got {:?}", page.object)));
+    }
+    let mut out = Parsed::default();
+    for (i, raw) in page.data.iter().enumerate() {
+        let location = Location { object, line: i as u64 };
+        let t: BalanceTransaction = match serde_json::from_str(raw.get()) {
+            Ok(t) => t,
+            Err(e) => {
+                out.invalid.push(bad(location, "data", format!("not a balance transaction: {e}"), raw.get().to_string()));
+                continue;
+            }
+        };
+        let currency = match Currency::parse(&t.currency) {
+            Ok(c) => c,
+            Err(e) => {
+                out.invalid.push(bad(location, "currency", e.to_string(), raw.get().to_string()));
+                continue;
+            }
+        };
+        let e = stripe_exponent(currency);
+        let conv = |v: i64| Money::from_scaled(v, e, currency).map(|m| m.minor);
+        let (amount, fee, net) = match (conv(t.amount), t.fee.map(conv).transpose(), t.net.map(conv).transpose()) {
+            (Ok(a), Ok(f), Ok(n)) => (a, f, n),
+            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
+                out.invalid.push(bad(location, "amount", err.to_string(), raw.get().to_string()));
+                continue;
+            }
+        };
+        let kind = kind_of(t.reporting_category.as_deref(), t.txn_type.as_deref());
+        let (source_id, disputed, intent, reference, status) = match &t.source {
+            Some(Value::String(s)) => (s.clone(), None, None, None, ProcessorStatus::Succeeded),
+            Some(obj @ Value::Object(_)) => (
+                str_field(obj, "id").unwrap_or("").to_string(),
+                str_field(obj, "charge").map(String::from),
+                str_field(obj, "payment_intent").map(String::from),
+                obj.get("metadata").and_then(|m| m.get("order_id")).and_then(Value::as_str).map(String::from),
+                status_of(obj),
+            ),
+            _ => (String::new(), None, None, None, ProcessorStatus::Succeeded),
+        };
+        out.records.push(ProcessorRecord {
+            id: t.id.as_str().into(),
+            keys: keys(&source_id, &t.id, disputed.as_deref(), intent.as_deref(), kind),
+            reference: reference.map(Into::into),
+            kind,
+            amount: Money::new(amount, currency),
+            fee,
+            net,
+            status,
+            occurred_at: t.created.map(|s| s.saturating_mul(1000)),
+            location,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = r#"{"object":"list","url":"/v1/balance_transactions","has_more":true,"data":[
+ {"id":"txn_3PqR8sLkdIwHu7ix0aB1cD2e","object":"balance_transaction","amount":4999,"available_on":1718928000,"balance_type":"payments","created":1718395512,"currency":"usd","description":"Order A10023","exchange_rate":null,"fee":175,"fee_details":[{"amount":175,"application":null,"currency":"usd","description":"Stripe processing fees","type":"stripe_fee"}],"net":4824,"reporting_category":"charge","source":{"id":"ch_3PqR8sLkdIwHu7ix0Xy9Zw8v","object":"charge","payment_intent":"pi_3PqR8sLkdIwHu7ix0Q1w2E3r","metadata":{"order_id":"ord_A10023"},"status":"succeeded"},"status":"available","type":"charge"},
+ {"id":"txn_3PqS1aLkdIwHu7ix1Qw2Er3t","object":"balance_transaction","amount":-4999,"available_on":1718496000,"created":1718481010,"currency":"usd","description":null,"exchange_rate":null,"fee":0,"fee_details":[],"net":-4999,"reporting_category":"refund","source":"re_3PqR8sLkdIwHu7ix0p9Oi8Uy","status":"available","type":"refund"},
+ {"id":"txn_1PqT2bLkdIwHu7ixRt5Yu6Io","object":"balance_transaction","amount":-4999,"created":1718567400,"currency":"usd","fee":1500,"net":-6499,"reporting_category":"dispute","source":"dp_1PqT2bLkdIwHu7ixAs7Df8Gh","status":"available","type":"adjustment"},
+ {"id":"txn_isk","object":"balance_transaction","amount":10000,"created":1718567400,"currency":"isk","fee":0,"net":10000,"reporting_category":"charge","source":"ch_isk","status":"available","type":"charge"},
+ {"id":"txn_jpy","object":"balance_transaction","amount":1200,"created":1718567400,"currency":"jpy","fee":0,"net":1200,"reporting_category":"charge","source":"ch_jpy","status":"available","type":"charge"},
+ {"id":"txn_kwd","object":"balance_transaction","amount":12340,"created":1718567400,"currency":"kwd","fee":0,"net":12340,"reporting_category":"charge","source":"ch_kwd","status":"available","type":"charge"},
+ {"id":"txn_bad","object":"balance_transaction","amount":1,"created":1718567400,"currency":"zzz","fee":0,"net":1,"reporting_category":"charge","source":"ch_bad","status":"available","type":"charge"},
+ {"id":"txn_1PqU3cLkdIwHu7ixJk9Lz0Xc","object":"balance_transaction","amount":-123456,"created":1718668800,"currency":"usd","fee":0,"net":-123456,"reporting_category":"payout","source":"po_1PqU3cLkdIwHu7ixVb1Nm2Qw","status":"available","type":"payout"}]}"#;
+
+    #[test]
+    fn api_page_lands_on_exact_amounts_and_keys() {
+        let p = parse_api_page("raw/stripe/page-00001.json", 0, PAGE).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.records.len(), 7);
+        let c = &p.records[0];
+        assert_eq!(c.kind, Kind::Charge);
+        assert_eq!(c.amount.minor, 4999);
+        assert_eq!(
+            c.keys.iter().map(|k| &**k).collect::<Vec<_>>(),
+            ["ch_3PqR8sLkdIwHu7ix0Xy9Zw8v", "txn_3PqR8sLkdIwHu7ix0aB1cD2e", "pi_3PqR8sLkdIwHu7ix0Q1w2E3r"]
+        );
+        assert_eq!(c.reference.as_deref(), Some("ord_A10023"));
+        assert_eq!(p.records[1].kind, Kind::Refund);
+        assert_eq!(p.records[1].amount.minor, -4999);
+        assert_eq!(p.records[2].kind, Kind::Dispute);
+        assert_eq!(p.records[3].amount.to_string(), "100"); // ISK: 10000 Stripe minor units = 100 krona
+        assert_eq!(p.records[4].amount.to_string(), "1200");
+        assert_eq!(p.records[5].amount.to_string(), "12.340");
+        assert_eq!(p.records[6].kind, Kind::Payout);
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.location.line, 6);
+    }
+
+    #[test]
+    fn truncated_page_fails_as_a_whole() {
+        let err = parse_api_page("raw/stripe/x/page-00002.json", 0, &PAGE[..300]);
+        assert!(matches!(err, Err(SourceError { ref key, .. }) if key == "raw/stripe/x/page-00002.json"));
+    }
+
+    #[test]
+    fn report_csv_by_header_name() {
+        let csv = "created_utc,balance_transaction_id,currency,gross,fee,net,reporting_category,source_id,charge_id,payment_intent_id,description,payment_metadata[order_id]\n\
+2025-06-02 00:00:00,txn_1,usd,26.12,1.05,25.07,charge,ch_1,ch_1,pi_1,\"Order 1042, express shipping\",ord_1\n\
+2025-06-02 00:00:01,txn_2,jpy,-4000,0,-4000,dispute,dp_2,ch_old,,Chargeback withdrawal,ord_2\n\
+2025-06-02 00:00:02,txn_3,usd,-1.50,0.00,-1.50,fee,,,,Billing,\n\
+2025-06-02 00:00:03,txn_4,usd,12.345,0,12.345,charge,ch_4,ch_4,pi_4,,ord_4\n";
+        let p = parse_report_csv("k", 0, csv).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.records.len(), 3);
+        assert_eq!(p.records[0].amount.minor, 2612);
+        assert_eq!(p.records[0].reference.as_deref(), Some("ord_1"));
+        assert_eq!(p.records[1].keys.iter().map(|k| &**k).collect::<Vec<_>>(), ["dp_2", "txn_2", "ch_old"]);
+        assert_eq!(p.records[1].amount.to_string(), "-4000");
+        assert_eq!(p.records[2].kind, Kind::Fee);
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.location.line, 5);
+    }
+}

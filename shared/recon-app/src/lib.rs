@@ -1,0 +1,228 @@
+//! # recon-app
+//!
+//! The use cases of the pipeline, one per step, written once over small ports so that the Lambdas and the
+//! `recon` CLI run the same code: [`fetch`] stages raw inputs and writes manifests, [`run_match`] reconciles
+//! one processor's day, writes its reports and records the run, [`notify`] composes and sends the
+//! operations email. [`pipeline::run_day`] chains them in one process for `recon run`.
+//!
+//! Ports: [`objects::ObjectStore`] (S3 or a local directory with the same keys), [`notify::Mailer`] (SES or
+//! an `.eml` outbox) and the PostgreSQL [`recon_store::Store`].
+
+pub mod fetch;
+pub mod notify;
+pub mod objects;
+pub mod pipeline;
+pub mod report;
+
+use std::collections::HashMap;
+
+use chrono::{NaiveDate, Utc};
+use recon_core::{
+    reconcile, Carried, InvalidRecord, LedgerRow, Outcome, Processor, ProcessorRecord, RunConfig, RunInput,
+    RunSummary,
+};
+use recon_sources::SourceError;
+use recon_store::{NewRun, Recorded, Store, StoreError};
+use serde_json::json;
+use thiserror::Error;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::fetch::Manifest;
+use crate::objects::{ObjectError, ObjectStore};
+use crate::report::TopItem;
+
+/// Errors of the use cases. [`AppError::error_name`] gives the stable name Step Functions sees.
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("no input for {source_name} on {date}: {hint}")]
+    NoInput { source_name: String, date: NaiveDate, hint: String },
+    #[error("unreadable input {0}")]
+    Unreadable(SourceError),
+    #[error(transparent)]
+    Object(ObjectError),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Stable error names listed in the README and matched by the state machine's `ErrorEquals`.
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            AppError::NoInput { .. } => "SourceUnavailable",
+            AppError::Unreadable(_) => "InvalidInput",
+            AppError::Object(e) if e.retryable => "Retryable",
+            AppError::Object(_) => "SourceUnavailable",
+            AppError::Store(e) if e.is_retryable() => "Retryable",
+            AppError::Store(_) => "DatabaseError",
+            AppError::InvalidInput(_) => "InvalidInput",
+            AppError::Internal(_) => "InternalError",
+        }
+    }
+}
+
+/// One processor's side of a run, ready to reconcile.
+#[derive(Debug, Default)]
+pub struct ProcessorSide {
+    pub manifests: Vec<Manifest>,
+    pub records: Vec<ProcessorRecord>,
+    pub invalid: Vec<InvalidRecord>,
+    /// Object index -> object key, for locations.
+    pub objects: Vec<(u32, String)>,
+}
+
+/// The ledger rows of one processor for a run.
+#[derive(Debug, Default)]
+pub struct LedgerSide {
+    pub manifests: Vec<Manifest>,
+    pub rows: Vec<LedgerRow>,
+    pub invalid: Vec<InvalidRecord>,
+    pub objects: Vec<(u32, String)>,
+}
+
+/// Who started a run and under which idempotency key.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub date: NaiveDate,
+    pub processor: Processor,
+    /// `schedule`, `manual`, `s3` or `cli`.
+    pub trigger: String,
+    pub execution: Option<String>,
+    /// Execution + processor + date: a retry with the same key never records a second run.
+    pub idempotency_key: String,
+}
+
+/// What a finished run gives back.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub summary: RunSummary,
+    pub report_prefix: String,
+    pub report_link: Option<String>,
+    pub top: Vec<TopItem>,
+    /// True when the idempotency key had been recorded before and nothing new was written.
+    pub replayed: bool,
+}
+
+/// Ports a run needs.
+pub struct Deps<'a, S: ObjectStore> {
+    pub objects: &'a S,
+    pub db: &'a Store,
+    pub config: &'a RunConfig,
+}
+
+fn object_table(sides: &[&[(u32, String)]]) -> Vec<String> {
+    let max = sides.iter().flat_map(|s| s.iter().map(|(i, _)| *i)).max().map(|m| m as usize + 1).unwrap_or(0);
+    let mut v = vec![String::new(); max];
+    for side in sides {
+        for (i, k) in side.iter() {
+            if let Some(slot) = v.get_mut(*i as usize) {
+                slot.clone_from(k);
+            }
+        }
+    }
+    v
+}
+
+/// Reconciles one processor's day: the match step. `input` is the staged, parsed data, or the reason it is
+/// unusable (the run is then recorded as failed with that reason). Returns the section 8 summary.
+pub async fn run_match<S: ObjectStore>(
+    deps: &Deps<'_, S>,
+    req: &RunRequest,
+    input: Result<(ProcessorSide, LedgerSide), String>,
+) -> Result<RunResult, AppError> {
+    let started_at = Utc::now();
+    if let Some((id, summary)) = deps.db.find_by_key(&req.idempotency_key).await.map_err(AppError::Store)? {
+        if let Some(summary) = summary {
+            info!(run_id = %id, processor = %req.processor, date = %req.date, "run already recorded for this execution");
+            let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, id);
+            return Ok(RunResult { summary, report_prefix: prefix, report_link: None, top: Vec::new(), replayed: true });
+        }
+    }
+    let run_id = Uuid::now_v7();
+    let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, run_id);
+    let carried_items = match &input {
+        Ok(_) => deps.db.load_carried(req.processor, req.date).await.map_err(AppError::Store)?,
+        Err(_) => Vec::new(),
+    };
+    let first_seen: HashMap<i64, NaiveDate> = carried_items.iter().map(|c| (c.carried.id, c.first_seen)).collect();
+    let carried: Vec<Carried> = carried_items.into_iter().map(|c| c.carried).collect();
+
+    let (summary, outcome, manifests) = match input {
+        Err(error) => (RunSummary::failed(run_id.to_string(), req.processor, error), None, Vec::new()),
+        Ok((p, l)) => {
+            let objects = object_table(&[&p.objects, &l.objects]);
+            let manifests: Vec<Manifest> = p.manifests.iter().chain(&l.manifests).cloned().collect();
+            let config = deps.config.clone();
+            let processor = req.processor;
+            let mut invalid = p.invalid;
+            invalid.extend(l.invalid);
+            let (records, rows) = (p.records, l.rows);
+            let result = tokio::task::spawn_blocking(move || {
+                reconcile(RunInput {
+                    processor,
+                    objects: &objects,
+                    records: &records,
+                    ledger: &rows,
+                    invalid: &invalid,
+                    carried: &carried,
+                    config: &config,
+                })
+            })
+            .await
+            .map_err(|e| AppError::Internal(format!("matcher task: {e}")))?;
+            match result {
+                Ok(o) => (RunSummary::succeeded(run_id.to_string(), &o), Some(o), manifests),
+                Err(e) => {
+                    warn!(error = %e, "conservation check failed; the run is recorded as failed");
+                    (RunSummary::failed(run_id.to_string(), req.processor, e.to_string()), None, manifests)
+                }
+            }
+        }
+    };
+    let manifest_keys: Vec<String> = manifests.iter().map(|m| m.manifest_key.clone()).collect();
+
+    // reports first, then the database row that points at them
+    let summary_key = format!("{prefix}summary.json");
+    let csv_key = format!("{prefix}discrepancies.csv");
+    let html_key = format!("{prefix}report.html");
+    let body = serde_json::to_vec_pretty(&summary).map_err(|e| AppError::Internal(e.to_string()))?;
+    deps.objects.put(&summary_key, body, "application/json").await.map_err(AppError::Object)?;
+    let ds = outcome.as_ref().map(|o| o.discrepancies.as_slice()).unwrap_or(&[]);
+    deps.objects.put(&csv_key, report::discrepancies_csv(ds)?, "text/csv").await.map_err(AppError::Object)?;
+    let trend = deps.db.trend(req.processor, req.date, 13).await.unwrap_or_default();
+    let html = report::render_html(&req.date.to_string(), &summary, outcome.as_ref(), &trend, &manifest_keys)?;
+    deps.objects.put(&html_key, html.into_bytes(), "text/html").await.map_err(AppError::Object)?;
+
+    let new = NewRun {
+        run_id,
+        date: req.date,
+        processor: req.processor,
+        trigger: &req.trigger,
+        execution: req.execution.as_deref(),
+        idempotency_key: &req.idempotency_key,
+        grace_days: deps.config.grace_days,
+        summary: &summary,
+        outcome: outcome.as_ref(),
+        manifests: serde_json::to_value(&manifests).unwrap_or_default(),
+        report_keys: json!({"summary": summary_key, "discrepancies": csv_key, "report": html_key}),
+        started_at,
+        finished_at: Utc::now(),
+        first_seen: &first_seen,
+    };
+    match deps.db.record_run(&new).await.map_err(AppError::Store)? {
+        Recorded::Existing { run_id: id, summary: Some(s) } => {
+            let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, id);
+            return Ok(RunResult { summary: s, report_prefix: prefix, report_link: None, top: Vec::new(), replayed: true });
+        }
+        Recorded::Existing { .. } | Recorded::New { .. } => {}
+    }
+    info!(run_id = %run_id, processor = %req.processor, date = %req.date, status = ?summary.status,
+          severity = ?summary.severity, "run recorded");
+    let top = outcome.as_ref().map(|o: &Outcome| report::top(req.processor.as_str(), &o.discrepancies, 10)).unwrap_or_default();
+    let link = deps.objects.link(&html_key).await.ok();
+    Ok(RunResult { summary, report_prefix: prefix, report_link: link, top, replayed: false })
+}

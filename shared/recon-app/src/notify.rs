@@ -1,0 +1,151 @@
+//! The notify step: when a run reaches the threshold or failed, compose the operations email (HTML and
+//! plain-text parts) and hand it to a [`Mailer`] — SES in AWS, an `.eml` outbox locally.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::Message;
+use minijinja::{context, Environment};
+use recon_core::{RunStatus, RunSummary, Severity};
+use serde::Serialize;
+
+use crate::report::TopItem;
+use crate::AppError;
+
+/// A composed email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+impl Email {
+    /// RFC 5322 bytes (multipart/alternative), as written to an `.eml` file or sent raw.
+    pub fn to_rfc5322(&self) -> Result<Vec<u8>, AppError> {
+        let from: Mailbox =
+            self.from.parse().map_err(|e| AppError::InvalidInput(format!("SENDER_EMAIL {:?}: {e}", self.from)))?;
+        let mut b = Message::builder().from(from).subject(self.subject.clone());
+        for t in &self.to {
+            let m: Mailbox = t.parse().map_err(|e| AppError::InvalidInput(format!("OPERATIONS_EMAIL {t:?}: {e}")))?;
+            b = b.to(m);
+        }
+        let msg = b
+            .multipart(MultiPart::alternative_plain_html(self.text.clone(), self.html.clone()))
+            .map_err(|e| AppError::Internal(format!("building the email: {e}")))?;
+        Ok(msg.formatted())
+    }
+}
+
+/// Sends an email; returns a message id.
+pub trait Mailer: Send + Sync {
+    fn send(&self, email: &Email) -> impl Future<Output = Result<String, AppError>> + Send;
+}
+
+/// Writes each email as an `.eml` file into a directory (the local stand-in for SES).
+#[derive(Debug, Clone)]
+pub struct OutboxMailer {
+    pub dir: PathBuf,
+}
+
+impl Mailer for OutboxMailer {
+    async fn send(&self, email: &Email) -> Result<String, AppError> {
+        let bytes = email.to_rfc5322()?;
+        let id = uuid::Uuid::now_v7().to_string();
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| AppError::Internal(format!("creating outbox {}: {e}", self.dir.display())))?;
+        let path = self.dir.join(format!("{id}.eml"));
+        tokio::fs::write(&path, bytes)
+            .await
+            .map_err(|e| AppError::Internal(format!("writing {}: {e}", path.display())))?;
+        Ok(path.display().to_string())
+    }
+}
+
+/// Should these runs be notified at `min` severity?
+pub fn should_notify(runs: &[RunSummary], min: Severity) -> bool {
+    runs.iter().any(|r| r.status == RunStatus::Failed || r.severity.is_some_and(|s| s >= min))
+}
+
+/// What the email shows of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunNotice {
+    pub summary: RunSummary,
+    /// Link to the run's `report.html`.
+    pub link: Option<String>,
+    pub top: Vec<TopItem>,
+}
+
+/// Composes the operations email for a day.
+pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> Result<Email, AppError> {
+    let failed: Vec<&str> =
+        notices.iter().filter(|n| n.summary.status == RunStatus::Failed).map(|n| n.summary.processor.as_str()).collect();
+    let worst = notices.iter().filter_map(|n| n.summary.severity).max();
+    let headline = match (failed.is_empty(), worst) {
+        (false, _) => format!("FAILED for {}", failed.join(", ")),
+        (true, Some(s)) => format!("{s} discrepancies"),
+        (true, None) => "no discrepancies".to_string(),
+    };
+    let mut top: Vec<TopItem> = notices.iter().flat_map(|n| n.top.iter().cloned()).collect();
+    top.sort_by(|a, b| b.rank.cmp(&a.rank));
+    top.truncate(10);
+    #[derive(Serialize)]
+    struct R<'a> {
+        processor: &'a str,
+        status: &'a str,
+        severity: Option<String>,
+        error: Option<&'a str>,
+        processor_count: u64,
+        ledger_count: u64,
+        matched_count: u64,
+        clean_count: u64,
+        counts: Vec<(&'static str, u64)>,
+        totals: &'a std::collections::BTreeMap<String, String>,
+        link: Option<&'a str>,
+    }
+    let runs: Vec<R<'_>> = notices
+        .iter()
+        .map(|n| {
+            let s = &n.summary;
+            let c = &s.discrepancy_counts;
+            let counts = [
+                ("missing_in_ledger", c.missing_in_ledger),
+                ("missing_in_processor", c.missing_in_processor),
+                ("amount_mismatch", c.amount_mismatch),
+                ("currency_mismatch", c.currency_mismatch),
+                ("status_mismatch", c.status_mismatch),
+                ("duplicate", c.duplicate),
+                ("invalid_record", c.invalid_record),
+                ("pending", c.pending),
+            ]
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect();
+            R {
+                processor: s.processor.as_str(),
+                status: if s.status == RunStatus::Failed { "failed" } else { "succeeded" },
+                severity: s.severity.map(|v| v.to_string()),
+                error: s.error.as_deref(),
+                processor_count: s.processor_count,
+                ledger_count: s.ledger_count,
+                matched_count: s.matched_count,
+                clean_count: s.clean_count,
+                counts,
+                totals: &s.total_discrepancy_amount,
+                link: n.link.as_deref(),
+            }
+        })
+        .collect();
+    let mut env = Environment::new();
+    let terr = |e: minijinja::Error| AppError::Internal(format!("email template: {e}"));
+    env.add_template("html", include_str!("../templates/email.html")).map_err(terr)?;
+    env.add_template("text", include_str!("../templates/email.txt")).map_err(terr)?;
+    let ctx = context! { date => date, headline => &headline, runs => runs, top => top };
+    let html = env.get_template("html").and_then(|t| t.render(&ctx)).map_err(terr)?;
+    let text = env.get_template("text").and_then(|t| t.render(&ctx)).map_err(terr)?;
+    Ok(Email { from: from.to_string(), to: to.to_vec(), subject: format!("[recon] {date}: {headline}"), html, text })
+}

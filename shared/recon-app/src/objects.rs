@@ -1,0 +1,125 @@
+//! The object store port (S3 keys of spec section 3) and its local-directory twin.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// An object could not be read or written.
+#[derive(Debug, Error)]
+#[error("object store: {op} {key}: {reason}")]
+pub struct ObjectError {
+    pub op: &'static str,
+    pub key: String,
+    pub reason: String,
+    /// Worth retrying (throttling, timeouts, 5xx).
+    pub retryable: bool,
+}
+
+/// Put/get/list by key. Implemented by the local directory here and by S3 in the AWS adapter.
+pub trait ObjectStore: Send + Sync {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, ObjectError>> + Send;
+    fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), ObjectError>> + Send;
+    /// Keys under `prefix`, sorted.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, ObjectError>> + Send;
+    /// Copies an object unchanged (server-side where possible).
+    fn copy(&self, from: &str, to: &str) -> impl Future<Output = Result<(), ObjectError>> + Send;
+    /// A link a person can open (a file path locally, a presigned URL on S3).
+    fn link(&self, key: &str) -> impl Future<Output = Result<String, ObjectError>> + Send;
+    /// Where this store is, for messages (`./.recon/store`, `s3://bucket`).
+    fn describe(&self) -> String;
+}
+
+/// A local directory laid out with the S3 keys.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, ObjectError> {
+        if key.is_empty() || key.starts_with('/') || key.split('/').any(|p| p == ".." || p == ".") {
+            return Err(ObjectError { op, key: key.into(), reason: "not a valid object key".into(), retryable: false });
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn io<'a>(op: &'static str, key: &'a str) -> impl Fn(std::io::Error) -> ObjectError + 'a {
+    move |e| ObjectError { op, key: key.to_string(), reason: e.to_string(), retryable: false }
+}
+
+fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(&path, root, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            let key = rel.to_string_lossy().replace('\\', "/");
+            if !key.split('/').any(|p| p.starts_with(".tmp-")) {
+                out.push(key);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ObjectStore for LocalStore {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
+        let p = self.path("get", key)?;
+        tokio::fs::read(&p).await.map_err(io("get", key))
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), ObjectError> {
+        let p = self.path("put", key)?;
+        let dir = p.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        tokio::fs::create_dir_all(&dir).await.map_err(io("put", key))?;
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let tmp = dir.join(format!(".tmp-{}-{name}", uuid::Uuid::new_v4()));
+        tokio::fs::write(&tmp, bytes).await.map_err(io("put", key))?;
+        tokio::fs::rename(&tmp, &p).await.map_err(io("put", key))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        let dir_key = prefix.trim_end_matches('/');
+        let dir = self.path("list", dir_key)?;
+        let root = self.root.clone();
+        let mut out = Vec::new();
+        walk(&dir, &root, &mut out).map_err(io("list", prefix))?;
+        out.retain(|k| k.starts_with(prefix));
+        out.sort();
+        Ok(out)
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
+        let src = self.path("copy", from)?;
+        let dst = self.path("copy", to)?;
+        if let Some(d) = dst.parent() {
+            tokio::fs::create_dir_all(d).await.map_err(io("copy", to))?;
+        }
+        tokio::fs::copy(&src, &dst).await.map(|_| ()).map_err(io("copy", from))
+    }
+
+    async fn link(&self, key: &str) -> Result<String, ObjectError> {
+        let p = self.path("link", key)?;
+        Ok(std::path::absolute(&p).unwrap_or(p).to_string_lossy().to_string())
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}

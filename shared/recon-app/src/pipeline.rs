@@ -1,0 +1,180 @@
+//! `recon run`: the whole pipeline for one day in one process — fetch (stage) every processor and the
+//! ledger concurrently, match each processor, notify.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use recon_core::{DaySummary, InvalidRecord, LedgerRow, Processor, Severity};
+use tracing::{error, info};
+
+use crate::fetch::{stage_inbox, Fetched};
+use crate::notify::{compose, should_notify, Mailer, RunNotice};
+use crate::objects::ObjectStore;
+use crate::{run_match, AppError, Deps, LedgerSide, ProcessorSide, RunRequest, RunResult};
+
+/// Where and to whom the email goes.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub min_severity: Severity,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DayOptions {
+    pub date: NaiveDate,
+    pub processors: Vec<Processor>,
+    pub trigger: String,
+    /// Distinguishes this invocation in idempotency keys (`cli:<uuid>`).
+    pub execution: String,
+    pub notify: Option<NotifySettings>,
+}
+
+/// The day's outcome.
+#[derive(Debug)]
+pub struct DayResult {
+    pub summary: DaySummary,
+    pub runs: Vec<RunResult>,
+    /// Message id (or outbox path) of the email, when one was sent.
+    pub email: Option<String>,
+}
+
+/// The ledger of a day split by processor.
+struct LedgerByProcessor {
+    manifests: Vec<crate::fetch::Manifest>,
+    rows: BTreeMap<Processor, Vec<LedgerRow>>,
+    invalid: BTreeMap<Processor, Vec<InvalidRecord>>,
+    unattributed: Vec<InvalidRecord>,
+    objects: Vec<(u32, String)>,
+}
+
+fn split_ledger(f: Fetched) -> Result<LedgerByProcessor, AppError> {
+    let mut out = LedgerByProcessor {
+        manifests: vec![f.manifest.clone()],
+        rows: BTreeMap::new(),
+        invalid: BTreeMap::new(),
+        unattributed: Vec::new(),
+        objects: Vec::new(),
+    };
+    for (n, l) in f.loaded.into_iter().enumerate() {
+        if l.format.processor().is_some() {
+            return Err(AppError::Unreadable(recon_sources::SourceError::new(
+                &l.key,
+                format!("is a {} file, not a ledger export; move it to the processor's inbox", l.format.as_str()),
+            )));
+        }
+        out.objects.push((u32::try_from(n).unwrap_or(u32::MAX), l.key.clone()));
+        for row in l.parsed.ledger {
+            out.rows.entry(row.processor).or_default().push(row);
+        }
+        for (p, inv) in l.parsed.invalid {
+            match p {
+                Some(p) => out.invalid.entry(p).or_default().push(inv),
+                None => out.unattributed.push(inv),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn processor_side(p: Processor, f: Fetched, base: u32) -> Result<ProcessorSide, AppError> {
+    let mut side = ProcessorSide { manifests: vec![f.manifest.clone()], ..ProcessorSide::default() };
+    for (n, l) in f.loaded.into_iter().enumerate() {
+        if l.format.processor() != Some(p) {
+            return Err(AppError::Unreadable(recon_sources::SourceError::new(
+                &l.key,
+                format!("is a {} file, not {p} data; move it to the right inbox folder", l.format.as_str()),
+            )));
+        }
+        side.objects.push((base + u32::try_from(n).unwrap_or(0), l.key.clone()));
+        if side.records.is_empty() {
+            side.records = l.parsed.records;
+        } else {
+            side.records.extend(l.parsed.records);
+        }
+        side.invalid.extend(l.parsed.invalid.into_iter().map(|(_, i)| i));
+    }
+    Ok(side)
+}
+
+/// Object indexes: ledger files from 0, processor `i`'s files from `(i + 1) * 1000`.
+fn base_of(i: usize) -> u32 {
+    u32::try_from((i + 1) * 1000).unwrap_or(u32::MAX)
+}
+
+/// Runs the day. Returns an error only for what stops every run (the database is unreachable); a processor
+/// whose input is unusable gets a failed run and the others go on.
+pub async fn run_day<S: ObjectStore, M: Mailer>(
+    deps: &Deps<'_, S>,
+    mailer: Option<&M>,
+    opts: &DayOptions,
+) -> Result<DayResult, AppError> {
+    let date = opts.date;
+    let ledger_fut = stage_inbox(deps.objects, "ledger", date, 0);
+    let procs_fut = async {
+        let mut v = Vec::new();
+        for (i, p) in opts.processors.iter().enumerate() {
+            v.push((*p, stage_inbox(deps.objects, p.as_str(), date, base_of(i)).await, base_of(i)));
+        }
+        v
+    };
+    let (ledger, staged) = tokio::join!(ledger_fut, procs_fut);
+    let mut ledger = ledger.and_then(split_ledger).map_err(|e| e.to_string());
+    if let Err(e) = &ledger {
+        error!(date = %date, error = %e, "ledger unusable: every processor run fails");
+    }
+    let unattributed = ledger.as_ref().map(|l| l.unattributed.len() as u64).unwrap_or(0);
+    if let Ok(l) = &ledger {
+        for inv in &l.unattributed {
+            error!(line = inv.location.line, reason = %inv.reason, "ledger row with unreadable processor; not attributed to any run");
+        }
+    }
+
+    let mut runs = Vec::new();
+    for (p, fetched, base) in staged {
+        let req = RunRequest {
+            date,
+            processor: p,
+            trigger: opts.trigger.clone(),
+            execution: Some(opts.execution.clone()),
+            idempotency_key: format!("{}:{}:{}", opts.execution, p, date),
+        };
+        let input = match (fetched.and_then(|f| processor_side(p, f, base)), &mut ledger) {
+            (Err(e), _) => Err(e.to_string()),
+            (Ok(_), Err(e)) => Err(format!("ledger: {e}")),
+            (Ok(side), Ok(l)) => Ok((
+                side,
+                LedgerSide {
+                    manifests: l.manifests.clone(),
+                    rows: l.rows.remove(&p).unwrap_or_default(),
+                    invalid: l.invalid.remove(&p).unwrap_or_default(),
+                    objects: l.objects.clone(),
+                },
+            )),
+        };
+        if let Err(e) = &input {
+            error!(processor = %p, date = %date, error = %e, "run fails");
+        }
+        runs.push(run_match(deps, &req, input).await?);
+    }
+    let summary = DaySummary {
+        date: date.to_string(),
+        runs: runs.iter().map(|r| r.summary.clone()).collect(),
+        unattributed_invalid_records: unattributed,
+    };
+    let mut email = None;
+    if let (Some(settings), Some(mailer)) = (&opts.notify, mailer) {
+        if should_notify(&summary.runs, settings.min_severity) {
+            let notices: Vec<RunNotice> = runs
+                .iter()
+                .map(|r| RunNotice { summary: r.summary.clone(), link: r.report_link.clone(), top: r.top.clone() })
+                .collect();
+            let mail = compose(&date.to_string(), &notices, &settings.from, &settings.to)?;
+            let id = mailer.send(&mail).await?;
+            info!(message = %id, "operations email sent");
+            email = Some(id);
+        }
+    }
+    Ok(DayResult { summary, runs, email })
+}

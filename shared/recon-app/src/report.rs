@@ -1,0 +1,240 @@
+//! Report files of a run: `summary.json`, `discrepancies.csv` and a self-contained `report.html` with inline
+//! SVG charts. Chart geometry uses integer arithmetic only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use minijinja::{context, Environment};
+use recon_core::{Category, Discrepancy, Outcome, RunSummary, Severity};
+use recon_store::RunRow;
+use serde::Serialize;
+
+use crate::AppError;
+
+/// One row of a top-discrepancies table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopItem {
+    pub processor: String,
+    pub category: String,
+    pub severity: Option<String>,
+    pub processor_id: Option<String>,
+    pub ledger_id: Option<String>,
+    pub reference: Option<String>,
+    pub amount: String,
+    pub currency: Option<String>,
+    pub details: String,
+    /// For sorting: severity rank and minor units.
+    #[serde(skip)]
+    pub rank: (Option<Severity>, i64),
+}
+
+/// Open discrepancies, most severe and largest first.
+pub fn top(processor: &str, ds: &[Discrepancy], n: usize) -> Vec<TopItem> {
+    let mut items: Vec<&Discrepancy> = ds.iter().filter(|d| d.severity.is_some()).collect();
+    items.sort_by(|a, b| (b.severity, b.amount_at_stake).cmp(&(a.severity, a.amount_at_stake)));
+    items.into_iter().take(n).map(|d| top_item(processor, d)).collect()
+}
+
+fn top_item(processor: &str, d: &Discrepancy) -> TopItem {
+    TopItem {
+        processor: processor.to_string(),
+        category: d.category.as_str().to_string(),
+        severity: d.severity.map(|s| s.as_str().to_string()),
+        processor_id: d.processor_id.as_deref().map(String::from),
+        ledger_id: d.ledger_id.as_deref().map(String::from),
+        reference: d.reference.as_deref().map(String::from),
+        amount: d.stake().map(|m| m.to_string()).unwrap_or_else(|| "0".into()),
+        currency: d.currency.map(|c| c.code().to_string()),
+        details: d.details.clone(),
+        rank: (d.severity, d.amount_at_stake),
+    }
+}
+
+/// `discrepancies.csv`: one row per discrepancy (pending items included, marked by lifecycle).
+pub fn discrepancies_csv(ds: &[Discrepancy]) -> Result<Vec<u8>, AppError> {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(ds.len() * 200 + 256));
+    let err = |e: csv::Error| AppError::Internal(format!("writing discrepancies.csv: {e}"));
+    w.write_record([
+        "category",
+        "severity",
+        "lifecycle",
+        "processor_id",
+        "ledger_id",
+        "processor_txn_id",
+        "reference",
+        "kind",
+        "processor_amount",
+        "processor_currency",
+        "ledger_amount",
+        "ledger_currency",
+        "amount",
+        "currency",
+        "occurred_at",
+        "processor_source",
+        "ledger_source",
+        "details",
+        "raw_record",
+    ])
+    .map_err(err)?;
+    for d in ds {
+        let occurred = d
+            .occurred_at
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let amount = d.stake().map(|m| m.to_string()).unwrap_or_else(|| "0".into());
+        w.write_record([
+            d.category.as_str(),
+            d.severity.map(|s| s.as_str()).unwrap_or(""),
+            d.lifecycle.as_str(),
+            d.processor_id.as_deref().unwrap_or(""),
+            d.ledger_id.as_deref().unwrap_or(""),
+            d.processor_txn_id.as_deref().unwrap_or(""),
+            d.reference.as_deref().unwrap_or(""),
+            d.kind.map(|k| k.as_str()).unwrap_or(""),
+            &d.processor_amount.map(|m| m.to_string()).unwrap_or_default(),
+            &d.processor_amount.map(|m| m.currency.code().to_string()).unwrap_or_default(),
+            &d.ledger_amount.map(|m| m.to_string()).unwrap_or_default(),
+            &d.ledger_amount.map(|m| m.currency.code().to_string()).unwrap_or_default(),
+            &amount,
+            &d.currency.map(|c| c.code().to_string()).unwrap_or_default(),
+            &occurred,
+            d.processor_source.as_deref().unwrap_or(""),
+            d.ledger_source.as_deref().unwrap_or(""),
+            &d.details,
+            d.raw.as_deref().unwrap_or(""),
+        ])
+        .map_err(err)?;
+    }
+    w.into_inner().map_err(|e| AppError::Internal(format!("writing discrepancies.csv: {e}")))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A horizontal bar chart as inline SVG; bar widths are proportional to the values (integer maths).
+pub fn bar_chart(rows: &[(String, u64, &str)]) -> String {
+    let width: u64 = 300;
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
+    let h = rows.len() * 22 + 4;
+    let mut s = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="520" height="{h}" role="img">"#);
+    for (i, (label, v, color)) in rows.iter().enumerate() {
+        let y = i * 22 + 2;
+        let w = if *v == 0 { 0 } else { (v * width / max).max(2) };
+        let _ = write!(
+            s,
+            r##"<text x="0" y="{ty}" font-size="12" fill="#323f4b">{l}</text><rect x="170" y="{y}" width="{w}" height="16" rx="2" fill="{color}"/><text x="{tx}" y="{ty}" font-size="12" fill="#323f4b">{v}</text>"##,
+            ty = y + 12,
+            l = esc(label),
+            tx = 176 + w,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A vertical bar chart of the last runs' discrepancy counts, failed runs in red.
+pub fn trend_chart(runs: &[RunRow]) -> String {
+    if runs.is_empty() {
+        return "<p>no earlier runs</p>".into();
+    }
+    let max = runs.iter().map(|r| r.discrepancy_count.max(0) as u64).max().unwrap_or(0).max(1);
+    let mut s = r#"<svg xmlns="http://www.w3.org/2000/svg" width="520" height="170" role="img">"#.to_string();
+    for (i, r) in runs.iter().enumerate() {
+        let v = r.discrepancy_count.max(0) as u64;
+        let h = if v == 0 { 1 } else { (v * 120 / max).max(2) };
+        let x = i * 36 + 4;
+        let color = if r.status == "failed" { "#ba2525" } else { "#2680c2" };
+        let _ = write!(
+            s,
+            r##"<rect x="{x}" y="{y}" width="26" height="{h}" fill="{color}"><title>{d}: {v} ({st})</title></rect><text x="{x}" y="150" font-size="9" fill="#616e7c">{md}</text><text x="{x}" y="{ly}" font-size="9" fill="#323f4b">{v}</text>"##,
+            y = 135 - h,
+            d = r.run_date,
+            st = esc(&r.status),
+            md = r.run_date.format("%m-%d"),
+            ly = 132 - h,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+const CATEGORY_COLORS: [&str; 7] = ["#ba2525", "#de911d", "#8719e0", "#2680c2", "#0f609b", "#e12d39", "#616e7c"];
+
+/// Renders `report.html`.
+pub fn render_html(
+    date: &str,
+    run: &RunSummary,
+    outcome: Option<&Outcome>,
+    trend: &[RunRow],
+    manifests: &[String],
+) -> Result<String, AppError> {
+    let mut env = Environment::new();
+    env.add_template("report", include_str!("../templates/report.html"))
+        .map_err(|e| AppError::Internal(format!("report template: {e}")))?;
+    let counts = &run.discrepancy_counts;
+    let mut cat_rows: Vec<(String, u64, &str)> =
+        Category::ALL.iter().zip(CATEGORY_COLORS).map(|(c, col)| (c.as_str().to_string(), counts.get(*c), col)).collect();
+    cat_rows.push(("pending".into(), counts.pending, "#9aa5b1"));
+    let mut sev: BTreeMap<Severity, u64> = BTreeMap::new();
+    let mut by_cur: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(o) = outcome {
+        for d in &o.discrepancies {
+            if let Some(s) = d.severity {
+                *sev.entry(s).or_default() += 1;
+            }
+            if let (Some(c), Some(_)) = (d.currency, d.severity) {
+                *by_cur.entry(c.code().to_string()).or_default() += 1;
+            }
+        }
+    }
+    let sev_rows: Vec<(String, u64, &str)> = [
+        (Severity::Critical, "#ba2525"),
+        (Severity::High, "#de911d"),
+        (Severity::Medium, "#2680c2"),
+        (Severity::Low, "#3ebd93"),
+    ]
+    .iter()
+    .map(|(s, c)| (s.as_str().to_string(), sev.get(s).copied().unwrap_or(0), *c))
+    .collect();
+    let cur_rows: Vec<(String, u64, &str)> = by_cur.into_iter().map(|(c, n)| (format!("{c} (items)"), n, "#0f609b")).collect();
+    #[derive(Serialize)]
+    struct Total {
+        currency: String,
+        amount: String,
+    }
+    let totals: Vec<Total> =
+        run.total_discrepancy_amount.iter().map(|(c, a)| Total { currency: c.clone(), amount: a.clone() }).collect();
+    let top = outcome.map(|o| top(run.processor.as_str(), &o.discrepancies, 50)).unwrap_or_default();
+    let tmpl = env.get_template("report").map_err(|e| AppError::Internal(format!("report template: {e}")))?;
+    tmpl.render(context! {
+        date => date,
+        run => run,
+        generated_at => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        discrepancy_total => counts.total() - counts.pending,
+        category_chart => bar_chart(&cat_rows),
+        severity_chart => bar_chart(&sev_rows),
+        currency_chart => bar_chart(&cur_rows),
+        trend_chart => trend_chart(trend),
+        trend_len => trend.len(),
+        totals => totals,
+        excluded => run.excluded_counts,
+        top => top,
+        manifests => manifests,
+    })
+    .map_err(|e| AppError::Internal(format!("rendering report.html: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_are_proportional_and_escaped() {
+        let svg = bar_chart(&[("a<b".into(), 10, "#000"), ("c".into(), 5, "#111"), ("z".into(), 0, "#222")]);
+        assert!(svg.contains(r#"width="300""#));
+        assert!(svg.contains(r#"width="150""#));
+        assert!(svg.contains("a&lt;b"));
+    }
+}

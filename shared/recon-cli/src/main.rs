@@ -1,0 +1,204 @@
+//! `recon`: run the reconciliation pipeline locally, list and show runs, apply migrations.
+//! The binary is glue: every step is a use case of `recon-app`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::{NaiveDate, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use recon_app::notify::OutboxMailer;
+use recon_app::objects::LocalStore;
+use recon_app::pipeline::{run_day, DayOptions, NotifySettings};
+use recon_app::Deps;
+use recon_core::{DaySummary, Processor, RunConfig, RunStatus, Severity};
+use recon_store::{DbConfig, Store};
+
+mod table;
+
+#[derive(Parser)]
+#[command(name = "recon", version, about = "Daily payment reconciliation: Stripe, PayPal and Square against the ledger")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconcile one day in this process: stage inputs, match, record runs, write reports, notify.
+    Run {
+        /// The day to reconcile (UTC), YYYY-MM-DD; default yesterday.
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Comma-separated processors; default all (stripe,paypal,square).
+        #[arg(long, value_delimiter = ',')]
+        processors: Vec<Processor>,
+        /// Local directory laid out like the S3 bucket.
+        #[arg(long, default_value = "./.recon/store", conflicts_with = "bucket")]
+        store: PathBuf,
+        /// S3 bucket instead of a local directory.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// PostgreSQL URL; default DATABASE_URL, then DB_* variables, then the local server.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Later runs an unmatched item stays pending before it is reported missing (0: at once).
+        #[arg(long, default_value_t = 1)]
+        grace_days: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Do not send (or write) the operations email.
+        #[arg(long)]
+        no_notify: bool,
+        /// Directory for `.eml` files instead of SES.
+        #[arg(long, env = "RECON_OUTBOX", default_value = "./.recon/outbox")]
+        outbox: PathBuf,
+    },
+    /// List runs, newest first.
+    Runs {
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[arg(long)]
+        processor: Option<Processor>,
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// One run and its discrepancies.
+    Show {
+        run_id: uuid::Uuid,
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Apply database migrations.
+    Migrate {
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+fn store_from(url: Option<&str>) -> Result<Store> {
+    let cfg = match url {
+        Some(u) => DbConfig::from_url(u)?,
+        None => DbConfig::from_env()?,
+    };
+    Ok(Store::new(&cfg)?)
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RECON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { date, processors, store, bucket, database_url, grace_days, format, no_notify, outbox } => {
+            if bucket.is_some() {
+                bail!("--bucket needs the S3 adapter, which this build does not have yet; use --store DIR");
+            }
+            let date = date.unwrap_or_else(|| Utc::now().date_naive().pred_opt().unwrap_or_default());
+            let processors = if processors.is_empty() { Processor::ALL.to_vec() } else { processors };
+            let db = store_from(database_url.as_deref())?;
+            db.migrate().await.context("applying migrations")?;
+            let objects = LocalStore::new(&store);
+            let config = RunConfig { grace_days, ..RunConfig::default() };
+            let min_severity: Severity = env_or("NOTIFY_MIN_SEVERITY", "HIGH")
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("NOTIFY_MIN_SEVERITY: {e}"))?;
+            let notify = (!no_notify).then(|| NotifySettings {
+                min_severity,
+                from: env_or("SENDER_EMAIL", "recon@example.com"),
+                to: env_or("OPERATIONS_EMAIL", "operations@example.com").split(',').map(|s| s.trim().to_string()).collect(),
+            });
+            let opts = DayOptions {
+                date,
+                processors,
+                trigger: "cli".into(),
+                execution: format!("cli:{}", uuid::Uuid::now_v7()),
+                notify,
+            };
+            let mailer = OutboxMailer { dir: outbox };
+            let deps = Deps { objects: &objects, db: &db, config: &config };
+            let day = run_day(&deps, Some(&mailer), &opts).await?;
+            print_day(&day.summary, format)?;
+            for r in &day.runs {
+                let where_ = r.report_link.clone().unwrap_or_else(|| format!("{}/{}report.html", store.display(), r.report_prefix));
+                eprintln!("report  {:<7} {where_}", r.summary.processor.as_str());
+            }
+            if let Some(e) = &day.email {
+                eprintln!("email   {e}");
+            }
+            let failed = day.summary.runs.iter().any(|r| r.status == RunStatus::Failed);
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Runs { date, processor, database_url, format } => {
+            let db = store_from(database_url.as_deref())?;
+            let runs = db.list_runs(date, processor, 200).await?;
+            match format {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+                OutputFormat::Table => print!("{}", table::runs(&runs)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { run_id, database_url, format } => {
+            let db = store_from(database_url.as_deref())?;
+            let Some((run, ds)) = db.show_run(run_id).await? else {
+                bail!("no run {run_id}; `recon runs` lists them");
+            };
+            match format {
+                OutputFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": run, "discrepancies": ds}))?)
+                }
+                OutputFormat::Table => print!("{}", table::show(&run, &ds)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { database_url } => {
+            let db = store_from(database_url.as_deref())?;
+            let applied = db.migrate().await?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            } else {
+                for m in applied {
+                    println!("applied {m}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_day(day: &DaySummary, format: OutputFormat) -> Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(day)?),
+        OutputFormat::Table => print!("{}", table::day(day)),
+    }
+    Ok(())
+}

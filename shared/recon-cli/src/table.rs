@@ -1,0 +1,149 @@
+//! Plain-text tables for the terminal.
+
+use recon_core::{DaySummary, RunStatus};
+use recon_store::{DiscrepancyRow, RunRow};
+
+fn render(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let width = w.get(i).copied().unwrap_or(0);
+            if right.get(i).copied().unwrap_or(false) {
+                s.push_str(&format!("{c:>width$}  "));
+            } else {
+                s.push_str(&format!("{c:<width$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    out.push_str(&line(w.iter().map(|n| "-".repeat(*n)).collect()));
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+fn totals(m: &std::collections::BTreeMap<String, String>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter().map(|(c, v)| format!("{v} {c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The day summary of `recon run`.
+pub fn day(d: &DaySummary) -> String {
+    let header = [
+        "processor", "status", "severity", "records", "ledger", "matched", "clean", "miss_ledger", "miss_proc", "amount",
+        "currency", "status_mm", "duplicate", "invalid", "pending", "at stake",
+    ];
+    let rows: Vec<Vec<String>> = d
+        .runs
+        .iter()
+        .map(|r| {
+            let c = &r.discrepancy_counts;
+            vec![
+                r.processor.as_str().to_string(),
+                if r.status == RunStatus::Failed { "FAILED".into() } else { "succeeded".into() },
+                r.severity.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                r.processor_count.to_string(),
+                r.ledger_count.to_string(),
+                r.matched_count.to_string(),
+                r.clean_count.to_string(),
+                c.missing_in_ledger.to_string(),
+                c.missing_in_processor.to_string(),
+                c.amount_mismatch.to_string(),
+                c.currency_mismatch.to_string(),
+                c.status_mismatch.to_string(),
+                c.duplicate.to_string(),
+                c.invalid_record.to_string(),
+                c.pending.to_string(),
+                totals(&r.total_discrepancy_amount),
+            ]
+        })
+        .collect();
+    let mut right = vec![false, false, false];
+    right.extend([true; 12]);
+    right.push(false);
+    let mut out = format!("Reconciliation {}\n\n", d.date);
+    out.push_str(&render(&header, &rows, &right));
+    for r in &d.runs {
+        if let Some(e) = &r.error {
+            out.push_str(&format!("\n{} FAILED: {e}\n", r.processor.as_str()));
+        }
+        if !r.excluded_counts.is_empty() {
+            let ex: Vec<String> = r.excluded_counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("{} counted, not matched one-to-one: {}\n", r.processor.as_str(), ex.join(", ")));
+        }
+    }
+    if d.unattributed_invalid_records > 0 {
+        out.push_str(&format!(
+            "\n{} ledger rows have an unreadable processor column and belong to no run (see the log)\n",
+            d.unattributed_invalid_records
+        ));
+    }
+    out
+}
+
+/// `recon runs`.
+pub fn runs(rs: &[RunRow]) -> String {
+    let header = ["run_id", "date", "processor", "status", "severity", "trigger", "records", "matched", "missing", "discrepancies", "at stake"];
+    let rows: Vec<Vec<String>> = rs
+        .iter()
+        .map(|r| {
+            let t: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(r.total_discrepancy_amount.clone()).unwrap_or_default();
+            vec![
+                r.run_id.to_string(),
+                r.run_date.to_string(),
+                r.processor.clone(),
+                r.status.clone(),
+                r.severity.clone().unwrap_or_else(|| "-".into()),
+                r.trigger.clone(),
+                r.processor_count.to_string(),
+                r.matched_count.to_string(),
+                r.missing_transaction_count.to_string(),
+                r.discrepancy_count.to_string(),
+                totals(&t),
+            ]
+        })
+        .collect();
+    render(&header, &rows, &[false, false, false, false, false, false, true, true, true, true, false])
+}
+
+/// `recon show`.
+pub fn show(r: &RunRow, ds: &[DiscrepancyRow]) -> String {
+    let mut out = runs(std::slice::from_ref(r));
+    if let Some(e) = &r.error {
+        out.push_str(&format!("\nerror: {e}\n"));
+    }
+    out.push_str(&format!("\nreports: {}\n\n", r.report_keys));
+    let header = ["id", "category", "severity", "lifecycle", "processor id", "ledger id", "reference", "amount", "cur", "details"];
+    let rows: Vec<Vec<String>> = ds
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.to_string(),
+                d.category.clone(),
+                d.severity.clone().unwrap_or_else(|| "-".into()),
+                d.lifecycle.clone(),
+                d.processor_record_id.clone().unwrap_or_default(),
+                d.ledger_id.clone().unwrap_or_default(),
+                d.reference.clone().unwrap_or_default(),
+                d.amount_at_stake.to_string(),
+                d.currency.clone().unwrap_or_default(),
+                d.details.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&render(&header, &rows, &[true, false, false, false, false, false, false, true, false, false]));
+    out
+}

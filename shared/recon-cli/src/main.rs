@@ -86,12 +86,26 @@ enum Command {
     },
 }
 
-fn store_from(url: Option<&str>) -> Result<Store> {
-    let cfg = match url {
+fn db_config(url: Option<&str>) -> Result<DbConfig> {
+    Ok(match url {
         Some(u) => DbConfig::from_url(u)?,
         None => DbConfig::from_env()?,
-    };
-    Ok(Store::new(&cfg)?)
+    })
+}
+
+fn store_from(url: Option<&str>) -> Result<Store> {
+    Ok(Store::new(&db_config(url)?)?)
+}
+
+/// For `run` and `migrate`: create the database if the server has none of that name, then migrate.
+async fn ready_store(url: Option<&str>) -> Result<Store> {
+    let cfg = db_config(url)?;
+    if Store::create_database_if_missing(&cfg).await? {
+        tracing::info!(database = ?cfg.pg.get_dbname(), "created the database");
+    }
+    let store = Store::new(&cfg)?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -125,8 +139,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             let date = date.unwrap_or_else(|| Utc::now().date_naive().pred_opt().unwrap_or_default());
             let processors = if processors.is_empty() { Processor::ALL.to_vec() } else { processors };
-            let db = store_from(database_url.as_deref())?;
-            db.migrate().await.context("applying migrations")?;
+            let db = ready_store(database_url.as_deref()).await?;
             let objects = LocalStore::new(&store);
             let config = RunConfig { grace_days, ..RunConfig::default() };
             let min_severity: Severity = env_or("NOTIFY_MIN_SEVERITY", "HIGH")
@@ -181,8 +194,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { database_url } => {
-            let db = store_from(database_url.as_deref())?;
-            let applied = db.migrate().await?;
+            let cfg = db_config(database_url.as_deref())?;
+            Store::create_database_if_missing(&cfg).await?;
+            let applied = Store::new(&cfg)?.migrate().await?;
             if applied.is_empty() {
                 println!("database is up to date");
             } else {

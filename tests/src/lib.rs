@@ -19,17 +19,24 @@ fn base_url() -> String {
 }
 
 fn admin_config() -> tokio_postgres::Config {
-    let mut c = tokio_postgres::Config::from_str(&base_url()).expect("DATABASE_URL is a valid PostgreSQL URL");
+    let mut c =
+        tokio_postgres::Config::from_str(&base_url()).expect("DATABASE_URL is a valid PostgreSQL URL");
     c.dbname("postgres");
     c
 }
 
 async fn exec(admin: &tokio_postgres::Config, sql: &str) {
     let (client, conn) = admin.connect(tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL must answer at DATABASE_URL ({}) - run the tests through `make test`: {e}", base_url())
+        panic!(
+            "PostgreSQL must answer at DATABASE_URL ({}) - run the tests through `make test`: {e}",
+            base_url()
+        )
     });
     let task = tokio::spawn(conn);
-    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     drop(client);
     let _ = task.await;
 }
@@ -42,7 +49,11 @@ impl TestDb {
         exec(&admin, &format!("CREATE DATABASE {name}")).await;
         let base = base_url();
         let prefix = base.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or(base);
-        TestDb { url: format!("{prefix}/{name}"), name, admin }
+        TestDb {
+            url: format!("{prefix}/{name}"),
+            name,
+            admin,
+        }
     }
 }
 

@@ -26,13 +26,27 @@ fn write(root: &Path, key: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-const LEDGER_HEADER: &str = "ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n";
+const LEDGER_HEADER: &str =
+    "ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n";
 const STRIPE_HEADER: &str = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,charge_id,payment_intent_id,payment_metadata[order_id]\n";
 
-async fn day(db: &Store, root: &Path, date: &str, grace: u32, execution: &str) -> recon_app::pipeline::DayResult {
+async fn day(
+    db: &Store,
+    root: &Path,
+    date: &str,
+    grace: u32,
+    execution: &str,
+) -> recon_app::pipeline::DayResult {
     let objects = LocalStore::new(root);
-    let config = RunConfig { grace_days: grace, ..RunConfig::default() };
-    let deps = Deps { objects: &objects, db, config: &config };
+    let config = RunConfig {
+        grace_days: grace,
+        ..RunConfig::default()
+    };
+    let deps = Deps {
+        objects: &objects,
+        db,
+        config: &config,
+    };
     let opts = DayOptions {
         date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
         processors: vec![Processor::Stripe],
@@ -44,7 +58,9 @@ async fn day(db: &Store, root: &Path, date: &str, grace: u32, execution: &str) -
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
-    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -53,7 +69,10 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 async fn migrations_apply_once() {
     let db = TestDb::new().await;
     let s = store(&db).await;
-    assert!(s.migrate().await.unwrap().is_empty(), "second migrate applies nothing");
+    assert!(
+        s.migrate().await.unwrap().is_empty(),
+        "second migrate applies nothing"
+    );
     let n = count(&db, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('reconciliation_runs','discrepancies','run_currency_totals')").await;
     assert_eq!(n, 3);
 }
@@ -64,7 +83,11 @@ async fn same_execution_records_one_run_and_reruns_supersede() {
     let s = store(&db).await;
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "inbox/stripe/2025-01-15/a.csv", &format!("{STRIPE_HEADER}txn_1,2025-01-15 10:00:00,usd,10.00,0.59,9.41,charge,ch_1,ch_1,pi_1,o1\ntxn_2,2025-01-15 11:00:00,jpy,1200,0,1200,charge,ch_2,ch_2,pi_2,o2\n"));
-    write(dir.path(), "inbox/ledger/2025-01-15/l.csv", &format!("{LEDGER_HEADER}L1,stripe,ch_1,o1,charge,10.01,USD,captured,2025-01-15T10:00:00Z\n"));
+    write(
+        dir.path(),
+        "inbox/ledger/2025-01-15/l.csv",
+        &format!("{LEDGER_HEADER}L1,stripe,ch_1,o1,charge,10.01,USD,captured,2025-01-15T10:00:00Z\n"),
+    );
     let a = day(&s, dir.path(), "2025-01-15", 0, "exec-1").await;
     let b = day(&s, dir.path(), "2025-01-15", 0, "exec-1").await; // a Step Functions retry
     assert_eq!(a.summary.runs[0].run_id, b.summary.runs[0].run_id);
@@ -73,17 +96,36 @@ async fn same_execution_records_one_run_and_reruns_supersede() {
     let c = day(&s, dir.path(), "2025-01-15", 0, "exec-2").await; // a new run of the same day
     assert_ne!(a.summary.runs[0].run_id, c.summary.runs[0].run_id);
     assert_eq!(count(&db, "SELECT count(*) FROM reconciliation_runs").await, 2);
-    assert_eq!(count(&db, "SELECT count(*) FROM reconciliation_runs WHERE status <> 'superseded'").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM reconciliation_runs WHERE superseded_by IS NOT NULL").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM reconciliation_runs WHERE status <> 'superseded'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM reconciliation_runs WHERE superseded_by IS NOT NULL"
+        )
+        .await,
+        1
+    );
     // exact per-currency totals: 0.01 USD amount mismatch, 1200 JPY missing in ledger
-    let (cl, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    let (cl, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let rows = cl
         .query("SELECT currency, t.total_discrepancy_amount::text FROM run_currency_totals t JOIN reconciliation_runs r ON r.id = t.run_id WHERE r.status = 'succeeded' ORDER BY currency", &[])
         .await
         .unwrap();
     let totals: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(totals, vec![("JPY".into(), "1200".into()), ("USD".into(), "0.01".into())]);
+    assert_eq!(
+        totals,
+        vec![("JPY".into(), "1200".into()), ("USD".into(), "0.01".into())]
+    );
     let seed = cl
         .query_one("SELECT processor_name, missing_transaction_count, total_discrepancy_amount::text FROM reconciliation_runs WHERE status = 'succeeded'", &[])
         .await
@@ -99,9 +141,17 @@ async fn pending_items_carry_forward_and_resolve_as_timing_differences() {
     let s = store(&db).await;
     let dir = tempfile::tempdir().unwrap();
     // day 1: the ledger books ch_2 that Stripe reports only the next day; ch_3 never arrives
-    write(dir.path(), "inbox/stripe/2025-01-14/a.csv", &format!("{STRIPE_HEADER}txn_1,2025-01-14 10:00:00,usd,10.00,0.59,9.41,charge,ch_1,ch_1,pi_1,o1\n"));
+    write(
+        dir.path(),
+        "inbox/stripe/2025-01-14/a.csv",
+        &format!("{STRIPE_HEADER}txn_1,2025-01-14 10:00:00,usd,10.00,0.59,9.41,charge,ch_1,ch_1,pi_1,o1\n"),
+    );
     write(dir.path(), "inbox/ledger/2025-01-14/l.csv", &format!("{LEDGER_HEADER}L1,stripe,ch_1,o1,charge,10.00,USD,captured,2025-01-14T10:00:00Z\nL2,stripe,ch_2,o2,charge,20.00,USD,captured,2025-01-14T23:59:00Z\nL3,stripe,ch_3,o3,charge,30.00,USD,captured,2025-01-14T23:59:30Z\n"));
-    write(dir.path(), "inbox/stripe/2025-01-15/a.csv", &format!("{STRIPE_HEADER}txn_2,2025-01-15 00:00:10,usd,20.00,0.88,19.12,charge,ch_2,ch_2,pi_2,o2\n"));
+    write(
+        dir.path(),
+        "inbox/stripe/2025-01-15/a.csv",
+        &format!("{STRIPE_HEADER}txn_2,2025-01-15 00:00:10,usd,20.00,0.88,19.12,charge,ch_2,ch_2,pi_2,o2\n"),
+    );
     write(dir.path(), "inbox/ledger/2025-01-15/l.csv", LEDGER_HEADER);
     let d1 = day(&s, dir.path(), "2025-01-14", 1, "e1").await;
     let r1 = &d1.summary.runs[0];
@@ -112,12 +162,29 @@ async fn pending_items_carry_forward_and_resolve_as_timing_differences() {
     let r2 = &d2.summary.runs[0];
     assert_eq!(r2.matched_count, 1, "{r2:?}");
     assert_eq!(r2.clean_count, 1);
-    assert_eq!(r2.discrepancy_counts.missing_in_processor, 1, "ch_3 is escalated after its grace day");
+    assert_eq!(
+        r2.discrepancy_counts.missing_in_processor, 1,
+        "ch_3 is escalated after its grace day"
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM discrepancies WHERE resolution = 'timing_difference' AND lifecycle = 'resolved'").await, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM discrepancies WHERE resolution = 'escalated'").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM discrepancies WHERE resolution = 'escalated'"
+        )
+        .await,
+        1
+    );
     // rerunning day 2 reopens what the superseded run had resolved and takes it again: same figures
     let d2b = day(&s, dir.path(), "2025-01-15", 1, "e3").await;
     assert_eq!(d2b.summary.runs[0].matched_count, 1);
     assert_eq!(d2b.summary.runs[0].discrepancy_counts.missing_in_processor, 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM discrepancies WHERE lifecycle = 'pending'").await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM discrepancies WHERE lifecycle = 'pending'"
+        )
+        .await,
+        0
+    );
 }

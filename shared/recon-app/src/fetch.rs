@@ -53,9 +53,18 @@ pub struct Window {
 impl Window {
     pub fn of(date: NaiveDate) -> Self {
         let start = date.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-        let end = date.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
-        let f = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or_default();
-        Window { start: f(start), end: f(end) }
+        let end = date
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc());
+        let f = |t: Option<chrono::DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
+        Window {
+            start: f(start),
+            end: f(end),
+        }
     }
 }
 
@@ -79,7 +88,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Parses `bytes` and hashes them at the same time (two threads).
-pub fn hash_and_parse(key: &str, object: u32, bytes: &[u8]) -> (String, Result<(Format, Parsed), SourceError>) {
+pub fn hash_and_parse(
+    key: &str,
+    object: u32,
+    bytes: &[u8],
+) -> (String, Result<(Format, Parsed), SourceError>) {
     std::thread::scope(|s| {
         let h = s.spawn(|| sha256_hex(bytes));
         let parsed = parse_object(key, object, bytes);
@@ -115,7 +128,10 @@ pub async fn stage_inbox<S: ObjectStore>(
     let mut loaded = Vec::new();
     let mut failure: Option<SourceError> = None;
     for (n, inbox_key) in files.iter().enumerate() {
-        let name = inbox_key.strip_prefix(&inbox).unwrap_or(inbox_key).replace('/', "_");
+        let name = inbox_key
+            .strip_prefix(&inbox)
+            .unwrap_or(inbox_key)
+            .replace('/', "_");
         let raw_key = format!("{prefix}{name}");
         // stage first, unchanged, then read back what was staged
         store.copy(inbox_key, &raw_key).await.map_err(AppError::Object)?;
@@ -146,7 +162,11 @@ pub async fn stage_inbox<S: ObjectStore>(
             invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
         });
         if let (Some(format), Some(parsed)) = (format, parsed) {
-            loaded.push(Loaded { key: raw_key, format, parsed });
+            loaded.push(Loaded {
+                key: raw_key,
+                format,
+                parsed,
+            });
         }
     }
     let manifest = Manifest {
@@ -163,7 +183,10 @@ pub async fn stage_inbox<S: ObjectStore>(
         manifest_key: format!("{prefix}manifest.json"),
     };
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
-    store.put(&manifest.manifest_key, body, "application/json").await.map_err(AppError::Object)?;
+    store
+        .put(&manifest.manifest_key, body, "application/json")
+        .await
+        .map_err(AppError::Object)?;
     if let Some(e) = failure {
         return Err(AppError::Unreadable(e));
     }

@@ -36,7 +36,11 @@ use crate::report::TopItem;
 #[derive(Debug, Error)]
 pub enum AppError {
     #[error("no input for {source_name} on {date}: {hint}")]
-    NoInput { source_name: String, date: NaiveDate, hint: String },
+    NoInput {
+        source_name: String,
+        date: NaiveDate,
+        hint: String,
+    },
     #[error("unreadable input {0}")]
     Unreadable(SourceError),
     #[error(transparent)]
@@ -115,7 +119,12 @@ pub struct Deps<'a, S: ObjectStore> {
 }
 
 fn object_table(sides: &[&[(u32, String)]]) -> Vec<String> {
-    let max = sides.iter().flat_map(|s| s.iter().map(|(i, _)| *i)).max().map(|m| m as usize + 1).unwrap_or(0);
+    let max = sides
+        .iter()
+        .flat_map(|s| s.iter().map(|(i, _)| *i))
+        .max()
+        .map(|m| m as usize + 1)
+        .unwrap_or(0);
     let mut v = vec![String::new(); max];
     for side in sides {
         for (i, k) in side.iter() {
@@ -135,24 +144,44 @@ pub async fn run_match<S: ObjectStore>(
     input: Result<(ProcessorSide, LedgerSide), String>,
 ) -> Result<RunResult, AppError> {
     let started_at = Utc::now();
-    if let Some((id, summary)) = deps.db.find_by_key(&req.idempotency_key).await.map_err(AppError::Store)? {
-        if let Some(summary) = summary {
-            info!(run_id = %id, processor = %req.processor, date = %req.date, "run already recorded for this execution");
-            let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, id);
-            return Ok(RunResult { summary, report_prefix: prefix, report_link: None, top: Vec::new(), replayed: true });
-        }
+    let earlier = deps
+        .db
+        .find_by_key(&req.idempotency_key)
+        .await
+        .map_err(AppError::Store)?;
+    if let Some((id, Some(summary))) = earlier {
+        info!(run_id = %id, processor = %req.processor, date = %req.date, "run already recorded for this execution");
+        let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, id);
+        return Ok(RunResult {
+            summary,
+            report_prefix: prefix,
+            report_link: None,
+            top: Vec::new(),
+            replayed: true,
+        });
     }
     let run_id = Uuid::now_v7();
     let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, run_id);
     let carried_items = match &input {
-        Ok(_) => deps.db.load_carried(req.processor, req.date).await.map_err(AppError::Store)?,
+        Ok(_) => deps
+            .db
+            .load_carried(req.processor, req.date)
+            .await
+            .map_err(AppError::Store)?,
         Err(_) => Vec::new(),
     };
-    let first_seen: HashMap<i64, NaiveDate> = carried_items.iter().map(|c| (c.carried.id, c.first_seen)).collect();
+    let first_seen: HashMap<i64, NaiveDate> = carried_items
+        .iter()
+        .map(|c| (c.carried.id, c.first_seen))
+        .collect();
     let carried: Vec<Carried> = carried_items.into_iter().map(|c| c.carried).collect();
 
     let (summary, outcome, manifests) = match input {
-        Err(error) => (RunSummary::failed(run_id.to_string(), req.processor, error), None, Vec::new()),
+        Err(error) => (
+            RunSummary::failed(run_id.to_string(), req.processor, error),
+            None,
+            Vec::new(),
+        ),
         Ok((p, l)) => {
             let objects = object_table(&[&p.objects, &l.objects]);
             let manifests: Vec<Manifest> = p.manifests.iter().chain(&l.manifests).cloned().collect();
@@ -178,7 +207,11 @@ pub async fn run_match<S: ObjectStore>(
                 Ok(o) => (RunSummary::succeeded(run_id.to_string(), &o), Some(o), manifests),
                 Err(e) => {
                     warn!(error = %e, "conservation check failed; the run is recorded as failed");
-                    (RunSummary::failed(run_id.to_string(), req.processor, e.to_string()), None, manifests)
+                    (
+                        RunSummary::failed(run_id.to_string(), req.processor, e.to_string()),
+                        None,
+                        manifests,
+                    )
                 }
             }
         }
@@ -190,12 +223,34 @@ pub async fn run_match<S: ObjectStore>(
     let csv_key = format!("{prefix}discrepancies.csv");
     let html_key = format!("{prefix}report.html");
     let body = serde_json::to_vec_pretty(&summary).map_err(|e| AppError::Internal(e.to_string()))?;
-    deps.objects.put(&summary_key, body, "application/json").await.map_err(AppError::Object)?;
-    let ds = outcome.as_ref().map(|o| o.discrepancies.as_slice()).unwrap_or(&[]);
-    deps.objects.put(&csv_key, report::discrepancies_csv(ds)?, "text/csv").await.map_err(AppError::Object)?;
-    let trend = deps.db.trend(req.processor, req.date, 13).await.unwrap_or_default();
-    let html = report::render_html(&req.date.to_string(), &summary, outcome.as_ref(), &trend, &manifest_keys)?;
-    deps.objects.put(&html_key, html.into_bytes(), "text/html").await.map_err(AppError::Object)?;
+    deps.objects
+        .put(&summary_key, body, "application/json")
+        .await
+        .map_err(AppError::Object)?;
+    let ds = outcome
+        .as_ref()
+        .map(|o| o.discrepancies.as_slice())
+        .unwrap_or(&[]);
+    deps.objects
+        .put(&csv_key, report::discrepancies_csv(ds)?, "text/csv")
+        .await
+        .map_err(AppError::Object)?;
+    let trend = deps
+        .db
+        .trend(req.processor, req.date, 13)
+        .await
+        .unwrap_or_default();
+    let html = report::render_html(
+        &req.date.to_string(),
+        &summary,
+        outcome.as_ref(),
+        &trend,
+        &manifest_keys,
+    )?;
+    deps.objects
+        .put(&html_key, html.into_bytes(), "text/html")
+        .await
+        .map_err(AppError::Object)?;
 
     let new = NewRun {
         run_id,
@@ -214,15 +269,33 @@ pub async fn run_match<S: ObjectStore>(
         first_seen: &first_seen,
     };
     match deps.db.record_run(&new).await.map_err(AppError::Store)? {
-        Recorded::Existing { run_id: id, summary: Some(s) } => {
+        Recorded::Existing {
+            run_id: id,
+            summary: Some(s),
+        } => {
             let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, id);
-            return Ok(RunResult { summary: s, report_prefix: prefix, report_link: None, top: Vec::new(), replayed: true });
+            return Ok(RunResult {
+                summary: s,
+                report_prefix: prefix,
+                report_link: None,
+                top: Vec::new(),
+                replayed: true,
+            });
         }
         Recorded::Existing { .. } | Recorded::New { .. } => {}
     }
     info!(run_id = %run_id, processor = %req.processor, date = %req.date, status = ?summary.status,
           severity = ?summary.severity, "run recorded");
-    let top = outcome.as_ref().map(|o: &Outcome| report::top(req.processor.as_str(), &o.discrepancies, 10)).unwrap_or_default();
+    let top = outcome
+        .as_ref()
+        .map(|o: &Outcome| report::top(req.processor.as_str(), &o.discrepancies, 10))
+        .unwrap_or_default();
     let link = deps.objects.link(&html_key).await.ok();
-    Ok(RunResult { summary, report_prefix: prefix, report_link: link, top, replayed: false })
+    Ok(RunResult {
+        summary,
+        report_prefix: prefix,
+        report_link: link,
+        top,
+        replayed: false,
+    })
 }

@@ -26,15 +26,22 @@ pub struct Email {
 impl Email {
     /// RFC 5322 bytes (multipart/alternative), as written to an `.eml` file or sent raw.
     pub fn to_rfc5322(&self) -> Result<Vec<u8>, AppError> {
-        let from: Mailbox =
-            self.from.parse().map_err(|e| AppError::InvalidInput(format!("SENDER_EMAIL {:?}: {e}", self.from)))?;
+        let from: Mailbox = self
+            .from
+            .parse()
+            .map_err(|e| AppError::InvalidInput(format!("SENDER_EMAIL {:?}: {e}", self.from)))?;
         let mut b = Message::builder().from(from).subject(self.subject.clone());
         for t in &self.to {
-            let m: Mailbox = t.parse().map_err(|e| AppError::InvalidInput(format!("OPERATIONS_EMAIL {t:?}: {e}")))?;
+            let m: Mailbox = t
+                .parse()
+                .map_err(|e| AppError::InvalidInput(format!("OPERATIONS_EMAIL {t:?}: {e}")))?;
             b = b.to(m);
         }
         let msg = b
-            .multipart(MultiPart::alternative_plain_html(self.text.clone(), self.html.clone()))
+            .multipart(MultiPart::alternative_plain_html(
+                self.text.clone(),
+                self.html.clone(),
+            ))
             .map_err(|e| AppError::Internal(format!("building the email: {e}")))?;
         Ok(msg.formatted())
     }
@@ -68,7 +75,8 @@ impl Mailer for OutboxMailer {
 
 /// Should these runs be notified at `min` severity?
 pub fn should_notify(runs: &[RunSummary], min: Severity) -> bool {
-    runs.iter().any(|r| r.status == RunStatus::Failed || r.severity.is_some_and(|s| s >= min))
+    runs.iter()
+        .any(|r| r.status == RunStatus::Failed || r.severity.is_some_and(|s| s >= min))
 }
 
 /// What the email shows of one run.
@@ -82,8 +90,11 @@ pub struct RunNotice {
 
 /// Composes the operations email for a day.
 pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> Result<Email, AppError> {
-    let failed: Vec<&str> =
-        notices.iter().filter(|n| n.summary.status == RunStatus::Failed).map(|n| n.summary.processor.as_str()).collect();
+    let failed: Vec<&str> = notices
+        .iter()
+        .filter(|n| n.summary.status == RunStatus::Failed)
+        .map(|n| n.summary.processor.as_str())
+        .collect();
     let worst = notices.iter().filter_map(|n| n.summary.severity).max();
     let headline = match (failed.is_empty(), worst) {
         (false, _) => format!("FAILED for {}", failed.join(", ")),
@@ -91,7 +102,7 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         (true, None) => "no discrepancies".to_string(),
     };
     let mut top: Vec<TopItem> = notices.iter().flat_map(|n| n.top.iter().cloned()).collect();
-    top.sort_by(|a, b| b.rank.cmp(&a.rank));
+    top.sort_by_key(|t| std::cmp::Reverse(t.rank));
     top.truncate(10);
     #[derive(Serialize)]
     struct R<'a> {
@@ -127,7 +138,11 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
             .collect();
             R {
                 processor: s.processor.as_str(),
-                status: if s.status == RunStatus::Failed { "failed" } else { "succeeded" },
+                status: if s.status == RunStatus::Failed {
+                    "failed"
+                } else {
+                    "succeeded"
+                },
                 severity: s.severity.map(|v| v.to_string()),
                 error: s.error.as_deref(),
                 processor_count: s.processor_count,
@@ -142,10 +157,24 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         .collect();
     let mut env = Environment::new();
     let terr = |e: minijinja::Error| AppError::Internal(format!("email template: {e}"));
-    env.add_template("html", include_str!("../templates/email.html")).map_err(terr)?;
-    env.add_template("text", include_str!("../templates/email.txt")).map_err(terr)?;
+    env.add_template("html", include_str!("../templates/email.html"))
+        .map_err(terr)?;
+    env.add_template("text", include_str!("../templates/email.txt"))
+        .map_err(terr)?;
     let ctx = context! { date => date, headline => &headline, runs => runs, top => top };
-    let html = env.get_template("html").and_then(|t| t.render(&ctx)).map_err(terr)?;
-    let text = env.get_template("text").and_then(|t| t.render(&ctx)).map_err(terr)?;
-    Ok(Email { from: from.to_string(), to: to.to_vec(), subject: format!("[recon] {date}: {headline}"), html, text })
+    let html = env
+        .get_template("html")
+        .and_then(|t| t.render(&ctx))
+        .map_err(terr)?;
+    let text = env
+        .get_template("text")
+        .and_then(|t| t.render(&ctx))
+        .map_err(terr)?;
+    Ok(Email {
+        from: from.to_string(),
+        to: to.to_vec(),
+        subject: format!("[recon] {date}: {headline}"),
+        html,
+        text,
+    })
 }

@@ -19,7 +19,12 @@ pub struct ObjectError {
 /// Put/get/list by key. Implemented by the local directory here and by S3 in the AWS adapter.
 pub trait ObjectStore: Send + Sync {
     fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, ObjectError>> + Send;
-    fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), ObjectError>> + Send;
+    fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), ObjectError>> + Send;
     /// Keys under `prefix`, sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, ObjectError>> + Send;
     /// Copies an object unchanged (server-side where possible).
@@ -47,14 +52,24 @@ impl LocalStore {
 
     fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, ObjectError> {
         if key.is_empty() || key.starts_with('/') || key.split('/').any(|p| p == ".." || p == ".") {
-            return Err(ObjectError { op, key: key.into(), reason: "not a valid object key".into(), retryable: false });
+            return Err(ObjectError {
+                op,
+                key: key.into(),
+                reason: "not a valid object key".into(),
+                retryable: false,
+            });
         }
         Ok(self.root.join(key))
     }
 }
 
 fn io<'a>(op: &'static str, key: &'a str) -> impl Fn(std::io::Error) -> ObjectError + 'a {
-    move |e| ObjectError { op, key: key.to_string(), reason: e.to_string(), retryable: false }
+    move |e| ObjectError {
+        op,
+        key: key.to_string(),
+        reason: e.to_string(),
+        retryable: false,
+    }
 }
 
 fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -86,9 +101,15 @@ impl ObjectStore for LocalStore {
 
     async fn put(&self, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), ObjectError> {
         let p = self.path("put", key)?;
-        let dir = p.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let dir = p
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
         tokio::fs::create_dir_all(&dir).await.map_err(io("put", key))?;
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".tmp-{}-{name}", uuid::Uuid::new_v4()));
         tokio::fs::write(&tmp, bytes).await.map_err(io("put", key))?;
         tokio::fs::rename(&tmp, &p).await.map_err(io("put", key))
@@ -111,7 +132,10 @@ impl ObjectStore for LocalStore {
         if let Some(d) = dst.parent() {
             tokio::fs::create_dir_all(d).await.map_err(io("copy", to))?;
         }
-        tokio::fs::copy(&src, &dst).await.map(|_| ()).map_err(io("copy", from))
+        tokio::fs::copy(&src, &dst)
+            .await
+            .map(|_| ())
+            .map_err(io("copy", from))
     }
 
     async fn link(&self, key: &str) -> Result<String, ObjectError> {

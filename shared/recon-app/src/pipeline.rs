@@ -61,10 +61,14 @@ fn split_ledger(f: Fetched) -> Result<LedgerByProcessor, AppError> {
         if l.format.processor().is_some() {
             return Err(AppError::Unreadable(recon_sources::SourceError::new(
                 &l.key,
-                format!("is a {} file, not a ledger export; move it to the processor's inbox", l.format.as_str()),
+                format!(
+                    "is a {} file, not a ledger export; move it to the processor's inbox",
+                    l.format.as_str()
+                ),
             )));
         }
-        out.objects.push((u32::try_from(n).unwrap_or(u32::MAX), l.key.clone()));
+        out.objects
+            .push((u32::try_from(n).unwrap_or(u32::MAX), l.key.clone()));
         for row in l.parsed.ledger {
             out.rows.entry(row.processor).or_default().push(row);
         }
@@ -79,15 +83,22 @@ fn split_ledger(f: Fetched) -> Result<LedgerByProcessor, AppError> {
 }
 
 fn processor_side(p: Processor, f: Fetched, base: u32) -> Result<ProcessorSide, AppError> {
-    let mut side = ProcessorSide { manifests: vec![f.manifest.clone()], ..ProcessorSide::default() };
+    let mut side = ProcessorSide {
+        manifests: vec![f.manifest.clone()],
+        ..ProcessorSide::default()
+    };
     for (n, l) in f.loaded.into_iter().enumerate() {
         if l.format.processor() != Some(p) {
             return Err(AppError::Unreadable(recon_sources::SourceError::new(
                 &l.key,
-                format!("is a {} file, not {p} data; move it to the right inbox folder", l.format.as_str()),
+                format!(
+                    "is a {} file, not {p} data; move it to the right inbox folder",
+                    l.format.as_str()
+                ),
             )));
         }
-        side.objects.push((base + u32::try_from(n).unwrap_or(0), l.key.clone()));
+        side.objects
+            .push((base + u32::try_from(n).unwrap_or(0), l.key.clone()));
         if side.records.is_empty() {
             side.records = l.parsed.records;
         } else {
@@ -115,7 +126,11 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
     let procs_fut = async {
         let mut v = Vec::new();
         for (i, p) in opts.processors.iter().enumerate() {
-            v.push((*p, stage_inbox(deps.objects, p.as_str(), date, base_of(i)).await, base_of(i)));
+            v.push((
+                *p,
+                stage_inbox(deps.objects, p.as_str(), date, base_of(i)).await,
+                base_of(i),
+            ));
         }
         v
     };
@@ -168,7 +183,11 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
         if should_notify(&summary.runs, settings.min_severity) {
             let notices: Vec<RunNotice> = runs
                 .iter()
-                .map(|r| RunNotice { summary: r.summary.clone(), link: r.report_link.clone(), top: r.top.clone() })
+                .map(|r| RunNotice {
+                    summary: r.summary.clone(),
+                    link: r.report_link.clone(),
+                    top: r.top.clone(),
+                })
                 .collect();
             let mail = compose(&date.to_string(), &notices, &settings.from, &settings.to)?;
             let id = mailer.send(&mail).await?;

@@ -31,8 +31,12 @@ pub struct TopItem {
 /// Open discrepancies, most severe and largest first.
 pub fn top(processor: &str, ds: &[Discrepancy], n: usize) -> Vec<TopItem> {
     let mut items: Vec<&Discrepancy> = ds.iter().filter(|d| d.severity.is_some()).collect();
-    items.sort_by(|a, b| (b.severity, b.amount_at_stake).cmp(&(a.severity, a.amount_at_stake)));
-    items.into_iter().take(n).map(|d| top_item(processor, d)).collect()
+    items.sort_by_key(|d| std::cmp::Reverse((d.severity, d.amount_at_stake)));
+    items
+        .into_iter()
+        .take(n)
+        .map(|d| top_item(processor, d))
+        .collect()
 }
 
 fn top_item(processor: &str, d: &Discrepancy) -> TopItem {
@@ -93,9 +97,13 @@ pub fn discrepancies_csv(ds: &[Discrepancy]) -> Result<Vec<u8>, AppError> {
             d.reference.as_deref().unwrap_or(""),
             d.kind.map(|k| k.as_str()).unwrap_or(""),
             &d.processor_amount.map(|m| m.to_string()).unwrap_or_default(),
-            &d.processor_amount.map(|m| m.currency.code().to_string()).unwrap_or_default(),
+            &d.processor_amount
+                .map(|m| m.currency.code().to_string())
+                .unwrap_or_default(),
             &d.ledger_amount.map(|m| m.to_string()).unwrap_or_default(),
-            &d.ledger_amount.map(|m| m.currency.code().to_string()).unwrap_or_default(),
+            &d.ledger_amount
+                .map(|m| m.currency.code().to_string())
+                .unwrap_or_default(),
             &amount,
             &d.currency.map(|c| c.code().to_string()).unwrap_or_default(),
             &occurred,
@@ -106,11 +114,15 @@ pub fn discrepancies_csv(ds: &[Discrepancy]) -> Result<Vec<u8>, AppError> {
         ])
         .map_err(err)?;
     }
-    w.into_inner().map_err(|e| AppError::Internal(format!("writing discrepancies.csv: {e}")))
+    w.into_inner()
+        .map_err(|e| AppError::Internal(format!("writing discrepancies.csv: {e}")))
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A horizontal bar chart as inline SVG; bar widths are proportional to the values (integer maths).
@@ -139,13 +151,22 @@ pub fn trend_chart(runs: &[RunRow]) -> String {
     if runs.is_empty() {
         return "<p>no earlier runs</p>".into();
     }
-    let max = runs.iter().map(|r| r.discrepancy_count.max(0) as u64).max().unwrap_or(0).max(1);
+    let max = runs
+        .iter()
+        .map(|r| r.discrepancy_count.max(0) as u64)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let mut s = r#"<svg xmlns="http://www.w3.org/2000/svg" width="520" height="170" role="img">"#.to_string();
     for (i, r) in runs.iter().enumerate() {
         let v = r.discrepancy_count.max(0) as u64;
         let h = if v == 0 { 1 } else { (v * 120 / max).max(2) };
         let x = i * 36 + 4;
-        let color = if r.status == "failed" { "#ba2525" } else { "#2680c2" };
+        let color = if r.status == "failed" {
+            "#ba2525"
+        } else {
+            "#2680c2"
+        };
         let _ = write!(
             s,
             r##"<rect x="{x}" y="{y}" width="26" height="{h}" fill="{color}"><title>{d}: {v} ({st})</title></rect><text x="{x}" y="150" font-size="9" fill="#616e7c">{md}</text><text x="{x}" y="{ly}" font-size="9" fill="#323f4b">{v}</text>"##,
@@ -160,7 +181,9 @@ pub fn trend_chart(runs: &[RunRow]) -> String {
     s
 }
 
-const CATEGORY_COLORS: [&str; 7] = ["#ba2525", "#de911d", "#8719e0", "#2680c2", "#0f609b", "#e12d39", "#616e7c"];
+const CATEGORY_COLORS: [&str; 7] = [
+    "#ba2525", "#de911d", "#8719e0", "#2680c2", "#0f609b", "#e12d39", "#616e7c",
+];
 
 /// Renders `report.html`.
 pub fn render_html(
@@ -174,8 +197,11 @@ pub fn render_html(
     env.add_template("report", include_str!("../templates/report.html"))
         .map_err(|e| AppError::Internal(format!("report template: {e}")))?;
     let counts = &run.discrepancy_counts;
-    let mut cat_rows: Vec<(String, u64, &str)> =
-        Category::ALL.iter().zip(CATEGORY_COLORS).map(|(c, col)| (c.as_str().to_string(), counts.get(*c), col)).collect();
+    let mut cat_rows: Vec<(String, u64, &str)> = Category::ALL
+        .iter()
+        .zip(CATEGORY_COLORS)
+        .map(|(c, col)| (c.as_str().to_string(), counts.get(*c), col))
+        .collect();
     cat_rows.push(("pending".into(), counts.pending, "#9aa5b1"));
     let mut sev: BTreeMap<Severity, u64> = BTreeMap::new();
     let mut by_cur: BTreeMap<String, u64> = BTreeMap::new();
@@ -198,16 +224,29 @@ pub fn render_html(
     .iter()
     .map(|(s, c)| (s.as_str().to_string(), sev.get(s).copied().unwrap_or(0), *c))
     .collect();
-    let cur_rows: Vec<(String, u64, &str)> = by_cur.into_iter().map(|(c, n)| (format!("{c} (items)"), n, "#0f609b")).collect();
+    let cur_rows: Vec<(String, u64, &str)> = by_cur
+        .into_iter()
+        .map(|(c, n)| (format!("{c} (items)"), n, "#0f609b"))
+        .collect();
     #[derive(Serialize)]
     struct Total {
         currency: String,
         amount: String,
     }
-    let totals: Vec<Total> =
-        run.total_discrepancy_amount.iter().map(|(c, a)| Total { currency: c.clone(), amount: a.clone() }).collect();
-    let top = outcome.map(|o| top(run.processor.as_str(), &o.discrepancies, 50)).unwrap_or_default();
-    let tmpl = env.get_template("report").map_err(|e| AppError::Internal(format!("report template: {e}")))?;
+    let totals: Vec<Total> = run
+        .total_discrepancy_amount
+        .iter()
+        .map(|(c, a)| Total {
+            currency: c.clone(),
+            amount: a.clone(),
+        })
+        .collect();
+    let top = outcome
+        .map(|o| top(run.processor.as_str(), &o.discrepancies, 50))
+        .unwrap_or_default();
+    let tmpl = env
+        .get_template("report")
+        .map_err(|e| AppError::Internal(format!("report template: {e}")))?;
     tmpl.render(context! {
         date => date,
         run => run,
@@ -232,7 +271,11 @@ mod tests {
 
     #[test]
     fn bars_are_proportional_and_escaped() {
-        let svg = bar_chart(&[("a<b".into(), 10, "#000"), ("c".into(), 5, "#111"), ("z".into(), 0, "#222")]);
+        let svg = bar_chart(&[
+            ("a<b".into(), 10, "#000"),
+            ("c".into(), 5, "#111"),
+            ("z".into(), 0, "#222"),
+        ]);
         assert!(svg.contains(r#"width="300""#));
         assert!(svg.contains(r#"width="150""#));
         assert!(svg.contains("a&lt;b"));

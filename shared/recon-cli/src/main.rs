@@ -17,7 +17,11 @@ use recon_store::{DbConfig, Store};
 mod table;
 
 #[derive(Parser)]
-#[command(name = "recon", version, about = "Daily payment reconciliation: Stripe, PayPal and Square against the ledger")]
+#[command(
+    name = "recon",
+    version,
+    about = "Daily payment reconciliation: Stripe, PayPal and Square against the ledger"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,13 +113,20 @@ async fn ready_store(url: Option<&str>) -> Result<Store> {
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string())
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RECON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 #[tokio::main]
@@ -133,22 +144,42 @@ async fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { date, processors, store, bucket, database_url, grace_days, format, no_notify, outbox } => {
+        Command::Run {
+            date,
+            processors,
+            store,
+            bucket,
+            database_url,
+            grace_days,
+            format,
+            no_notify,
+            outbox,
+        } => {
             if bucket.is_some() {
                 bail!("--bucket needs the S3 adapter, which this build does not have yet; use --store DIR");
             }
             let date = date.unwrap_or_else(|| Utc::now().date_naive().pred_opt().unwrap_or_default());
-            let processors = if processors.is_empty() { Processor::ALL.to_vec() } else { processors };
+            let processors = if processors.is_empty() {
+                Processor::ALL.to_vec()
+            } else {
+                processors
+            };
             let db = ready_store(database_url.as_deref()).await?;
             let objects = LocalStore::new(&store);
-            let config = RunConfig { grace_days, ..RunConfig::default() };
+            let config = RunConfig {
+                grace_days,
+                ..RunConfig::default()
+            };
             let min_severity: Severity = env_or("NOTIFY_MIN_SEVERITY", "HIGH")
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("NOTIFY_MIN_SEVERITY: {e}"))?;
             let notify = (!no_notify).then(|| NotifySettings {
                 min_severity,
                 from: env_or("SENDER_EMAIL", "recon@example.com"),
-                to: env_or("OPERATIONS_EMAIL", "operations@example.com").split(',').map(|s| s.trim().to_string()).collect(),
+                to: env_or("OPERATIONS_EMAIL", "operations@example.com")
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect(),
             });
             let opts = DayOptions {
                 date,
@@ -158,20 +189,36 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 notify,
             };
             let mailer = OutboxMailer { dir: outbox };
-            let deps = Deps { objects: &objects, db: &db, config: &config };
+            let deps = Deps {
+                objects: &objects,
+                db: &db,
+                config: &config,
+            };
             let day = run_day(&deps, Some(&mailer), &opts).await?;
             print_day(&day.summary, format)?;
             for r in &day.runs {
-                let where_ = r.report_link.clone().unwrap_or_else(|| format!("{}/{}report.html", store.display(), r.report_prefix));
+                let where_ = r
+                    .report_link
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{}report.html", store.display(), r.report_prefix));
                 eprintln!("report  {:<7} {where_}", r.summary.processor.as_str());
             }
             if let Some(e) = &day.email {
                 eprintln!("email   {e}");
             }
             let failed = day.summary.runs.iter().any(|r| r.status == RunStatus::Failed);
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Runs { date, processor, database_url, format } => {
+        Command::Runs {
+            date,
+            processor,
+            database_url,
+            format,
+        } => {
             let db = store_from(database_url.as_deref())?;
             let runs = db.list_runs(date, processor, 200).await?;
             match format {
@@ -180,14 +227,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { run_id, database_url, format } => {
+        Command::Show {
+            run_id,
+            database_url,
+            format,
+        } => {
             let db = store_from(database_url.as_deref())?;
             let Some((run, ds)) = db.show_run(run_id).await? else {
                 bail!("no run {run_id}; `recon runs` lists them");
             };
             match format {
                 OutputFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": run, "discrepancies": ds}))?)
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({"run": run, "discrepancies": ds}))?
+                    )
                 }
                 OutputFormat::Table => print!("{}", table::show(&run, &ds)),
             }

@@ -36,14 +36,31 @@ fn totals(m: &std::collections::BTreeMap<String, String>) -> String {
     if m.is_empty() {
         return "-".into();
     }
-    m.iter().map(|(c, v)| format!("{v} {c}")).collect::<Vec<_>>().join(", ")
+    m.iter()
+        .map(|(c, v)| format!("{v} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The day summary of `recon run`.
 pub fn day(d: &DaySummary) -> String {
     let header = [
-        "processor", "status", "severity", "records", "ledger", "matched", "clean", "miss_ledger", "miss_proc", "amount",
-        "currency", "status_mm", "duplicate", "invalid", "pending", "at stake",
+        "processor",
+        "status",
+        "severity",
+        "records",
+        "ledger",
+        "matched",
+        "clean",
+        "miss_ledger",
+        "miss_proc",
+        "amount",
+        "currency",
+        "status_mm",
+        "duplicate",
+        "invalid",
+        "pending",
+        "at stake",
     ];
     let rows: Vec<Vec<String>> = d
         .runs
@@ -52,7 +69,11 @@ pub fn day(d: &DaySummary) -> String {
             let c = &r.discrepancy_counts;
             vec![
                 r.processor.as_str().to_string(),
-                if r.status == RunStatus::Failed { "FAILED".into() } else { "succeeded".into() },
+                if r.status == RunStatus::Failed {
+                    "FAILED".into()
+                } else {
+                    "succeeded".into()
+                },
                 r.severity.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 r.processor_count.to_string(),
                 r.ledger_count.to_string(),
@@ -80,8 +101,16 @@ pub fn day(d: &DaySummary) -> String {
             out.push_str(&format!("\n{} FAILED: {e}\n", r.processor.as_str()));
         }
         if !r.excluded_counts.is_empty() {
-            let ex: Vec<String> = r.excluded_counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            out.push_str(&format!("{} counted, not matched one-to-one: {}\n", r.processor.as_str(), ex.join(", ")));
+            let ex: Vec<String> = r
+                .excluded_counts
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            out.push_str(&format!(
+                "{} counted, not matched one-to-one: {}\n",
+                r.processor.as_str(),
+                ex.join(", ")
+            ));
         }
     }
     if d.unattributed_invalid_records > 0 {
@@ -95,7 +124,19 @@ pub fn day(d: &DaySummary) -> String {
 
 /// `recon runs`.
 pub fn runs(rs: &[RunRow]) -> String {
-    let header = ["run_id", "date", "processor", "status", "severity", "trigger", "records", "matched", "missing", "discrepancies", "at stake"];
+    let header = [
+        "run_id",
+        "date",
+        "processor",
+        "status",
+        "severity",
+        "trigger",
+        "records",
+        "matched",
+        "missing",
+        "discrepancies",
+        "at stake",
+    ];
     let rows: Vec<Vec<String>> = rs
         .iter()
         .map(|r| {
@@ -116,7 +157,13 @@ pub fn runs(rs: &[RunRow]) -> String {
             ]
         })
         .collect();
-    render(&header, &rows, &[false, false, false, false, false, false, true, true, true, true, false])
+    render(
+        &header,
+        &rows,
+        &[
+            false, false, false, false, false, false, true, true, true, true, false,
+        ],
+    )
 }
 
 /// `recon show`.
@@ -126,7 +173,18 @@ pub fn show(r: &RunRow, ds: &[DiscrepancyRow]) -> String {
         out.push_str(&format!("\nerror: {e}\n"));
     }
     out.push_str(&format!("\nreports: {}\n\n", r.report_keys));
-    let header = ["id", "category", "severity", "lifecycle", "processor id", "ledger id", "reference", "amount", "cur", "details"];
+    let header = [
+        "id",
+        "category",
+        "severity",
+        "lifecycle",
+        "processor id",
+        "ledger id",
+        "reference",
+        "amount",
+        "cur",
+        "details",
+    ];
     let rows: Vec<Vec<String>> = ds
         .iter()
         .map(|d| {
@@ -144,6 +202,10 @@ pub fn show(r: &RunRow, ds: &[DiscrepancyRow]) -> String {
             ]
         })
         .collect();
-    out.push_str(&render(&header, &rows, &[true, false, false, false, false, false, false, true, false, false]));
+    out.push_str(&render(
+        &header,
+        &rows,
+        &[true, false, false, false, false, false, false, true, false, false],
+    ));
     out
 }

@@ -3,8 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use recon_core::{
-    reconcile, Currency, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Money, Processor, ProcessorRecord,
-    ProcessorStatus, RunConfig, RunInput,
+    reconcile, Currency, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Money, Processor,
+    ProcessorRecord, ProcessorStatus, RunConfig, RunInput,
 };
 
 fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
@@ -15,7 +15,11 @@ fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
         let amount = Money::new(1000 + (i as i64 * 7919) % 100_000, usd);
         p.push(ProcessorRecord {
             id: format!("txn_{i:024}").into(),
-            keys: vec![format!("ch_{i:024}").into(), format!("txn_{i:024}").into(), format!("pi_{i:024}").into()],
+            keys: vec![
+                format!("ch_{i:024}").into(),
+                format!("txn_{i:024}").into(),
+                format!("pi_{i:024}").into(),
+            ],
             reference: Some(format!("ord_{i}").into()),
             kind: Kind::Charge,
             amount,
@@ -23,20 +27,34 @@ fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
             net: None,
             status: ProcessorStatus::Succeeded,
             occurred_at: None,
-            location: Location { object: 0, line: i as u64 + 2 },
+            location: Location {
+                object: 0,
+                line: i as u64 + 2,
+            },
         });
         if i % 200 != 0 {
-            let key = if i % 10 == 0 { format!("pi_{i:024}") } else { format!("ch_{i:024}") };
+            let key = if i % 10 == 0 {
+                format!("pi_{i:024}")
+            } else {
+                format!("ch_{i:024}")
+            };
             l.push(LedgerRow {
                 ledger_id: format!("L-{i:09}").into(),
                 processor: Processor::Stripe,
                 processor_txn_id: Some(key.into()),
                 order_id: Some(format!("ord_{i}").into()),
                 kind: LedgerType::Charge,
-                amount: if i % 333 == 0 { Money::new(amount.minor + 1, usd) } else { amount },
+                amount: if i % 333 == 0 {
+                    Money::new(amount.minor + 1, usd)
+                } else {
+                    amount
+                },
                 status: LedgerStatus::Captured,
                 booked_at: None,
-                location: Location { object: 1, line: i as u64 + 2 },
+                location: Location {
+                    object: 1,
+                    line: i as u64 + 2,
+                },
             });
         }
     }
@@ -44,10 +62,16 @@ fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let n = std::env::var("RECON_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n = std::env::var("RECON_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let (p, l) = day(n);
     let objects = vec!["activity.csv".to_string(), "ledger.csv".to_string()];
-    let config = RunConfig { grace_days: 0, ..RunConfig::default() };
+    let config = RunConfig {
+        grace_days: 0,
+        ..RunConfig::default()
+    };
     let mut g = c.benchmark_group("reconcile");
     g.sample_size(10);
     g.bench_function(format!("match {n} x {}", l.len()), |b| {

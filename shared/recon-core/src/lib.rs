@@ -19,8 +19,8 @@ pub use model::{
 };
 pub use money::{Currency, Money, MoneyError};
 pub use reconcile::{
-    reconcile, Carried, CarriedRecord, CarryOutcome, Category, ConservationError, Discrepancy, DiscrepancyCounts,
-    Lifecycle, Outcome, RunConfig, RunInput,
+    reconcile, Carried, CarriedRecord, CarryOutcome, Category, ConservationError, Discrepancy,
+    DiscrepancyCounts, Lifecycle, Outcome, RunConfig, RunInput,
 };
 pub use severity::{Severity, SeverityConfig, Thresholds};
 pub use summary::{DaySummary, RunStatus, RunSummary};

@@ -41,7 +41,9 @@ impl FromStr for Processor {
             "stripe" => Ok(Processor::Stripe),
             "paypal" => Ok(Processor::Paypal),
             "square" => Ok(Processor::Square),
-            other => Err(format!("unknown processor {other:?} (expected stripe, paypal or square)")),
+            other => Err(format!(
+                "unknown processor {other:?} (expected stripe, paypal or square)"
+            )),
         }
     }
 }
@@ -104,7 +106,10 @@ impl ProcessorStatus {
     }
     /// Failed, denied, reversed or canceled: money did not (or no longer) move.
     pub fn is_unsuccessful(self) -> bool {
-        matches!(self, ProcessorStatus::Failed | ProcessorStatus::Reversed | ProcessorStatus::Canceled)
+        matches!(
+            self,
+            ProcessorStatus::Failed | ProcessorStatus::Reversed | ProcessorStatus::Canceled
+        )
     }
 }
 
@@ -137,7 +142,9 @@ impl FromStr for LedgerType {
             "refund" => Ok(LedgerType::Refund),
             "dispute" => Ok(LedgerType::Dispute),
             "adjustment" => Ok(LedgerType::Adjustment),
-            other => Err(format!("type {other:?} is not one of charge, refund, dispute, adjustment")),
+            other => Err(format!(
+                "type {other:?} is not one of charge, refund, dispute, adjustment"
+            )),
         }
     }
 }
@@ -171,7 +178,9 @@ impl FromStr for LedgerStatus {
             "refunded" => Ok(LedgerStatus::Refunded),
             "pending" => Ok(LedgerStatus::Pending),
             "failed" => Ok(LedgerStatus::Failed),
-            other => Err(format!("status {other:?} is not one of captured, refunded, pending, failed")),
+            other => Err(format!(
+                "status {other:?} is not one of captured, refunded, pending, failed"
+            )),
         }
     }
 }

@@ -18,11 +18,20 @@ pub enum MoneyError {
     #[error("amount {0:?} is not a decimal number")]
     NotANumber(String),
     #[error("amount {text:?} has {decimals} decimals but {currency} allows at most {exponent}")]
-    TooManyDecimals { text: String, decimals: u32, currency: Currency, exponent: u8 },
+    TooManyDecimals {
+        text: String,
+        decimals: u32,
+        currency: Currency,
+        exponent: u8,
+    },
     #[error("amount {0:?} is out of range")]
     OutOfRange(String),
     #[error("{what} {value} is not a whole number of {currency} minor units")]
-    Inexact { what: &'static str, value: i64, currency: Currency },
+    Inexact {
+        what: &'static str,
+        value: i64,
+        currency: Currency,
+    },
 }
 
 /// ISO 4217 codes with exponent 0 (zero-decimal).
@@ -62,7 +71,11 @@ impl Currency {
         if b.len() != 3 || !b.iter().all(u8::is_ascii_alphabetic) {
             return Err(MoneyError::UnknownCurrency(code.to_string()));
         }
-        let up = [b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase(), b[2].to_ascii_uppercase()];
+        let up = [
+            b[0].to_ascii_uppercase(),
+            b[1].to_ascii_uppercase(),
+            b[2].to_ascii_uppercase(),
+        ];
         let s = std::str::from_utf8(&up).map_err(|_| MoneyError::UnknownCurrency(code.to_string()))?;
         let exponent = if TWO.contains(&s) {
             2
@@ -90,7 +103,11 @@ impl Currency {
 
     /// Every currency this table knows, for tests.
     pub fn all() -> impl Iterator<Item = Currency> {
-        ZERO.iter().chain(TWO).chain(THREE).chain(FOUR).filter_map(|c| Currency::parse(c).ok())
+        ZERO.iter()
+            .chain(TWO)
+            .chain(THREE)
+            .chain(FOUR)
+            .filter_map(|c| Currency::parse(c).ok())
     }
 }
 
@@ -167,15 +184,24 @@ impl Money {
         } else {
             let d = POW10[usize::from(wire_exponent - e)];
             if value % d != 0 {
-                return Err(MoneyError::Inexact { what: "amount", value, currency });
+                return Err(MoneyError::Inexact {
+                    what: "amount",
+                    value,
+                    currency,
+                });
             }
             Some(value / d)
         };
-        minor.map(|m| Money { minor: m, currency }).ok_or(MoneyError::OutOfRange(value.to_string()))
+        minor
+            .map(|m| Money { minor: m, currency })
+            .ok_or(MoneyError::OutOfRange(value.to_string()))
     }
 
     pub fn abs(self) -> Self {
-        Money { minor: self.minor.saturating_abs(), currency: self.currency }
+        Money {
+            minor: self.minor.saturating_abs(),
+            currency: self.currency,
+        }
     }
 
     /// The exact value as a `Decimal` with the currency's scale (for SQL `numeric`).
@@ -210,7 +236,12 @@ pub fn format_minor(minor: i128, exponent: u8) -> String {
 }
 
 /// Parses decimal `text` into an integer scaled by 10^`scale`; at most `scale` decimals.
-pub fn parse_scaled(text: &str, currency: Currency, scale: u8, _what: &'static str) -> Result<i64, MoneyError> {
+pub fn parse_scaled(
+    text: &str,
+    currency: Currency,
+    scale: u8,
+    _what: &'static str,
+) -> Result<i64, MoneyError> {
     let t = text.trim();
     let bytes = t.as_bytes();
     let (neg, rest) = match bytes.first() {
@@ -243,7 +274,10 @@ pub fn parse_scaled(text: &str, currency: Currency, scale: u8, _what: &'static s
     let range = || MoneyError::OutOfRange(text.to_string());
     let mut v: i64 = 0;
     for &d in int_part.iter().chain(frac_part) {
-        v = v.checked_mul(10).and_then(|v| v.checked_add(i64::from(d - b'0'))).ok_or_else(range)?;
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i64::from(d - b'0')))
+            .ok_or_else(range)?;
     }
     let pad = usize::from(scale) - frac_part.len();
     v = v.checked_mul(POW10[pad]).ok_or_else(range)?;
@@ -271,12 +305,30 @@ mod tests {
 
     #[test]
     fn parses_major_units_exactly() {
-        assert_eq!(Money::parse_major("125.00", cur("USD")), Ok(Money::new(12500, cur("USD"))));
-        assert_eq!(Money::parse_major("-20", cur("USD")), Ok(Money::new(-2000, cur("USD"))));
-        assert_eq!(Money::parse_major("1200", cur("JPY")), Ok(Money::new(1200, cur("JPY"))));
-        assert_eq!(Money::parse_major("1.234", cur("KWD")), Ok(Money::new(1234, cur("KWD"))));
-        assert_eq!(Money::parse_major("0.1", cur("USD")), Ok(Money::new(10, cur("USD"))));
-        assert!(matches!(Money::parse_major("1.5", cur("JPY")), Err(MoneyError::TooManyDecimals { .. })));
+        assert_eq!(
+            Money::parse_major("125.00", cur("USD")),
+            Ok(Money::new(12500, cur("USD")))
+        );
+        assert_eq!(
+            Money::parse_major("-20", cur("USD")),
+            Ok(Money::new(-2000, cur("USD")))
+        );
+        assert_eq!(
+            Money::parse_major("1200", cur("JPY")),
+            Ok(Money::new(1200, cur("JPY")))
+        );
+        assert_eq!(
+            Money::parse_major("1.234", cur("KWD")),
+            Ok(Money::new(1234, cur("KWD")))
+        );
+        assert_eq!(
+            Money::parse_major("0.1", cur("USD")),
+            Ok(Money::new(10, cur("USD")))
+        );
+        assert!(matches!(
+            Money::parse_major("1.5", cur("JPY")),
+            Err(MoneyError::TooManyDecimals { .. })
+        ));
         assert!(Money::parse_major("", cur("USD")).is_err());
         assert!(Money::parse_major("1e3", cur("USD")).is_err());
         assert!(Money::parse_major("1,000.00", cur("USD")).is_err());
@@ -286,12 +338,24 @@ mod tests {
     #[test]
     fn converts_processor_minor_units() {
         // Stripe ISK is two-decimal on the wire, zero-decimal in ISO.
-        assert_eq!(Money::from_scaled(10000, 2, cur("ISK")), Ok(Money::new(100, cur("ISK"))));
+        assert_eq!(
+            Money::from_scaled(10000, 2, cur("ISK")),
+            Ok(Money::new(100, cur("ISK")))
+        );
         assert!(Money::from_scaled(150, 2, cur("ISK")).is_err());
         // PayPal STL: hundredths for every currency, JPY included.
-        assert_eq!(Money::from_scaled(120000, 2, cur("JPY")), Ok(Money::new(1200, cur("JPY"))));
-        assert_eq!(Money::from_scaled(1234, 3, cur("KWD")), Ok(Money::new(1234, cur("KWD"))));
-        assert_eq!(Money::from_scaled(5, 2, cur("KWD")), Ok(Money::new(50, cur("KWD"))));
+        assert_eq!(
+            Money::from_scaled(120000, 2, cur("JPY")),
+            Ok(Money::new(1200, cur("JPY")))
+        );
+        assert_eq!(
+            Money::from_scaled(1234, 3, cur("KWD")),
+            Ok(Money::new(1234, cur("KWD")))
+        );
+        assert_eq!(
+            Money::from_scaled(5, 2, cur("KWD")),
+            Ok(Money::new(50, cur("KWD")))
+        );
     }
 
     #[test]

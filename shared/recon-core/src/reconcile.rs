@@ -131,7 +131,11 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { grace_days: 1, tolerance: BTreeMap::new(), severity: SeverityConfig::default() }
+        RunConfig {
+            grace_days: 1,
+            tolerance: BTreeMap::new(),
+            severity: SeverityConfig::default(),
+        }
     }
 }
 
@@ -294,7 +298,10 @@ fn source_of(objects: &[String], carried: &[Carried], c: Option<usize>, loc: Loc
     match c {
         Some(i) => carried.get(i).map(|c| c.source.clone()).unwrap_or_default(),
         None => {
-            let key = objects.get(loc.object as usize).map(String::as_str).unwrap_or("?");
+            let key = objects
+                .get(loc.object as usize)
+                .map(String::as_str)
+                .unwrap_or("?");
             format!("{key}:{}", loc.line)
         }
     }
@@ -305,23 +312,40 @@ fn status_problem(p: &ProcessorRecord, l: &LedgerRow) -> Option<(String, bool)> 
     let ps = p.status;
     let ls = l.status;
     if ps.is_unsuccessful() && matches!(ls, LedgerStatus::Captured | LedgerStatus::Refunded) {
-        return Some((format!("processor says {} but ledger says {}", ps.as_str(), ls.as_str()), true));
+        return Some((
+            format!("processor says {} but ledger says {}", ps.as_str(), ls.as_str()),
+            true,
+        ));
     }
     if ps == ProcessorStatus::Refunded && ls == LedgerStatus::Captured && p.kind == Kind::Charge {
         return Some(("processor says refunded but ledger says captured".into(), true));
     }
     if ls == LedgerStatus::Failed && matches!(ps, ProcessorStatus::Succeeded | ProcessorStatus::Refunded) {
-        return Some((format!("ledger says failed but processor says {}", ps.as_str()), false));
+        return Some((
+            format!("ledger says failed but processor says {}", ps.as_str()),
+            false,
+        ));
     }
     if ls == LedgerStatus::Refunded && p.kind == Kind::Charge && ps == ProcessorStatus::Succeeded {
-        return Some(("ledger says refunded on a record the processor shows as a plain charge".into(), false));
+        return Some((
+            "ledger says refunded on a record the processor shows as a plain charge".into(),
+            false,
+        ));
     }
     None
 }
 
 /// Reconciles one run. Fails only when the conservation equations do not hold (a bug, never bad input).
 pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
-    let RunInput { processor, objects, records, ledger, invalid, carried, config } = input;
+    let RunInput {
+        processor,
+        objects,
+        records,
+        ledger,
+        invalid,
+        carried,
+        config,
+    } = input;
     let mut excluded_counts: BTreeMap<String, u64> = BTreeMap::new();
 
     // --- candidates: today's reconciled records and carried items, in "first" order --------------------
@@ -329,8 +353,14 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     let mut ledg: Vec<LRef<'_>> = Vec::with_capacity(ledger.len());
     for (i, c) in carried.iter().enumerate() {
         match &c.record {
-            CarriedRecord::Processor(rec) => procs.push(PRef { rec, carried: Some(i) }),
-            CarriedRecord::Ledger(row) => ledg.push(LRef { row, carried: Some(i) }),
+            CarriedRecord::Processor(rec) => procs.push(PRef {
+                rec,
+                carried: Some(i),
+            }),
+            CarriedRecord::Ledger(row) => ledg.push(LRef {
+                row,
+                carried: Some(i),
+            }),
         }
     }
     for rec in records {
@@ -342,7 +372,9 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     }
     for row in ledger {
         if row.kind == LedgerType::Adjustment {
-            *excluded_counts.entry("ledger_adjustment".to_string()).or_default() += 1;
+            *excluded_counts
+                .entry("ledger_adjustment".to_string())
+                .or_default() += 1;
         } else {
             ledg.push(LRef { row, carried: None });
         }
@@ -372,7 +404,10 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
                     Category::Duplicate,
                     p.rec,
                     psrc(i),
-                    format!("processor record {} appears again (first at {first_src})", p.rec.id),
+                    format!(
+                        "processor record {} appears again (first at {first_src})",
+                        p.rec.id
+                    ),
                     carried_id(p.carried),
                 ));
             } else {
@@ -390,7 +425,11 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
         txns.reserve(nl);
         for (i, l) in ledg.iter().enumerate() {
             let why = if let Some(&first) = ids.get(&*l.row.ledger_id) {
-                Some(format!("ledger_id {} appears again (first at {})", l.row.ledger_id, lsrc(first as usize)))
+                Some(format!(
+                    "ledger_id {} appears again (first at {})",
+                    l.row.ledger_id,
+                    lsrc(first as usize)
+                ))
             } else {
                 ids.insert(&l.row.ledger_id, i as u32);
                 match l.row.processor_txn_id.as_deref() {
@@ -409,7 +448,13 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
             };
             if let Some(why) = why {
                 l_dup[i] = true;
-                discrepancies.push(ledger_discrepancy(Category::Duplicate, l.row, lsrc(i), why, carried_id(l.carried)));
+                discrepancies.push(ledger_discrepancy(
+                    Category::Duplicate,
+                    l.row,
+                    lsrc(i),
+                    why,
+                    carried_id(l.carried),
+                ));
             }
         }
     }
@@ -430,14 +475,18 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
                     continue;
                 }
                 let packed = ((rank as u64) << 32) | i as u64;
-                keys.entry(k).and_modify(|v| *v = (*v).min(packed)).or_insert(packed);
+                keys.entry(k)
+                    .and_modify(|v| *v = (*v).min(packed))
+                    .or_insert(packed);
             }
         }
         for (j, l) in ledg.iter().enumerate() {
             if l_dup[j] {
                 continue;
             }
-            let Some(t) = l.row.processor_txn_id.as_deref() else { continue };
+            let Some(t) = l.row.processor_txn_id.as_deref() else {
+                continue;
+            };
             let Some(&packed) = keys.get(t) else { continue };
             let i = (packed & 0xFFFF_FFFF) as usize;
             if link_p[i] == NONE {
@@ -450,7 +499,13 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
                     "double booking: ledger {} and {} both point at processor record {}",
                     other, l.row.ledger_id, procs[i].rec.id
                 );
-                discrepancies.push(ledger_discrepancy(Category::Duplicate, l.row, lsrc(j), why, carried_id(l.carried)));
+                discrepancies.push(ledger_discrepancy(
+                    Category::Duplicate,
+                    l.row,
+                    lsrc(j),
+                    why,
+                    carried_id(l.carried),
+                ));
             }
         }
     }
@@ -466,7 +521,9 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
                 continue;
             }
             if let Some(o) = l.row.order_id.as_deref().filter(|o| !o.is_empty()) {
-                lmap.entry((o.to_ascii_lowercase(), l.row.amount.minor, l.row.amount.currency)).or_default().push(j);
+                lmap.entry((o.to_ascii_lowercase(), l.row.amount.minor, l.row.amount.currency))
+                    .or_default()
+                    .push(j);
             }
         }
         if !lmap.is_empty() {
@@ -535,17 +592,30 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
                 Category::CurrencyMismatch,
                 pr.amount.minor.saturating_abs(),
                 true,
-                format!("processor {} {} vs ledger {} {}", pr.amount, pr.amount.currency, lr.amount, lr.amount.currency),
+                format!(
+                    "processor {} {} vs ledger {} {}",
+                    pr.amount, pr.amount.currency, lr.amount, lr.amount.currency
+                ),
             ))
         } else if diff.unsigned_abs() > u128::from(tol.unsigned_abs()) {
             Some((
                 Category::AmountMismatch,
                 i64::try_from(diff.unsigned_abs()).unwrap_or(i64::MAX),
                 false,
-                format!("processor {} vs ledger {} {}", pr.amount, lr.amount, pr.amount.currency),
+                format!(
+                    "processor {} vs ledger {} {}",
+                    pr.amount, lr.amount, pr.amount.currency
+                ),
             ))
         } else {
-            status_problem(pr, lr).map(|(why, high)| (Category::StatusMismatch, pr.amount.minor.saturating_abs(), high, why))
+            status_problem(pr, lr).map(|(why, high)| {
+                (
+                    Category::StatusMismatch,
+                    pr.amount.minor.saturating_abs(),
+                    high,
+                    why,
+                )
+            })
         };
         let Some((category, stake, floor_high, details)) = problem else {
             clean += 1;
@@ -590,7 +660,13 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
         if let Some(n) = p_ambiguity.get(&i) {
             why = format!("{why}; {n}");
         }
-        let mut d = proc_discrepancy(Category::MissingInLedger, p.rec, psrc(i), why, carried_id(p.carried));
+        let mut d = proc_discrepancy(
+            Category::MissingInLedger,
+            p.rec,
+            psrc(i),
+            why,
+            carried_id(p.carried),
+        );
         if age(p.carried) < config.grace_days {
             d.lifecycle = Lifecycle::Pending;
             d.severity = None;
@@ -598,7 +674,11 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
             p_pending += 1;
         }
         if let Some(id) = carried_id(p.carried) {
-            let o = if d.lifecycle == Lifecycle::Pending { CarryOutcome::StillPending } else { CarryOutcome::Escalated };
+            let o = if d.lifecycle == Lifecycle::Pending {
+                CarryOutcome::StillPending
+            } else {
+                CarryOutcome::Escalated
+            };
             carry_out.push((id, o));
         }
         discrepancies.push(d);
@@ -611,7 +691,13 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
         if let Some(n) = ambiguity.get(&j) {
             why = format!("{why}; {n}");
         }
-        let mut d = ledger_discrepancy(Category::MissingInProcessor, l.row, lsrc(j), why, carried_id(l.carried));
+        let mut d = ledger_discrepancy(
+            Category::MissingInProcessor,
+            l.row,
+            lsrc(j),
+            why,
+            carried_id(l.carried),
+        );
         if age(l.carried) < config.grace_days {
             d.lifecycle = Lifecycle::Pending;
             d.severity = None;
@@ -619,7 +705,11 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
             l_pending += 1;
         }
         if let Some(id) = carried_id(l.carried) {
-            let o = if d.lifecycle == Lifecycle::Pending { CarryOutcome::StillPending } else { CarryOutcome::Escalated };
+            let o = if d.lifecycle == Lifecycle::Pending {
+                CarryOutcome::StillPending
+            } else {
+                CarryOutcome::Escalated
+            };
             carry_out.push((id, o));
         }
         discrepancies.push(d);
@@ -643,7 +733,11 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     // --- invalid records ------------------------------------------------------------------------------------
     for inv in invalid {
         let src = source_of(objects, &[], None, inv.location);
-        let field = inv.field.as_deref().map(|f| format!(" (field {f})")).unwrap_or_default();
+        let field = inv
+            .field
+            .as_deref()
+            .map(|f| format!(" (field {f})"))
+            .unwrap_or_default();
         discrepancies.push(Discrepancy {
             category: Category::InvalidRecord,
             lifecycle: Lifecycle::Open,
@@ -675,8 +769,15 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     let mut l_dups = 0u64;
     for d in &mut discrepancies {
         if d.lifecycle == Lifecycle::Open && d.severity.is_none() {
-            let by_amount = d.currency.map(|c| config.severity.by_amount(d.amount_at_stake, c)).unwrap_or(Severity::Low);
-            d.severity = Some(if d.category == Category::Duplicate { by_amount.max(Severity::High) } else { by_amount });
+            let by_amount = d
+                .currency
+                .map(|c| config.severity.by_amount(d.amount_at_stake, c))
+                .unwrap_or(Severity::Low);
+            d.severity = Some(if d.category == Category::Duplicate {
+                by_amount.max(Severity::High)
+            } else {
+                by_amount
+            });
         }
         if d.category == Category::Duplicate {
             if d.processor_id.is_some() {
@@ -717,13 +818,20 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     }
 
     discrepancies.sort_by(|a, b| {
-        (a.category, &a.processor_id, &a.ledger_id, &a.processor_source, &a.ledger_source).cmp(&(
-            b.category,
-            &b.processor_id,
-            &b.ledger_id,
-            &b.processor_source,
-            &b.ledger_source,
-        ))
+        (
+            a.category,
+            &a.processor_id,
+            &a.ledger_id,
+            &a.processor_source,
+            &a.ledger_source,
+        )
+            .cmp(&(
+                b.category,
+                &b.processor_id,
+                &b.ledger_id,
+                &b.processor_source,
+                &b.ledger_source,
+            ))
     });
     carry_out.sort_by_key(|(id, _)| *id);
     Ok(Outcome {

@@ -42,7 +42,9 @@ impl std::str::FromStr for Severity {
             "MEDIUM" => Ok(Severity::Medium),
             "HIGH" => Ok(Severity::High),
             "CRITICAL" => Ok(Severity::Critical),
-            other => Err(format!("unknown severity {other:?} (LOW, MEDIUM, HIGH or CRITICAL)")),
+            other => Err(format!(
+                "unknown severity {other:?} (LOW, MEDIUM, HIGH or CRITICAL)"
+            )),
         }
     }
 }
@@ -67,7 +69,11 @@ pub struct SeverityConfig {
 impl Default for SeverityConfig {
     fn default() -> Self {
         SeverityConfig {
-            default: Thresholds { medium: 100, high: 1_000, critical: 10_000 },
+            default: Thresholds {
+                medium: 100,
+                high: 1_000,
+                critical: 10_000,
+            },
             zero_decimal_multiplier: 100,
             per_currency: BTreeMap::new(),
         }
@@ -127,7 +133,14 @@ mod tests {
     #[test]
     fn per_currency_overrides_apply() {
         let mut s = SeverityConfig::default();
-        s.per_currency.insert(cur("EUR"), Thresholds { medium: 1, high: 2, critical: 3 });
+        s.per_currency.insert(
+            cur("EUR"),
+            Thresholds {
+                medium: 1,
+                high: 2,
+                critical: 3,
+            },
+        );
         assert_eq!(s.by_amount(250, cur("EUR")), Severity::High);
     }
 }

@@ -1,6 +1,8 @@
 //! Scenario and property tests of the matcher: every category, ambiguity, carry-forward, conservation,
 //! order independence, no panics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use recon_core::*;
 
@@ -8,7 +10,15 @@ fn cur(c: &str) -> Currency {
     Currency::parse(c).unwrap_or_else(|e| unreachable!("{e}"))
 }
 
-fn prec(id: &str, keys: &[&str], reference: Option<&str>, kind: Kind, minor: i64, c: &str, line: u64) -> ProcessorRecord {
+fn prec(
+    id: &str,
+    keys: &[&str],
+    reference: Option<&str>,
+    kind: Kind,
+    minor: i64,
+    c: &str,
+    line: u64,
+) -> ProcessorRecord {
     ProcessorRecord {
         id: id.into(),
         keys: keys.iter().map(|k| (*k).into()).collect(),
@@ -23,7 +33,17 @@ fn prec(id: &str, keys: &[&str], reference: Option<&str>, kind: Kind, minor: i64
     }
 }
 
-fn lrow(id: &str, txn: Option<&str>, order: Option<&str>, kind: LedgerType, minor: i64, c: &str, status: LedgerStatus, line: u64) -> LedgerRow {
+#[allow(clippy::too_many_arguments)]
+fn lrow(
+    id: &str,
+    txn: Option<&str>,
+    order: Option<&str>,
+    kind: LedgerType,
+    minor: i64,
+    c: &str,
+    status: LedgerStatus,
+    line: u64,
+) -> LedgerRow {
     LedgerRow {
         ledger_id: id.into(),
         processor: Processor::Stripe,
@@ -39,7 +59,10 @@ fn lrow(id: &str, txn: Option<&str>, order: Option<&str>, kind: LedgerType, mino
 
 fn run(p: &[ProcessorRecord], l: &[LedgerRow], carried: &[Carried], grace: u32) -> Outcome {
     let objects = vec!["raw/stripe/p.csv".to_string(), "raw/ledger/l.csv".to_string()];
-    let config = RunConfig { grace_days: grace, ..RunConfig::default() };
+    let config = RunConfig {
+        grace_days: grace,
+        ..RunConfig::default()
+    };
     reconcile(RunInput {
         processor: Processor::Stripe,
         objects: &objects,
@@ -56,7 +79,13 @@ fn cats(o: &Outcome) -> Vec<(Category, Option<String>, Option<String>)> {
     o.discrepancies
         .iter()
         .filter(|d| d.lifecycle == Lifecycle::Open)
-        .map(|d| (d.category, d.processor_id.as_deref().map(String::from), d.ledger_id.as_deref().map(String::from)))
+        .map(|d| {
+            (
+                d.category,
+                d.processor_id.as_deref().map(String::from),
+                d.ledger_id.as_deref().map(String::from),
+            )
+        })
         .collect()
 }
 
@@ -65,24 +94,116 @@ fn every_category_is_found() {
     use LedgerStatus::*;
     use LedgerType as T;
     let p = vec![
-        prec("txn_1", &["ch_1", "txn_1", "pi_1"], Some("o1"), Kind::Charge, 12500, "USD", 2), // clean via pi
-        prec("txn_2", &["ch_2", "txn_2"], Some("o2"), Kind::Charge, 5000, "USD", 3),           // amount
-        prec("txn_3", &["ch_3", "txn_3"], Some("o3"), Kind::Charge, 5000, "USD", 4),           // currency
-        prec("txn_4", &["ch_4", "txn_4"], Some("o4"), Kind::Charge, 5000, "USD", 5),           // status
-        prec("txn_5", &["ch_5", "txn_5"], Some("o5"), Kind::Charge, 7000, "USD", 6),           // missing in ledger
-        prec("txn_6", &["re_6", "txn_6"], Some("o6"), Kind::Refund, -2000, "USD", 7),          // fallback
-        prec("txn_6", &["re_6", "txn_6"], Some("o6"), Kind::Refund, -2000, "USD", 8),          // processor dup
-        prec("txn_7", &["po_7", "txn_7"], None, Kind::Payout, -9999, "USD", 9),                // excluded
+        prec(
+            "txn_1",
+            &["ch_1", "txn_1", "pi_1"],
+            Some("o1"),
+            Kind::Charge,
+            12500,
+            "USD",
+            2,
+        ), // clean via pi
+        prec(
+            "txn_2",
+            &["ch_2", "txn_2"],
+            Some("o2"),
+            Kind::Charge,
+            5000,
+            "USD",
+            3,
+        ), // amount
+        prec(
+            "txn_3",
+            &["ch_3", "txn_3"],
+            Some("o3"),
+            Kind::Charge,
+            5000,
+            "USD",
+            4,
+        ), // currency
+        prec(
+            "txn_4",
+            &["ch_4", "txn_4"],
+            Some("o4"),
+            Kind::Charge,
+            5000,
+            "USD",
+            5,
+        ), // status
+        prec(
+            "txn_5",
+            &["ch_5", "txn_5"],
+            Some("o5"),
+            Kind::Charge,
+            7000,
+            "USD",
+            6,
+        ), // missing in ledger
+        prec(
+            "txn_6",
+            &["re_6", "txn_6"],
+            Some("o6"),
+            Kind::Refund,
+            -2000,
+            "USD",
+            7,
+        ), // fallback
+        prec(
+            "txn_6",
+            &["re_6", "txn_6"],
+            Some("o6"),
+            Kind::Refund,
+            -2000,
+            "USD",
+            8,
+        ), // processor dup
+        prec("txn_7", &["po_7", "txn_7"], None, Kind::Payout, -9999, "USD", 9), // excluded
     ];
     let l = vec![
-        lrow("L1", Some("pi_1"), Some("o1"), T::Charge, 12500, "USD", Captured, 2),
-        lrow("L2", Some("ch_2"), Some("o2"), T::Charge, 5001, "USD", Captured, 3),
-        lrow("L3", Some("ch_3"), Some("o3"), T::Charge, 5000, "EUR", Captured, 4),
+        lrow(
+            "L1",
+            Some("pi_1"),
+            Some("o1"),
+            T::Charge,
+            12500,
+            "USD",
+            Captured,
+            2,
+        ),
+        lrow(
+            "L2",
+            Some("ch_2"),
+            Some("o2"),
+            T::Charge,
+            5001,
+            "USD",
+            Captured,
+            3,
+        ),
+        lrow(
+            "L3",
+            Some("ch_3"),
+            Some("o3"),
+            T::Charge,
+            5000,
+            "EUR",
+            Captured,
+            4,
+        ),
         lrow("L4", Some("ch_4"), Some("o4"), T::Charge, 5000, "USD", Failed, 5),
         lrow("L6", None, Some("O6"), T::Refund, -2000, "USD", Refunded, 6),
         lrow("L8", Some("ch_8"), Some("o8"), T::Charge, 300, "JPY", Captured, 7), // missing in processor
-        lrow("L9", Some("txn_1"), Some("o1"), T::Charge, 12500, "USD", Captured, 8), // double booking of txn_1
-        lrow("L2", Some("ch_x"), None, T::Charge, 1, "USD", Captured, 9),          // ledger_id twice
+        lrow(
+            "L9",
+            Some("txn_1"),
+            Some("o1"),
+            T::Charge,
+            12500,
+            "USD",
+            Captured,
+            8,
+        ), // double booking of txn_1
+        lrow("L2", Some("ch_x"), None, T::Charge, 1, "USD", Captured, 9),         // ledger_id twice
     ];
     let o = run(&p, &l, &[], 0);
     assert_eq!(o.processor_count, 7);
@@ -97,7 +218,10 @@ fn every_category_is_found() {
     assert_eq!(o.counts.duplicate, 3);
     assert_eq!(o.excluded_counts.get("payout"), Some(&1));
     // USD: amount 0.01 + currency 50.00 + status 50.00 + missing 70.00 + dup 20.00 + dup L9 125.00 + dup L2 0.01
-    assert_eq!(o.totals.get(&cur("USD")), Some(&(1 + 5000 + 5000 + 7000 + 2000 + 12500 + 1)));
+    assert_eq!(
+        o.totals.get(&cur("USD")),
+        Some(&(1 + 5000 + 5000 + 7000 + 2000 + 12500 + 1))
+    );
     assert_eq!(o.totals.get(&cur("JPY")), Some(&300));
     assert_eq!(o.severity, Some(Severity::High)); // the 1% rule needs >= 10 records
 }
@@ -108,7 +232,16 @@ fn ambiguous_fallback_is_reported_not_guessed() {
         prec("txn_1", &["ch_1"], Some("o1"), Kind::Charge, 100, "USD", 2),
         prec("txn_2", &["ch_2"], Some("o1"), Kind::Charge, 100, "USD", 3),
     ];
-    let l = vec![lrow("L1", None, Some("o1"), LedgerType::Charge, 100, "USD", LedgerStatus::Captured, 2)];
+    let l = vec![lrow(
+        "L1",
+        None,
+        Some("o1"),
+        LedgerType::Charge,
+        100,
+        "USD",
+        LedgerStatus::Captured,
+        2,
+    )];
     let o = run(&p, &l, &[], 0);
     assert_eq!(o.matched_count, 0);
     assert_eq!(o.counts.missing_in_ledger, 2);
@@ -119,12 +252,29 @@ fn ambiguous_fallback_is_reported_not_guessed() {
 #[test]
 fn pending_items_carry_forward_and_resolve_as_timing_differences() {
     // Day 1: the ledger books a charge the processor has not reported yet -> pending with grace 1.
-    let l = vec![lrow("L1", Some("ch_1"), None, LedgerType::Charge, 100, "USD", LedgerStatus::Captured, 2)];
+    let l = vec![lrow(
+        "L1",
+        Some("ch_1"),
+        None,
+        LedgerType::Charge,
+        100,
+        "USD",
+        LedgerStatus::Captured,
+        2,
+    )];
     let day1 = run(&[], &l, &[], 1);
     assert_eq!(day1.counts.pending, 1);
     assert_eq!(day1.counts.missing_in_processor, 0);
-    let carry = day1.discrepancies[0].carry.clone().unwrap_or_else(|| unreachable!());
-    let carried = vec![Carried { id: 7, age_days: 1, source: "raw/ledger/l.csv:2".into(), record: carry }];
+    let carry = day1.discrepancies[0]
+        .carry
+        .clone()
+        .unwrap_or_else(|| unreachable!());
+    let carried = vec![Carried {
+        id: 7,
+        age_days: 1,
+        source: "raw/ledger/l.csv:2".into(),
+        record: carry,
+    }];
     // Day 2: the processor reports it -> matched, the pending item resolves.
     let p = vec![prec("txn_1", &["ch_1"], None, Kind::Charge, 100, "USD", 2)];
     let day2 = run(&p, &[], &carried, 1);
@@ -139,9 +289,32 @@ fn pending_items_carry_forward_and_resolve_as_timing_differences() {
 
 #[test]
 fn run_is_critical_when_over_one_percent_is_missing() {
-    let p: Vec<_> = (0..10).map(|i| prec(&format!("txn_{i}"), &[&format!("ch_{i}")], None, Kind::Charge, 1, "USD", i)).collect();
+    let p: Vec<_> = (0..10)
+        .map(|i| {
+            prec(
+                &format!("txn_{i}"),
+                &[&format!("ch_{i}")],
+                None,
+                Kind::Charge,
+                1,
+                "USD",
+                i,
+            )
+        })
+        .collect();
     let l: Vec<_> = (1..10)
-        .map(|i| lrow(&format!("L{i}"), Some(&format!("ch_{i}")), None, LedgerType::Charge, 1, "USD", LedgerStatus::Captured, i))
+        .map(|i| {
+            lrow(
+                &format!("L{i}"),
+                Some(&format!("ch_{i}")),
+                None,
+                LedgerType::Charge,
+                1,
+                "USD",
+                LedgerStatus::Captured,
+                i,
+            )
+        })
         .collect();
     let o = run(&p, &l, &[], 0);
     assert_eq!(o.counts.missing_in_ledger, 1);
@@ -152,14 +325,25 @@ fn arb_record() -> impl Strategy<Value = (u8, u8, i64, u8, u8, bool)> {
     (0u8..12, 0u8..3, -500i64..500, 0u8..3, 0u8..4, any::<bool>())
 }
 
-fn build(ps: &[(u8, u8, i64, u8, u8, bool)], ls: &[(u8, u8, i64, u8, u8, bool)]) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
+fn build(
+    ps: &[(u8, u8, i64, u8, u8, bool)],
+    ls: &[(u8, u8, i64, u8, u8, bool)],
+) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
     let curs = ["USD", "JPY", "KWD"];
     let p = ps
         .iter()
         .enumerate()
         .map(|(n, &(id, kind, amt, c, _, has_ref))| {
             let kind = [Kind::Charge, Kind::Refund, Kind::Payout][kind as usize];
-            prec(&format!("txn_{id}"), &[&format!("ch_{id}"), &format!("pi_{}", id / 2)], has_ref.then_some("o1"), kind, amt, curs[c as usize], n as u64)
+            prec(
+                &format!("txn_{id}"),
+                &[&format!("ch_{id}"), &format!("pi_{}", id / 2)],
+                has_ref.then_some("o1"),
+                kind,
+                amt,
+                curs[c as usize],
+                n as u64,
+            )
         })
         .collect();
     let l = ls
@@ -167,9 +351,23 @@ fn build(ps: &[(u8, u8, i64, u8, u8, bool)], ls: &[(u8, u8, i64, u8, u8, bool)])
         .enumerate()
         .map(|(n, &(id, kind, amt, c, st, has_txn))| {
             let kind = [LedgerType::Charge, LedgerType::Refund, LedgerType::Dispute][kind as usize];
-            let st = [LedgerStatus::Captured, LedgerStatus::Refunded, LedgerStatus::Pending, LedgerStatus::Failed][st as usize];
+            let st = [
+                LedgerStatus::Captured,
+                LedgerStatus::Refunded,
+                LedgerStatus::Pending,
+                LedgerStatus::Failed,
+            ][st as usize];
             let txn = format!("ch_{id}");
-            lrow(&format!("L{}", id % 7), has_txn.then_some(txn.as_str()), Some("O1"), kind, amt, curs[c as usize], st, n as u64)
+            lrow(
+                &format!("L{}", id % 7),
+                has_txn.then_some(txn.as_str()),
+                Some("O1"),
+                kind,
+                amt,
+                curs[c as usize],
+                st,
+                n as u64,
+            )
         })
         .collect();
     (p, l)
@@ -217,6 +415,14 @@ proptest! {
 
 #[test]
 fn cats_helper_lists_open_items() {
-    let o = run(&[prec("txn_1", &["ch_1"], None, Kind::Charge, 1, "USD", 1)], &[], &[], 0);
-    assert_eq!(cats(&o), vec![(Category::MissingInLedger, Some("txn_1".into()), None)]);
+    let o = run(
+        &[prec("txn_1", &["ch_1"], None, Kind::Charge, 1, "USD", 1)],
+        &[],
+        &[],
+        0,
+    );
+    assert_eq!(
+        cats(&o),
+        vec![(Category::MissingInLedger, Some("txn_1".into()), None)]
+    );
 }

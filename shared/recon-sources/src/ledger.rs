@@ -30,7 +30,13 @@ fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Pro
     let processor: Option<Processor> = f.processor.parse().ok();
     let fail = |field: &'static str, why: String| (processor, (field, why));
     let Some(processor) = processor else {
-        return Err((None, ("processor", format!("processor {:?} is not stripe, paypal or square", f.processor))));
+        return Err((
+            None,
+            (
+                "processor",
+                format!("processor {:?} is not stripe, paypal or square", f.processor),
+            ),
+        ));
     };
     let ledger_id = f.ledger_id.trim();
     if ledger_id.is_empty() {
@@ -40,7 +46,10 @@ fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Pro
     let status = f.status.trim().parse().map_err(|e| fail("status", e))?;
     let currency = Currency::parse(f.currency.trim()).map_err(|e| fail("currency", e.to_string()))?;
     if f.currency.trim() != currency.code() {
-        return Err(fail("currency", format!("currency {:?} must be an upper-case ISO 4217 code", f.currency)));
+        return Err(fail(
+            "currency",
+            format!("currency {:?} must be an upper-case ISO 4217 code", f.currency),
+        ));
     }
     let amount = Money::parse_major(f.amount, currency).map_err(|e| fail("amount", e.to_string()))?;
     let booked_at = match f.booked_at.trim() {
@@ -65,14 +74,25 @@ fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Pro
 }
 
 fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidRecord {
-    InvalidRecord { side: Side::Ledger, location, field: Some(field.to_string()), reason, raw }
+    InvalidRecord {
+        side: Side::Ledger,
+        location,
+        field: Some(field.to_string()),
+        reason,
+        raw,
+    }
 }
 
 /// Parses a ledger CSV export. Line numbers are 1-based lines of the file (the header is line 1).
 pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-    let header = rdr.headers().map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?.clone();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = rdr
+        .headers()
+        .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
+        .clone();
     let cols = Columns::new(&header);
     let idx = [
         cols.require(key, "ledger_id")?,
@@ -89,22 +109,29 @@ pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceErr
     let mut lines = LineCounter::new(text);
     let mut rec = csv::StringRecord::new();
     loop {
-        let line;
-        match rdr.read_record(&mut rec) {
+        let line = match rdr.read_record(&mut rec) {
             Ok(false) => break,
-            Ok(true) => line = lines.line_of(rec.position()),
+            Ok(true) => lines.line_of(rec.position()),
             Err(e) => {
                 let line = lines.line_of(e.position());
                 let location = Location { object, line };
-                out.invalid.push((None, invalid(location, ("row", format!("unreadable CSV row: {e}")), String::new())));
+                out.invalid.push((
+                    None,
+                    invalid(
+                        location,
+                        ("row", format!("unreadable CSV row: {e}")),
+                        String::new(),
+                    ),
+                ));
                 continue;
             }
-        }
+        };
         let location = Location { object, line };
         if rec.len() != cols.len() {
             let processor = rec.get(idx[1]).and_then(|p| p.parse().ok());
             let why = format!("has {} fields, the header has {}", rec.len(), cols.len());
-            out.invalid.push((processor, invalid(location, ("row", why), raw_record(&rec))));
+            out.invalid
+                .push((processor, invalid(location, ("row", why), raw_record(&rec))));
             continue;
         }
         let g = |i: usize| rec.get(idx[i]).unwrap_or("");
@@ -164,7 +191,10 @@ pub fn parse_jsonl(key: &str, object: u32, text: &str) -> Result<Parsed, SourceE
     let _ = key;
     let mut out = Parsed::default();
     for (n, line) in text.lines().enumerate() {
-        let location = Location { object, line: n as u64 + 1 };
+        let location = Location {
+            object,
+            line: n as u64 + 1,
+        };
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -172,7 +202,14 @@ pub fn parse_jsonl(key: &str, object: u32, text: &str) -> Result<Parsed, SourceE
         let row: JsonRow<'_> = match serde_json::from_str(line) {
             Ok(r) => r,
             Err(e) => {
-                out.invalid.push((None, invalid(location, ("row", format!("not a JSON object: {e}")), line.to_string())));
+                out.invalid.push((
+                    None,
+                    invalid(
+                        location,
+                        ("row", format!("not a JSON object: {e}")),
+                        line.to_string(),
+                    ),
+                ));
                 continue;
             }
         };
@@ -221,7 +258,8 @@ mod tests {
     use super::*;
     use recon_core::{LedgerStatus, LedgerType};
 
-    const CSV: &str = "\u{feff}ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\r\n\
+    const CSV: &str =
+        "\u{feff}ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\r\n\
 L-1,stripe,ch_1,ord_1,charge,125.00,USD,captured,2025-01-15T10:21:33Z\r\n\
 L-2,stripe,re_1,\"ord_1, part\",refund,-20.00,USD,refunded,2025-01-15T11:02:00Z\r\n\
 L-3,paypal,,ord_2,charge,1200,JPY,captured,2025-01-15T12:00:00Z\r\n\
@@ -243,7 +281,11 @@ L-7,stripe,ch_7,ord_7,charge,,USD,captured,2025-01-15T12:00:00Z\r\n";
         assert_eq!(p.ledger[3].amount.minor, 125);
         assert_eq!(p.ledger[3].amount.currency.code(), "KWD");
         assert_eq!(p.ledger[0].location, Location { object: 3, line: 2 });
-        let bad: Vec<_> = p.invalid.iter().map(|(pr, i)| (*pr, i.location.line, i.field.clone())).collect();
+        let bad: Vec<_> = p
+            .invalid
+            .iter()
+            .map(|(pr, i)| (*pr, i.location.line, i.field.clone()))
+            .collect();
         assert_eq!(
             bad,
             vec![

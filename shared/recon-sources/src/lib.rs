@@ -23,7 +23,10 @@ pub struct SourceError {
 
 impl SourceError {
     pub fn new(key: &str, reason: impl Into<String>) -> Self {
-        SourceError { key: key.to_string(), reason: reason.into() }
+        SourceError {
+            key: key.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -80,7 +83,10 @@ pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
         if first_line.contains("\"ledger_id\"") {
             return Ok(Format::LedgerJsonLines);
         }
-        if first_line.contains("\"object\"") || body.contains("\"balance_transaction\"") || body.contains("\"object\":\"list\"") {
+        if first_line.contains("\"object\"")
+            || body.contains("\"balance_transaction\"")
+            || body.contains("\"object\":\"list\"")
+        {
             return Ok(Format::StripeApiPage);
         }
         return Err(SourceError::new(key, "JSON content of no known kind (expected a Stripe balance_transactions page or ledger JSON Lines)"));

@@ -18,8 +18,8 @@ use crate::{Parsed, SourceError};
 /// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
 pub fn stripe_exponent(c: Currency) -> u8 {
     const ZERO: &[&str] = &[
-        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF",
-        "XPF",
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF",
+        "XOF", "XPF",
     ];
     const THREE: &[&str] = &["BHD", "JOD", "KWD", "OMR", "TND"];
     if ZERO.contains(&c.code()) {
@@ -52,7 +52,13 @@ pub fn kind_of(reporting_category: Option<&str>, txn_type: Option<&str>) -> Kind
     }
 }
 
-fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&str>, kind: Kind) -> Vec<Box<str>> {
+fn keys(
+    source: &str,
+    txn: &str,
+    disputed_charge: Option<&str>,
+    intent: Option<&str>,
+    kind: Kind,
+) -> Vec<Box<str>> {
     let mut k: Vec<Box<str>> = Vec::with_capacity(4);
     let mut push = |s: &str| {
         let s = s.trim();
@@ -78,19 +84,33 @@ fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&
 fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
     (
         Some(Processor::Stripe),
-        InvalidRecord { side: Side::Processor, location, field: Some(field.to_string()), reason, raw },
+        InvalidRecord {
+            side: Side::Processor,
+            location,
+            field: Some(field.to_string()),
+            reason,
+            raw,
+        },
     )
 }
 
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
 pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-    let header = rdr.headers().map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?.clone();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = rdr
+        .headers()
+        .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
+        .clone();
     let cols = Columns::new(&header);
     let c_id = cols.require(key, "balance_transaction_id")?;
     let c_cur = cols.require(key, "currency")?;
-    let c_gross = cols.find("gross").or(cols.find("amount")).ok_or_else(|| SourceError::new(key, "no gross column"))?;
+    let c_gross = cols
+        .find("gross")
+        .or(cols.find("amount"))
+        .ok_or_else(|| SourceError::new(key, "no gross column"))?;
     let c_fee = cols.find("fee");
     let c_net = cols.find("net");
     let c_cat = cols.require(key, "reporting_category")?;
@@ -110,44 +130,71 @@ pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, So
             Ok(true) => {}
             Err(e) => {
                 let line = lines.line_of(e.position());
-                out.invalid.push(bad(Location { object, line }, "row", format!("unreadable CSV row: {e}"), String::new()));
+                out.invalid.push(bad(
+                    Location { object, line },
+                    "row",
+                    format!("unreadable CSV row: {e}"),
+                    String::new(),
+                ));
                 continue;
             }
         }
-        let location = Location { object, line: lines.line_of(rec.position()) };
+        let location = Location {
+            object,
+            line: lines.line_of(rec.position()),
+        };
         if rec.len() != cols.len() {
             let why = format!("has {} fields, the header has {}", rec.len(), cols.len());
             out.invalid.push(bad(location, "row", why, raw_record(&rec)));
             continue;
         }
-        let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(str::trim).filter(|s| !s.is_empty());
+        let get = |c: Option<usize>| {
+            c.and_then(|c| rec.get(c))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
         let kind = kind_of(get(Some(c_cat)), None);
         let id = get(Some(c_id)).unwrap_or("");
         let source = get(c_source).unwrap_or("");
         if !kind.is_reconciled() && source.is_empty() && id.is_empty() {
             // e.g. a fee row without a source: counted as excluded, never invalid
         } else if id.is_empty() {
-            out.invalid.push(bad(location, "balance_transaction_id", "balance_transaction_id is empty".into(), raw_record(&rec)));
+            out.invalid.push(bad(
+                location,
+                "balance_transaction_id",
+                "balance_transaction_id is empty".into(),
+                raw_record(&rec),
+            ));
             continue;
         }
         let currency = match Currency::parse(get(Some(c_cur)).unwrap_or("")) {
             Ok(c) => c,
             Err(e) => {
-                out.invalid.push(bad(location, "currency", e.to_string(), raw_record(&rec)));
+                out.invalid
+                    .push(bad(location, "currency", e.to_string(), raw_record(&rec)));
                 continue;
             }
         };
         let money = |c: Option<usize>, name: &str| -> Result<Option<i64>, (String, String)> {
             match get(c) {
                 None => Ok(None),
-                Some(t) => Money::parse_major(t, currency).map(|m| Some(m.minor)).map_err(|e| (name.to_string(), e.to_string())),
+                Some(t) => Money::parse_major(t, currency)
+                    .map(|m| Some(m.minor))
+                    .map_err(|e| (name.to_string(), e.to_string())),
             }
         };
-        let amounts = (|| Ok::<_, (String, String)>((money(Some(c_gross), "gross")?, money(c_fee, "fee")?, money(c_net, "net")?)))();
+        let amounts = (|| {
+            Ok::<_, (String, String)>((
+                money(Some(c_gross), "gross")?,
+                money(c_fee, "fee")?,
+                money(c_net, "net")?,
+            ))
+        })();
         let (gross, fee, net) = match amounts {
             Ok((Some(g), f, n)) => (g, f, n),
             Ok((None, _, _)) => {
-                out.invalid.push(bad(location, "gross", "gross is empty".into(), raw_record(&rec)));
+                out.invalid
+                    .push(bad(location, "gross", "gross is empty".into(), raw_record(&rec)));
                 continue;
             }
             Err((field, why)) => {
@@ -160,7 +207,8 @@ pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, So
             Some(t) => match timestamp(t) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    out.invalid.push(bad(location, "created_utc", e, raw_record(&rec)));
+                    out.invalid
+                        .push(bad(location, "created_utc", e, raw_record(&rec)));
                     continue;
                 }
             },
@@ -225,34 +273,54 @@ fn status_of(source: &Value) -> ProcessorStatus {
 /// Parses one `GET /v1/balance_transactions` page as received. Locations are 0-based indexes in `data`.
 pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
     let page: Page<'_> = serde_json::from_str(text).map_err(|e| {
-        SourceError::new(key, format!("not a complete Stripe list page ({e}); the download may be truncated: fetch it again"))
+        SourceError::new(
+            key,
+            format!("not a complete Stripe list page ({e}); the download may be truncated: fetch it again"),
+        )
     })?;
     if page.object.as_deref().is_some_and(|o| o != "list") {
-        return Err(SourceError::new(key, format!("expected a Stripe list object, got {:?}", page.object)));
+        return Err(SourceError::new(
+            key,
+            format!("expected a Stripe list object, got {:?}", page.object),
+        ));
     }
     let mut out = Parsed::default();
     for (i, raw) in page.data.iter().enumerate() {
-        let location = Location { object, line: i as u64 };
+        let location = Location {
+            object,
+            line: i as u64,
+        };
         let t: BalanceTransaction = match serde_json::from_str(raw.get()) {
             Ok(t) => t,
             Err(e) => {
-                out.invalid.push(bad(location, "data", format!("not a balance transaction: {e}"), raw.get().to_string()));
+                out.invalid.push(bad(
+                    location,
+                    "data",
+                    format!("not a balance transaction: {e}"),
+                    raw.get().to_string(),
+                ));
                 continue;
             }
         };
         let currency = match Currency::parse(&t.currency) {
             Ok(c) => c,
             Err(e) => {
-                out.invalid.push(bad(location, "currency", e.to_string(), raw.get().to_string()));
+                out.invalid
+                    .push(bad(location, "currency", e.to_string(), raw.get().to_string()));
                 continue;
             }
         };
         let e = stripe_exponent(currency);
         let conv = |v: i64| Money::from_scaled(v, e, currency).map(|m| m.minor);
-        let (amount, fee, net) = match (conv(t.amount), t.fee.map(conv).transpose(), t.net.map(conv).transpose()) {
+        let (amount, fee, net) = match (
+            conv(t.amount),
+            t.fee.map(conv).transpose(),
+            t.net.map(conv).transpose(),
+        ) {
             (Ok(a), Ok(f), Ok(n)) => (a, f, n),
             (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
-                out.invalid.push(bad(location, "amount", err.to_string(), raw.get().to_string()));
+                out.invalid
+                    .push(bad(location, "amount", err.to_string(), raw.get().to_string()));
                 continue;
             }
         };
@@ -263,7 +331,10 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
                 str_field(obj, "id").unwrap_or("").to_string(),
                 str_field(obj, "charge").map(String::from),
                 str_field(obj, "payment_intent").map(String::from),
-                obj.get("metadata").and_then(|m| m.get("order_id")).and_then(Value::as_str).map(String::from),
+                obj.get("metadata")
+                    .and_then(|m| m.get("order_id"))
+                    .and_then(Value::as_str)
+                    .map(String::from),
                 status_of(obj),
             ),
             _ => (String::new(), None, None, None, ProcessorStatus::Succeeded),
@@ -307,7 +378,11 @@ mod tests {
         assert_eq!(c.amount.minor, 4999);
         assert_eq!(
             c.keys.iter().map(|k| &**k).collect::<Vec<_>>(),
-            ["ch_3PqR8sLkdIwHu7ix0Xy9Zw8v", "txn_3PqR8sLkdIwHu7ix0aB1cD2e", "pi_3PqR8sLkdIwHu7ix0Q1w2E3r"]
+            [
+                "ch_3PqR8sLkdIwHu7ix0Xy9Zw8v",
+                "txn_3PqR8sLkdIwHu7ix0aB1cD2e",
+                "pi_3PqR8sLkdIwHu7ix0Q1w2E3r"
+            ]
         );
         assert_eq!(c.reference.as_deref(), Some("ord_A10023"));
         assert_eq!(p.records[1].kind, Kind::Refund);
@@ -338,7 +413,10 @@ mod tests {
         assert_eq!(p.records.len(), 3);
         assert_eq!(p.records[0].amount.minor, 2612);
         assert_eq!(p.records[0].reference.as_deref(), Some("ord_1"));
-        assert_eq!(p.records[1].keys.iter().map(|k| &**k).collect::<Vec<_>>(), ["dp_2", "txn_2", "ch_old"]);
+        assert_eq!(
+            p.records[1].keys.iter().map(|k| &**k).collect::<Vec<_>>(),
+            ["dp_2", "txn_2", "ch_old"]
+        );
         assert_eq!(p.records[1].amount.to_string(), "-4000");
         assert_eq!(p.records[2].kind, Kind::Fee);
         assert_eq!(p.invalid.len(), 1);

@@ -8,14 +8,22 @@ use crate::SourceError;
 /// The whole object as UTF-8, or an error naming the first bad byte.
 pub(crate) fn utf8<'a>(key: &str, bytes: &'a [u8]) -> Result<&'a str, SourceError> {
     std::str::from_utf8(bytes).map_err(|e| {
-        SourceError::new(key, format!("not UTF-8 (first invalid byte at offset {}); re-export the file as UTF-8", e.valid_up_to()))
+        SourceError::new(
+            key,
+            format!(
+                "not UTF-8 (first invalid byte at offset {}); re-export the file as UTF-8",
+                e.valid_up_to()
+            ),
+        )
     })
 }
 
 /// Header names of a CSV first line, BOM removed, whitespace inside names normalised.
 pub(crate) fn header_names(line: &str) -> Vec<String> {
     let line = line.trim_start_matches('\u{feff}');
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(line.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(line.as_bytes());
     let mut rec = csv::StringRecord::new();
     match rdr.read_record(&mut rec) {
         Ok(true) => rec.iter().map(normalise_header).collect(),
@@ -24,7 +32,11 @@ pub(crate) fn header_names(line: &str) -> Vec<String> {
 }
 
 pub(crate) fn normalise_header(h: &str) -> String {
-    h.trim_start_matches('\u{feff}').split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+    h.trim_start_matches('\u{feff}')
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
 }
 
 /// RFC 3339 (`Z`, `+00:00` or `+0000`), or `YYYY-MM-DD HH:MM:SS` taken as UTC.
@@ -39,7 +51,9 @@ pub(crate) fn timestamp(s: &str) -> Result<Millis, String> {
     if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
         return Ok(t.and_utc().timestamp_millis());
     }
-    Err(format!("{s:?} is not a timestamp (expected RFC 3339 or YYYY-MM-DD HH:MM:SS)"))
+    Err(format!(
+        "{s:?} is not a timestamp (expected RFC 3339 or YYYY-MM-DD HH:MM:SS)"
+    ))
 }
 
 /// Field positions located by header name.
@@ -49,13 +63,16 @@ pub(crate) struct Columns {
 
 impl Columns {
     pub(crate) fn new(header: &csv::StringRecord) -> Self {
-        Columns { names: header.iter().map(normalise_header).collect() }
+        Columns {
+            names: header.iter().map(normalise_header).collect(),
+        }
     }
     pub(crate) fn find(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
     }
     pub(crate) fn require(&self, key: &str, name: &str) -> Result<usize, SourceError> {
-        self.find(name).ok_or_else(|| SourceError::new(key, format!("the header has no {name:?} column")))
+        self.find(name)
+            .ok_or_else(|| SourceError::new(key, format!("the header has no {name:?} column")))
     }
     pub(crate) fn len(&self) -> usize {
         self.names.len()
@@ -64,7 +81,9 @@ impl Columns {
 
 /// The raw text of a CSV record, for invalid-record reports.
 pub(crate) fn raw_record(rec: &csv::StringRecord) -> String {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b' ')).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b' '))
+        .from_writer(Vec::new());
     if w.write_record(rec).is_err() {
         return rec.iter().collect::<Vec<_>>().join(",");
     }
@@ -82,12 +101,18 @@ pub(crate) struct LineCounter<'a> {
 
 impl<'a> LineCounter<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        LineCounter { text: text.as_bytes(), at: 0, line: 1 }
+        LineCounter {
+            text: text.as_bytes(),
+            at: 0,
+            line: 1,
+        }
     }
 
     pub(crate) fn line_of(&mut self, pos: Option<&csv::Position>) -> u64 {
         let Some(pos) = pos else { return 0 };
-        let mut start = usize::try_from(pos.byte()).unwrap_or(usize::MAX).min(self.text.len());
+        let mut start = usize::try_from(pos.byte())
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
         // a record's position may point at the '\n' of the previous CRLF
         while start < self.text.len() && (self.text[start] == b'\n' || self.text[start] == b'\r') {
             start += 1;

@@ -12,9 +12,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::pin_mut;
-use recon_core::{
-    Carried, CarriedRecord, CarryOutcome, Discrepancy, Outcome, Processor, RunSummary,
-};
+use recon_core::{Carried, CarriedRecord, CarryOutcome, Discrepancy, Outcome, Processor, RunSummary};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
@@ -59,7 +57,10 @@ fn q(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
             if code == "40001" || code == "40P01" {
                 StoreError::Unavailable(format!("{what}: {e}"))
             } else {
-                let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                let detail = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
                 StoreError::Query(what, detail)
             }
         }
@@ -89,7 +90,9 @@ impl DbConfig {
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         tokio_postgres::Config::from_str(url)
             .map(|pg| DbConfig { pg })
-            .map_err(|_| StoreError::Config("DATABASE_URL is not a valid PostgreSQL connection string".into()))
+            .map_err(|_| {
+                StoreError::Config("DATABASE_URL is not a valid PostgreSQL connection string".into())
+            })
     }
 
     /// From separate parts (the seed's `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`).
@@ -109,7 +112,10 @@ impl DbConfig {
             return Self::from_url(&url);
         }
         if let Ok(host) = std::env::var("DB_HOST") {
-            let port = std::env::var("DB_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5432);
+            let port = std::env::var("DB_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5432);
             let name = std::env::var("DB_NAME").unwrap_or_else(|_| "recon".into());
             let user = std::env::var("DB_USER").unwrap_or_else(|_| "postgres".into());
             let pw = std::env::var("DB_PASSWORD").ok();
@@ -146,7 +152,10 @@ pub enum Recorded {
     /// Written now; the previous current run (if any) is superseded.
     New { run_id: Uuid, superseded: Option<Uuid> },
     /// The same idempotency key was recorded before: nothing written, here is the earlier run.
-    Existing { run_id: Uuid, summary: Option<RunSummary> },
+    Existing {
+        run_id: Uuid,
+        summary: Option<RunSummary>,
+    },
 }
 
 /// A carried item with the date it was first seen.
@@ -209,7 +218,9 @@ impl Store {
         let mgr = Manager::from_config(
             config.pg.clone(),
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(mgr)
             .max_size(4)
@@ -219,13 +230,18 @@ impl Store {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Creates the configured database when the server answers but the database does not exist yet
     /// (local convenience for `recon run` on a fresh machine). Connects to the `postgres` database to do so.
     pub async fn create_database_if_missing(config: &DbConfig) -> Result<bool, StoreError> {
-        let Some(name) = config.pg.get_dbname().map(str::to_string) else { return Ok(false) };
+        let Some(name) = config.pg.get_dbname().map(str::to_string) else {
+            return Ok(false);
+        };
         match config.pg.connect(NoTls).await {
             Ok(_) => return Ok(false),
             Err(e) if e.code().map(|c| c.code()) == Some("3D000") => {}
@@ -233,10 +249,15 @@ impl Store {
         }
         let mut admin = config.pg.clone();
         admin.dbname("postgres");
-        let (client, conn) = admin.connect(NoTls).await.map_err(q("connecting to the postgres database"))?;
+        let (client, conn) = admin
+            .connect(NoTls)
+            .await
+            .map_err(q("connecting to the postgres database"))?;
         let task = tokio::spawn(conn);
         let ident = name.replace('"', "\"\"");
-        let created = client.batch_execute(&format!("CREATE DATABASE \"{ident}\"")).await;
+        let created = client
+            .batch_execute(&format!("CREATE DATABASE \"{ident}\""))
+            .await;
         drop(client);
         let _ = task.await;
         match created {
@@ -250,18 +271,31 @@ impl Store {
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
         let mut obj = self.client().await?;
         let client: &mut tokio_postgres::Client = &mut obj;
-        client.execute("SELECT pg_advisory_lock(727274)", &[]).await.map_err(q("locking for migrations"))?;
+        client
+            .execute("SELECT pg_advisory_lock(727274)", &[])
+            .await
+            .map_err(q("locking for migrations"))?;
         let report = embedded::migrations::runner().run_async(client).await;
-        client.execute("SELECT pg_advisory_unlock(727274)", &[]).await.map_err(q("unlocking after migrations"))?;
+        client
+            .execute("SELECT pg_advisory_unlock(727274)", &[])
+            .await
+            .map_err(q("unlocking after migrations"))?;
         let report = report.map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect())
     }
 
     /// The run recorded under `key`, if any.
     pub async fn find_by_key(&self, key: &str) -> Result<Option<(Uuid, Option<RunSummary>)>, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_opt("SELECT id, summary FROM reconciliation_runs WHERE idempotency_key = $1", &[&key])
+            .query_opt(
+                "SELECT id, summary FROM reconciliation_runs WHERE idempotency_key = $1",
+                &[&key],
+            )
             .await
             .map_err(q("looking up the idempotency key"))?;
         Ok(row.map(|r| {
@@ -272,7 +306,11 @@ impl Store {
 
     /// Pending items of earlier current runs of `processor`, plus those the current run of `date` had taken
     /// (a rerun takes them again). Ordered by id, so the matcher sees them in a stable order.
-    pub async fn load_carried(&self, processor: Processor, date: NaiveDate) -> Result<Vec<CarriedItem>, StoreError> {
+    pub async fn load_carried(
+        &self,
+        processor: Processor,
+        date: NaiveDate,
+    ) -> Result<Vec<CarriedItem>, StoreError> {
         let c = self.client().await?;
         let rows = c
             .query(
@@ -296,7 +334,12 @@ impl Store {
                 .map_err(|e| StoreError::Query("reading a carried item", format!("discrepancy {id}: {e}")))?;
             let age = (date - first_seen).num_days().max(0);
             out.push(CarriedItem {
-                carried: Carried { id, age_days: u32::try_from(age).unwrap_or(u32::MAX), source: r.get(3), record },
+                carried: Carried {
+                    id,
+                    age_days: u32::try_from(age).unwrap_or(u32::MAX),
+                    source: r.get(3),
+                    record,
+                },
                 first_seen,
             });
         }
@@ -306,14 +349,23 @@ impl Store {
     /// Records a run and its discrepancies in one transaction. Idempotent on `idempotency_key`.
     pub async fn record_run(&self, run: &NewRun<'_>) -> Result<Recorded, StoreError> {
         let mut obj = self.client().await?;
-        let tx = obj.transaction().await.map_err(q("starting the run transaction"))?;
+        let tx = obj
+            .transaction()
+            .await
+            .map_err(q("starting the run transaction"))?;
         if let Some(r) = tx
-            .query_opt("SELECT id, summary FROM reconciliation_runs WHERE idempotency_key = $1", &[&run.idempotency_key])
+            .query_opt(
+                "SELECT id, summary FROM reconciliation_runs WHERE idempotency_key = $1",
+                &[&run.idempotency_key],
+            )
             .await
             .map_err(q("checking the idempotency key"))?
         {
             let summary: Option<Value> = r.get(1);
-            return Ok(Recorded::Existing { run_id: r.get(0), summary: summary.and_then(|s| serde_json::from_value(s).ok()) });
+            return Ok(Recorded::Existing {
+                run_id: r.get(0),
+                summary: summary.and_then(|s| serde_json::from_value(s).ok()),
+            });
         }
         let p = run.processor.as_str();
         // the current run of this date and processor, locked; it becomes superseded
@@ -335,9 +387,12 @@ impl Store {
             )
             .await
             .map_err(q("reopening items the superseded run had resolved"))?;
-            tx.execute("UPDATE reconciliation_runs SET status = 'superseded' WHERE id = $1", &[&old])
-                .await
-                .map_err(q("superseding the previous run"))?;
+            tx.execute(
+                "UPDATE reconciliation_runs SET status = 'superseded' WHERE id = $1",
+                &[&old],
+            )
+            .await
+            .map_err(q("superseding the previous run"))?;
         }
         let s = run.summary;
         let c = &s.discrepancy_counts;
@@ -398,9 +453,12 @@ impl Store {
         .await
         .map_err(q("inserting the run"))?;
         if let Some(old) = old {
-            tx.execute("UPDATE reconciliation_runs SET superseded_by = $2 WHERE id = $1", &[&old, &run.run_id])
-                .await
-                .map_err(q("linking the superseded run"))?;
+            tx.execute(
+                "UPDATE reconciliation_runs SET superseded_by = $2 WHERE id = $1",
+                &[&old, &run.run_id],
+            )
+            .await
+            .map_err(q("linking the superseded run"))?;
         }
         if let Some(o) = run.outcome {
             for (cur, total) in &o.totals {
@@ -417,7 +475,10 @@ impl Store {
             resolve_carried(&tx, run, &o.carried).await?;
         }
         tx.commit().await.map_err(q("committing the run"))?;
-        Ok(Recorded::New { run_id: run.run_id, superseded: old })
+        Ok(Recorded::New {
+            run_id: run.run_id,
+            superseded: old,
+        })
     }
 
     /// Runs, newest first.
@@ -493,7 +554,12 @@ impl Store {
     }
 
     /// The last `n` current runs of a processor up to `date`, oldest first, for the trend chart.
-    pub async fn trend(&self, processor: Processor, date: NaiveDate, n: i64) -> Result<Vec<RunRow>, StoreError> {
+    pub async fn trend(
+        &self,
+        processor: Processor,
+        date: NaiveDate,
+        n: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
         let mut runs = self.list_runs(None, Some(processor), 200).await?;
         runs.retain(|r| r.status != "superseded" && r.run_date <= date);
         runs.truncate(usize::try_from(n).unwrap_or(14));
@@ -574,10 +640,16 @@ async fn copy_discrepancies(
         let pc = d.processor_amount.map(|m| m.currency.code().to_string());
         let la = d.ledger_amount.map(|m| m.to_decimal());
         let lc = d.ledger_amount.map(|m| m.currency.code().to_string());
-        let stake = d.currency.map(|c| dec(d.amount_at_stake, c)).unwrap_or(Decimal::ZERO);
+        let stake = d
+            .currency
+            .map(|c| dec(d.amount_at_stake, c))
+            .unwrap_or(Decimal::ZERO);
         let cur = d.currency.map(|c| c.code().to_string());
         let occurred = d.occurred_at.and_then(DateTime::<Utc>::from_timestamp_millis);
-        let first_seen = d.carried_from.and_then(|id| run.first_seen.get(&id).copied()).unwrap_or(run.date);
+        let first_seen = d
+            .carried_from
+            .and_then(|id| run.first_seen.get(&id).copied())
+            .unwrap_or(run.date);
         let carry = d.carry.as_ref().and_then(|c| serde_json::to_value(c).ok());
         let row: [&(dyn ToSql + Sync); 25] = [
             &run.run_id,
@@ -606,9 +678,16 @@ async fn copy_discrepancies(
             &d.carried_from,
             &carry,
         ];
-        writer.as_mut().write(&row).await.map_err(q("writing discrepancies"))?;
+        writer
+            .as_mut()
+            .write(&row)
+            .await
+            .map_err(q("writing discrepancies"))?;
     }
-    writer.finish().await.map_err(q("finishing COPY of discrepancies"))?;
+    writer
+        .finish()
+        .await
+        .map_err(q("finishing COPY of discrepancies"))?;
     Ok(())
 }
 
@@ -624,9 +703,21 @@ async fn resolve_carried(
     for (id, o) in carried {
         let (res, note) = match o {
             CarryOutcome::Matched => ("timing_difference", format!("matched in the run of {}", run.date)),
-            CarryOutcome::Escalated => ("escalated", format!("grace period over: reported as missing in the run of {}", run.date)),
-            CarryOutcome::StillPending => ("carried_forward", format!("still pending in the run of {}", run.date)),
-            CarryOutcome::Duplicate => ("duplicate", format!("the record arrived again in the run of {}", run.date)),
+            CarryOutcome::Escalated => (
+                "escalated",
+                format!(
+                    "grace period over: reported as missing in the run of {}",
+                    run.date
+                ),
+            ),
+            CarryOutcome::StillPending => (
+                "carried_forward",
+                format!("still pending in the run of {}", run.date),
+            ),
+            CarryOutcome::Duplicate => (
+                "duplicate",
+                format!("the record arrived again in the run of {}", run.date),
+            ),
         };
         by.entry(res).or_insert_with(|| (Vec::new(), note)).0.push(*id);
     }
@@ -642,4 +733,3 @@ async fn resolve_carried(
     }
     Ok(())
 }
-

@@ -1,0 +1,381 @@
+//! The built `recon` binary on fixture stores, against a real PostgreSQL (a fresh database per test).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use recon_tests::TestDb;
+use serde_json::Value;
+
+const RECON: &str = env!("CARGO_BIN_EXE_recon");
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_dir(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), dst).unwrap();
+        }
+    }
+}
+
+fn demo_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/demo");
+    copy_dir(&demo, dir.path());
+    dir
+}
+
+fn write(root: &Path, key: &str, bytes: &[u8]) {
+    let p = root.join(key);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+fn recon(db: &TestDb, store: &Path, args: &[&str]) -> Output {
+    Command::new(RECON)
+        .args([
+            "run",
+            "--store",
+            store.to_str().unwrap(),
+            "--database-url",
+            &db.url,
+        ])
+        .args(args)
+        .env("RECON_OUTBOX", store.join("outbox"))
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn n(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+fn assert_conservation(run: &Value) {
+    let c = &run["discrepancy_counts"];
+    assert!(n(run, "processor_count") >= n(run, "matched_count") + n(c, "missing_in_ledger"));
+    assert!(n(run, "ledger_count") >= n(run, "matched_count") + n(c, "missing_in_processor"));
+    let dups = n(c, "duplicate");
+    let extra = n(run, "processor_count") - n(run, "matched_count") - n(c, "missing_in_ledger")
+        + n(run, "ledger_count")
+        - n(run, "matched_count")
+        - n(c, "missing_in_processor");
+    assert_eq!(extra, dups + n(c, "pending"), "conservation in {run}");
+}
+
+const KEYS: [&str; 8] = [
+    "missing_in_ledger",
+    "missing_in_processor",
+    "amount_mismatch",
+    "currency_mismatch",
+    "status_mismatch",
+    "duplicate",
+    "invalid_record",
+    "pending",
+];
+
+#[tokio::test]
+async fn demo_day_prints_the_summary_json_with_every_category() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let out = recon(
+        &db,
+        store.path(),
+        &[
+            "--date",
+            "2025-01-15",
+            "--processors",
+            "stripe",
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["date"], "2025-01-15");
+    assert_eq!(v["unattributed_invalid_records"], 1);
+    let run = &v["runs"][0];
+    for k in [
+        "run_id",
+        "processor",
+        "status",
+        "severity",
+        "processor_count",
+        "ledger_count",
+        "matched_count",
+        "clean_count",
+        "discrepancy_counts",
+        "total_discrepancy_amount",
+        "excluded_counts",
+        "error",
+    ] {
+        assert!(run.get(k).is_some(), "{k} missing");
+    }
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["error"], Value::Null);
+    for k in &KEYS[..7] {
+        assert!(n(&run["discrepancy_counts"], k) > 0, "{k} is zero in the demo");
+    }
+    assert_eq!(run["total_discrepancy_amount"]["USD"], "4478.00");
+    assert_eq!(run["excluded_counts"]["payout"], 1);
+    assert_conservation(run);
+    // the reports exist where the layout says
+    let id = run["run_id"].as_str().unwrap();
+    for f in ["summary.json", "discrepancies.csv", "report.html"] {
+        assert!(
+            store
+                .path()
+                .join(format!("reports/2025-01-15/stripe/{id}/{f}"))
+                .is_file(),
+            "{f}"
+        );
+    }
+    // raw inputs are byte-identical copies, with their sha256 in the manifest
+    let raw = std::fs::read_dir(store.path().join("raw/stripe/2025-01-15"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(raw.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["source"], "file");
+    for o in manifest["objects"].as_array().unwrap() {
+        let staged = std::fs::read(store.path().join(o["key"].as_str().unwrap())).unwrap();
+        let original = std::fs::read(store.path().join(o["origin"].as_str().unwrap())).unwrap();
+        assert_eq!(staged, original);
+        assert_eq!(o["sha256"].as_str().unwrap().len(), 64);
+    }
+}
+
+#[tokio::test]
+async fn running_twice_leaves_one_current_run_and_the_table_names_the_report() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    for _ in 0..2 {
+        let out = recon(
+            &db,
+            store.path(),
+            &[
+                "--date",
+                "2025-01-15",
+                "--processors",
+                "stripe",
+                "--grace-days",
+                "0",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("stripe") && text.contains("CRITICAL"), "{text}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("report.html"));
+    }
+    // an email was written to the outbox (CRITICAL >= HIGH), with both parts
+    let eml = std::fs::read_dir(store.path().join("outbox"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mail = std::fs::read_to_string(eml).unwrap();
+    assert!(
+        mail.contains("multipart/alternative") && mail.contains("text/html") && mail.contains("text/plain")
+    );
+    assert!(mail.contains("Subject: [recon] 2025-01-15"));
+    let runs = Command::new(RECON)
+        .args(["runs", "--database-url", &db.url, "--format", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let current: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] != "superseded")
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let show = Command::new(RECON)
+        .args([
+            "show",
+            current[0]["run_id"].as_str().unwrap(),
+            "--database-url",
+            &db.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("missing_in_processor"));
+}
+
+#[tokio::test]
+async fn a_truncated_page_fails_only_that_processor_naming_the_object() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let page = store
+        .path()
+        .join("inbox/stripe/2025-01-15/balance_transactions-page-00002.json");
+    let text = std::fs::read(&page).unwrap();
+    std::fs::write(&page, &text[..text.len() / 2]).unwrap();
+    // paypal's inbox holds a Stripe page by mistake: its run fails for its own reason, independently
+    write(
+        store.path(),
+        "inbox/paypal/2025-01-15/report.json",
+        b"{\"object\":\"list\",\"data\":[]}",
+    );
+    let out = recon(
+        &db,
+        store.path(),
+        &[
+            "--date",
+            "2025-01-15",
+            "--processors",
+            "stripe,paypal",
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let stripe = &v["runs"][0];
+    assert_eq!(stripe["status"], "failed");
+    assert_eq!(stripe["severity"], Value::Null);
+    let err = stripe["error"].as_str().unwrap();
+    assert!(
+        err.contains("raw/stripe/2025-01-15/")
+            && err.contains("page-00002.json")
+            && err.contains("truncated"),
+        "{err}"
+    );
+    for k in KEYS {
+        assert_eq!(stripe["discrepancy_counts"][k], 0);
+    }
+    assert_eq!(stripe["processor_count"], 0);
+    assert_eq!(v["runs"][1]["processor"], "paypal");
+    let perr = v["runs"][1]["error"].as_str().unwrap();
+    assert!(
+        perr.contains("inbox/paypal") || perr.contains("raw/paypal"),
+        "{perr}"
+    );
+    assert!(perr.contains("not paypal data"), "{perr}");
+}
+
+#[tokio::test]
+async fn bad_ledger_rows_become_invalid_records_and_the_rest_is_reconciled() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "inbox/stripe/2025-06-02/activity.csv", b"balance_transaction_id,created_utc,available_on_utc,currency,gross,fee,net,reporting_category,source_id,charge_id,payment_intent_id,description,payment_metadata[order_id]\n\
+txn_1,2025-06-02 00:00:00,2025-06-04 00:00:00,usd,26.12,1.05,25.07,charge,ch_1,ch_1,pi_1,\"Order 1042, express shipping\",ord_1\n\
+txn_2,2025-06-02 00:00:01,2025-06-04 00:00:00,jpy,4000,144,3856,charge,ch_2,ch_2,pi_2,,ord_2\n\
+txn_3,2025-06-02 00:00:02,2025-06-03 00:00:00,usd,-11.75,0.00,-11.75,refund,re_3,ch_old,,,ord_3\n\
+txn_4,2025-06-02 00:00:03,2025-06-03 00:00:00,usd,-500.00,0.00,-500.00,payout,po_4,,,STRIPE PAYOUT,\n");
+    write(
+        dir.path(),
+        "inbox/ledger/2025-06-02/ledger.csv",
+        "\u{feff}ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\r\n\
+L-1,stripe,ch_1,ord_1,charge,26.12,USD,captured,2025-06-02T00:00:38Z\r\n\
+L-2,stripe,pi_2,ord_2,charge,4000,JPY,captured,2025-06-02T00:01:00Z\r\n\
+L-3,stripe,re_3,ord_3,refund,-11.75,USD,refunded,2025-06-02T00:02:00Z\r\n\
+L-4,stripe,ch_9,ord_9,charge,1O.00,USD,captured,2025-06-02T00:03:00Z\r\n\
+L-5,stripe,ch_8,ord_8,charge,10.00,usd,captured,2025-06-02T00:04:00Z\r\n\
+L-6,stripe,ch_7,ord_7,charge\r\n"
+            .as_bytes(),
+    );
+    let out = recon(
+        &db,
+        dir.path(),
+        &[
+            "--date",
+            "2025-06-02",
+            "--processors",
+            "stripe",
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = &json(&out)["runs"][0];
+    assert_eq!(run["processor_count"], 3);
+    assert_eq!(run["ledger_count"], 3);
+    assert_eq!(run["matched_count"], 3);
+    assert_eq!(run["clean_count"], 3);
+    assert_eq!(run["discrepancy_counts"]["invalid_record"], 3);
+    assert_eq!(run["excluded_counts"]["payout"], 1);
+    assert_eq!(run["severity"], "HIGH");
+    let csv = std::fs::read_to_string(dir.path().join(format!(
+        "reports/2025-06-02/stripe/{}/discrepancies.csv",
+        run["run_id"].as_str().unwrap()
+    )))
+    .unwrap();
+    assert!(
+        csv.contains("ledger.csv:5"),
+        "line numbers count the header and CRLF lines: {csv}"
+    );
+    assert!(csv.contains("1O.00"), "raw text kept: {csv}");
+}
+
+#[tokio::test]
+async fn unknown_format_fails_the_processor_and_names_the_file() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "inbox/stripe/2025-06-02/notes.txt",
+        b"hello,world\n1,2\n",
+    );
+    write(
+        dir.path(),
+        "inbox/ledger/2025-06-02/ledger.csv",
+        b"ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n",
+    );
+    let out = recon(
+        &db,
+        dir.path(),
+        &[
+            "--date",
+            "2025-06-02",
+            "--processors",
+            "stripe",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = json(&out)["runs"][0]["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("notes.txt") && err.contains("unknown format"),
+        "{err}"
+    );
+}

@@ -2,7 +2,9 @@
 //! manifest. Inbox files take precedence over an API for that processor and date.
 
 use chrono::{NaiveDate, SecondsFormat, Utc};
-use recon_sources::{parse_object, Format, Parsed, SourceError};
+use std::io::Read;
+
+use recon_sources::{Format, Parsed, SourceError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -83,22 +85,39 @@ pub struct Fetched {
     pub loaded: Vec<Loaded>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
 }
 
-/// Parses `bytes` and hashes them at the same time (two threads).
-pub fn hash_and_parse(
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Parses a staged object as a stream and hashes it in the same pass. Returns the sha256, the size and
+/// the parse result.
+pub fn hash_and_parse<R: Read>(
     key: &str,
     object: u32,
-    bytes: &[u8],
-) -> (String, Result<(Format, Parsed), SourceError>) {
-    std::thread::scope(|s| {
-        let h = s.spawn(|| sha256_hex(bytes));
-        let parsed = parse_object(key, object, bytes);
-        let digest = h.join().unwrap_or_default();
-        (digest, parsed)
-    })
+    reader: R,
+    size: Option<u64>,
+) -> (String, u64, Result<(Format, Parsed), SourceError>) {
+    let mut h = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 20, reader),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let parsed = recon_sources::parse_reader(key, object, &mut h, size);
+    // whatever the parser did not need still counts for the digest
+    let _ = std::io::copy(&mut h, &mut std::io::sink());
+    (hex::encode(h.hasher.finalize()), h.bytes, parsed)
 }
 
 /// Stages every file dropped in `inbox/{source_name}/{date}/` under a new fetch id and parses it.
@@ -135,28 +154,25 @@ pub async fn stage_inbox<S: ObjectStore>(
         let raw_key = format!("{prefix}{name}");
         // stage first, unchanged, then read back what was staged
         store.copy(inbox_key, &raw_key).await.map_err(AppError::Object)?;
-        let bytes = store.get(&raw_key).await.map_err(AppError::Object)?;
+        let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
         let object = first_object + u32::try_from(n).unwrap_or(u32::MAX - first_object);
         let k = raw_key.clone();
-        let (digest, parsed) = tokio::task::spawn_blocking(move || {
-            let (d, p) = hash_and_parse(&k, object, &bytes);
-            (d, p, bytes.len())
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("parser task for {raw_key}: {e}")))
-        .map(|(d, p, len)| (d, p.map(|x| (x, len))))?;
-        let (format, parsed, len) = match parsed {
-            Ok(((f, p), len)) => (Some(f), Some(p), len),
+        let (digest, len, parsed) =
+            tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
+                .await
+                .map_err(|e| AppError::Internal(format!("parser task for {raw_key}: {e}")))?;
+        let (format, parsed) = match parsed {
+            Ok((f, p)) => (Some(f), Some(p)),
             Err(e) => {
                 failure.get_or_insert(e);
-                (None, None, 0)
+                (None, None)
             }
         };
         objects.push(StagedObject {
             key: raw_key.clone(),
             origin: inbox_key.clone(),
             sha256: digest,
-            bytes: len as u64,
+            bytes: len,
             format: format.map(|f| f.as_str().to_string()),
             records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
             invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),

@@ -1,6 +1,7 @@
 //! The object store port (S3 keys of spec section 3) and its local-directory twin.
 
 use std::future::Future;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -19,6 +20,12 @@ pub struct ObjectError {
 /// Put/get/list by key. Implemented by the local directory here and by S3 in the AWS adapter.
 pub trait ObjectStore: Send + Sync {
     fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, ObjectError>> + Send;
+    /// A blocking reader over the object and its size when known, for streaming parsers (read it from a
+    /// blocking task).
+    fn open(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(Box<dyn Read + Send>, Option<u64>), ObjectError>> + Send;
     fn put(
         &self,
         key: &str,
@@ -97,6 +104,13 @@ impl ObjectStore for LocalStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
         let p = self.path("get", key)?;
         tokio::fs::read(&p).await.map_err(io("get", key))
+    }
+
+    async fn open(&self, key: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), ObjectError> {
+        let p = self.path("open", key)?;
+        let f = std::fs::File::open(&p).map_err(io("open", key))?;
+        let size = f.metadata().ok().map(|m| m.len());
+        Ok((Box::new(f), size))
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), ObjectError> {

@@ -69,8 +69,17 @@ fn split_ledger(f: Fetched) -> Result<LedgerByProcessor, AppError> {
         }
         out.objects
             .push((u32::try_from(n).unwrap_or(u32::MAX), l.key.clone()));
-        for row in l.parsed.ledger {
-            out.rows.entry(row.processor).or_default().push(row);
+        let rows = l.parsed.ledger;
+        match rows.first().map(|r| r.processor) {
+            // the usual case, one processor per export: move the rows, never copy them
+            Some(p) if !out.rows.contains_key(&p) && rows.iter().all(|r| r.processor == p) => {
+                out.rows.insert(p, rows);
+            }
+            _ => {
+                for row in rows {
+                    out.rows.entry(row.processor).or_default().push(row);
+                }
+            }
         }
         for (p, inv) in l.parsed.invalid {
             match p {

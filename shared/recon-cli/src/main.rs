@@ -16,6 +16,10 @@ use recon_store::{DbConfig, Store};
 
 mod table;
 
+/// mimalloc: the matcher allocates millions of small keys; glibc malloc spent much of its time in page faults.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "recon",

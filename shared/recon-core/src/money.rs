@@ -57,6 +57,24 @@ const TWO: &[&str] = &[
     "VES", "WST", "XCD", "XCG", "YER", "ZAR", "ZMW", "ZWG", "ZWL",
 ];
 
+/// Every code with its exponent, sorted by code (built once).
+fn table() -> &'static [([u8; 3], u8)] {
+    static TABLE: std::sync::OnceLock<Vec<([u8; 3], u8)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut v: Vec<([u8; 3], u8)> = Vec::new();
+        for (list, e) in [(ZERO, 0u8), (TWO, 2), (THREE, 3), (FOUR, 4)] {
+            for c in list {
+                let b = c.as_bytes();
+                if b.len() == 3 {
+                    v.push(([b[0], b[1], b[2]], e));
+                }
+            }
+        }
+        v.sort_unstable();
+        v
+    })
+}
+
 /// An ISO 4217 currency: its upper-case code and its exponent (decimal places of the minor unit).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency {
@@ -76,19 +94,13 @@ impl Currency {
             b[1].to_ascii_uppercase(),
             b[2].to_ascii_uppercase(),
         ];
-        let s = std::str::from_utf8(&up).map_err(|_| MoneyError::UnknownCurrency(code.to_string()))?;
-        let exponent = if TWO.contains(&s) {
-            2
-        } else if ZERO.contains(&s) {
-            0
-        } else if THREE.contains(&s) {
-            3
-        } else if FOUR.contains(&s) {
-            4
-        } else {
-            return Err(MoneyError::UnknownCurrency(code.to_string()));
-        };
-        Ok(Currency { code: up, exponent })
+        match table().binary_search_by_key(&up, |(c, _)| *c) {
+            Ok(i) => Ok(Currency {
+                code: up,
+                exponent: table()[i].1,
+            }),
+            Err(_) => Err(MoneyError::UnknownCurrency(code.to_string())),
+        }
     }
 
     /// The upper-case ISO code.

@@ -7,7 +7,7 @@ use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, Processor,
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::text::{raw_record, timestamp, Columns, LineCounter};
+use crate::text::{line_of, raw_record, record_error, timestamp, Columns};
 use crate::{Parsed, SourceError};
 
 /// A ledger row's fields as text, before validation.
@@ -83,12 +83,24 @@ fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidReco
     }
 }
 
-/// Parses a ledger CSV export. Line numbers are 1-based lines of the file (the header is line 1).
+/// Parses a ledger CSV export held in memory.
 pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let crlf = text.split('\n').next().is_some_and(|l| l.ends_with('\r'));
+    parse_csv_reader(key, object, text.as_bytes(), crlf, 0)
+}
+
+/// Parses a ledger CSV export as a stream. Line numbers are 1-based lines of the file (the header is line 1).
+pub fn parse_csv_reader<R: std::io::Read>(
+    key: &str,
+    object: u32,
+    reader: R,
+    crlf: bool,
+    expected_rows: usize,
+) -> Result<Parsed, SourceError> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_reader(text.as_bytes());
+        .buffer_capacity(1 << 20)
+        .from_reader(reader);
     let header = rdr
         .headers()
         .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
@@ -106,23 +118,17 @@ pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceErr
         cols.require(key, "booked_at")?,
     ];
     let mut out = Parsed::default();
-    let mut lines = LineCounter::new(text);
+    out.ledger.reserve(expected_rows);
     let mut rec = csv::StringRecord::new();
     loop {
         let line = match rdr.read_record(&mut rec) {
             Ok(false) => break,
-            Ok(true) => lines.line_of(rec.position()),
+            Ok(true) => line_of(rec.position(), crlf),
             Err(e) => {
-                let line = lines.line_of(e.position());
+                let line = line_of(e.position(), crlf);
                 let location = Location { object, line };
-                out.invalid.push((
-                    None,
-                    invalid(
-                        location,
-                        ("row", format!("unreadable CSV row: {e}")),
-                        String::new(),
-                    ),
-                ));
+                out.invalid
+                    .push((None, invalid(location, ("row", record_error(&e)), String::new())));
                 continue;
             }
         };

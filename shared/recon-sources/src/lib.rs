@@ -10,6 +10,8 @@ pub mod ledger;
 pub mod stripe;
 mod text;
 
+use std::io::Read;
+
 use recon_core::{InvalidRecord, LedgerRow, Processor, ProcessorRecord};
 use thiserror::Error;
 
@@ -74,9 +76,17 @@ impl Parsed {
     }
 }
 
-/// Recognises the format of `bytes` from its content.
+/// How much of an object [`parse_reader`] reads to recognise its format.
+pub const HEAD: usize = 64 * 1024;
+
+/// Recognises the format of an object from its first bytes (or all of it, when shorter than [`HEAD`]).
 pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
-    let text = text::utf8(key, bytes)?;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        // a multi-byte character cut at the end of the head is fine
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+        Err(_) => text::utf8(key, bytes)?,
+    };
     let body = text.trim_start_matches('\u{feff}').trim_start();
     let first_line = body.lines().next().unwrap_or("");
     if body.starts_with('{') || body.starts_with('[') {
@@ -111,15 +121,47 @@ pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
     ))
 }
 
-/// Detects and parses one object. `object` is the index that the records' locations will carry.
+/// Detects and parses one object held in memory.
 pub fn parse_object(key: &str, object: u32, bytes: &[u8]) -> Result<(Format, Parsed), SourceError> {
-    let format = detect(key, bytes)?;
-    let text = text::utf8(key, bytes)?;
+    parse_reader(key, object, bytes, Some(bytes.len() as u64))
+}
+
+/// Detects and parses one object as a stream: CSV files are never held in memory whole (JSON pages, which
+/// are small, are). `object` is the index that the records' locations will carry.
+/// `size` (the object's length, when known) lets the parser reserve room for the records it will find.
+pub fn parse_reader<R: Read>(
+    key: &str,
+    object: u32,
+    mut reader: R,
+    size: Option<u64>,
+) -> Result<(Format, Parsed), SourceError> {
+    let mut head = Vec::with_capacity(HEAD);
+    (&mut reader)
+        .take(HEAD as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| SourceError::new(key, format!("cannot read: {e}")))?;
+    let format = detect(key, &head)?;
+    let crlf = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|i| i > 0 && head[i - 1] == b'\r');
+    // rows expected = size / average line length of the head (reserving avoids growing huge vectors)
+    let lines_in_head = head.iter().filter(|&&b| b == b'\n').count().max(1);
+    let expected = size
+        .map(|s| (s / (head.len() / lines_in_head).max(1) as u64) as usize)
+        .unwrap_or(0);
+    let rest = std::io::Cursor::new(head).chain(reader);
+    let read_all = |mut r: std::io::Chain<std::io::Cursor<Vec<u8>>, R>| -> Result<String, SourceError> {
+        let mut all = Vec::new();
+        r.read_to_end(&mut all)
+            .map_err(|e| SourceError::new(key, format!("cannot read: {e}")))?;
+        text::utf8(key, &all).map(str::to_string)
+    };
     let parsed = match format {
-        Format::LedgerCsv => ledger::parse_csv(key, object, text)?,
-        Format::LedgerJsonLines => ledger::parse_jsonl(key, object, text)?,
-        Format::StripeReportCsv => stripe::parse_report_csv(key, object, text)?,
-        Format::StripeApiPage => stripe::parse_api_page(key, object, text)?,
+        Format::LedgerCsv => ledger::parse_csv_reader(key, object, rest, crlf, expected)?,
+        Format::LedgerJsonLines => ledger::parse_jsonl(key, object, &read_all(rest)?)?,
+        Format::StripeReportCsv => stripe::parse_report_csv_reader(key, object, rest, crlf, expected)?,
+        Format::StripeApiPage => stripe::parse_api_page(key, object, &read_all(rest)?)?,
     };
     Ok((format, parsed))
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::text::{raw_record, timestamp, Columns, LineCounter};
+use crate::text::{line_of, raw_record, record_error, timestamp, Columns};
 use crate::{Parsed, SourceError};
 
 /// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
@@ -96,10 +96,22 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
 
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
 pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let crlf = text.split('\n').next().is_some_and(|l| l.ends_with('\r'));
+    parse_report_csv_reader(key, object, text.as_bytes(), crlf, 0)
+}
+
+/// Parses a Stripe itemized report CSV as a stream.
+pub fn parse_report_csv_reader<R: std::io::Read>(
+    key: &str,
+    object: u32,
+    reader: R,
+    crlf: bool,
+    expected_rows: usize,
+) -> Result<Parsed, SourceError> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_reader(text.as_bytes());
+        .buffer_capacity(1 << 20)
+        .from_reader(reader);
     let header = rdr
         .headers()
         .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
@@ -121,19 +133,18 @@ pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, So
     let c_order = cols.find("payment_metadata[order_id]").or(cols.find("order_id"));
 
     let mut out = Parsed::default();
-    out.records.reserve(text.len() / 200);
-    let mut lines = LineCounter::new(text);
+    out.records.reserve(expected_rows);
     let mut rec = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = lines.line_of(e.position());
+                let line = line_of(e.position(), crlf);
                 out.invalid.push(bad(
                     Location { object, line },
                     "row",
-                    format!("unreadable CSV row: {e}"),
+                    record_error(&e),
                     String::new(),
                 ));
                 continue;
@@ -141,7 +152,7 @@ pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, So
         }
         let location = Location {
             object,
-            line: lines.line_of(rec.position()),
+            line: line_of(rec.position(), crlf),
         };
         if rec.len() != cols.len() {
             let why = format!("has {} fields, the header has {}", rec.len(), cols.len());

@@ -42,6 +42,9 @@ pub(crate) fn normalise_header(h: &str) -> String {
 /// RFC 3339 (`Z`, `+00:00` or `+0000`), or `YYYY-MM-DD HH:MM:SS` taken as UTC.
 pub(crate) fn timestamp(s: &str) -> Result<Millis, String> {
     let s = s.trim();
+    if let Some(t) = fast_utc(s.as_bytes()) {
+        return Ok(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
@@ -91,37 +94,41 @@ pub(crate) fn raw_record(rec: &csv::StringRecord) -> String {
     String::from_utf8_lossy(&bytes).trim_end().to_string()
 }
 
-/// 1-based line numbers from the csv crate's byte positions (its own line count is off by one after CRLF).
-/// Positions must be asked for in increasing order; the text is scanned once in all.
-pub(crate) struct LineCounter<'a> {
-    text: &'a [u8],
-    at: usize,
-    line: u64,
+/// 1-based file line of a csv record. The csv crate counts a CRLF-terminated header's line break one
+/// record late, so records of a CRLF file come out one line short; `crlf` corrects that.
+pub(crate) fn line_of(pos: Option<&csv::Position>, crlf: bool) -> u64 {
+    pos.map(|p| p.line() + u64::from(crlf)).unwrap_or(0)
 }
 
-impl<'a> LineCounter<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        LineCounter {
-            text: text.as_bytes(),
-            at: 0,
-            line: 1,
-        }
+/// A UTF-8 problem inside one record, reported for that record.
+pub(crate) fn record_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => format!("field {} is not UTF-8", err.field() + 1),
+        _ => format!("unreadable CSV row: {e}"),
     }
+}
 
-    pub(crate) fn line_of(&mut self, pos: Option<&csv::Position>) -> u64 {
-        let Some(pos) = pos else { return 0 };
-        let mut start = usize::try_from(pos.byte())
-            .unwrap_or(usize::MAX)
-            .min(self.text.len());
-        // a record's position may point at the '\n' of the previous CRLF
-        while start < self.text.len() && (self.text[start] == b'\n' || self.text[start] == b'\r') {
-            start += 1;
-        }
-        if start < self.at {
-            return self.line;
-        }
-        self.line += memchr::memchr_iter(b'\n', &self.text[self.at..start]).count() as u64;
-        self.at = start;
-        self.line
+/// `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DDTHH:MM:SSZ` (the shapes of the Stripe report and the ledger export)
+/// without going through a format parser; anything else returns `None` and takes the general path.
+fn fast_utc(b: &[u8]) -> Option<Millis> {
+    let n = b.len();
+    if !(n == 19 || (n == 20 && b[19] == b'Z'))
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
     }
+    if b[10] != b' ' && b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |a, &d| {
+            d.is_ascii_digit().then(|| a * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
+    let t = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+    Some(t.and_utc().timestamp_millis())
 }

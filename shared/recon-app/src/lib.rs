@@ -25,7 +25,7 @@ use recon_sources::SourceError;
 use recon_store::{NewRun, Recorded, Store, StoreError};
 use serde_json::json;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::fetch::Manifest;
@@ -144,6 +144,7 @@ pub async fn run_match<S: ObjectStore>(
     input: Result<(ProcessorSide, LedgerSide), String>,
 ) -> Result<RunResult, AppError> {
     let started_at = Utc::now();
+    let clock = std::time::Instant::now();
     let earlier = deps
         .db
         .find_by_key(&req.idempotency_key)
@@ -191,7 +192,7 @@ pub async fn run_match<S: ObjectStore>(
             invalid.extend(l.invalid);
             let (records, rows) = (p.records, l.rows);
             let result = tokio::task::spawn_blocking(move || {
-                reconcile(RunInput {
+                let result = reconcile(RunInput {
                     processor,
                     objects: &objects,
                     records: &records,
@@ -199,7 +200,10 @@ pub async fn run_match<S: ObjectStore>(
                     invalid: &invalid,
                     carried: &carried,
                     config: &config,
-                })
+                });
+                // a million records take a while to free: do it off the critical path
+                std::thread::spawn(move || drop((records, rows, invalid, carried)));
+                result
             })
             .await
             .map_err(|e| AppError::Internal(format!("matcher task: {e}")))?;
@@ -216,6 +220,7 @@ pub async fn run_match<S: ObjectStore>(
             }
         }
     };
+    debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "matched");
     let manifest_keys: Vec<String> = manifests.iter().map(|m| m.manifest_key.clone()).collect();
 
     // reports first, then the database row that points at them
@@ -252,6 +257,7 @@ pub async fn run_match<S: ObjectStore>(
         .await
         .map_err(AppError::Object)?;
 
+    debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "reports written");
     let new = NewRun {
         run_id,
         date: req.date,
@@ -284,6 +290,10 @@ pub async fn run_match<S: ObjectStore>(
         }
         Recorded::Existing { .. } | Recorded::New { .. } => {}
     }
+    debug!(
+        elapsed_ms = clock.elapsed().as_millis() as u64,
+        "run recorded in the database"
+    );
     info!(run_id = %run_id, processor = %req.processor, date = %req.date, status = ?summary.status,
           severity = ?summary.severity, "run recorded");
     let top = outcome

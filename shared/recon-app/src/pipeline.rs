@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use recon_core::{DaySummary, InvalidRecord, LedgerRow, Processor, Severity};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::fetch::{stage_inbox, Fetched};
 use crate::notify::{compose, should_notify, Mailer, RunNotice};
@@ -143,7 +143,12 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
         }
         v
     };
+    let clock = std::time::Instant::now();
     let (ledger, staged) = tokio::join!(ledger_fut, procs_fut);
+    debug!(
+        elapsed_ms = clock.elapsed().as_millis() as u64,
+        "inputs staged and parsed"
+    );
     let mut ledger = ledger.and_then(split_ledger).map_err(|e| e.to_string());
     if let Err(e) = &ledger {
         error!(date = %date, error = %e, "ledger unusable: every processor run fails");

@@ -14,8 +14,8 @@ pub mod severity;
 pub mod summary;
 
 pub use model::{
-    InvalidRecord, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Millis, Processor, ProcessorRecord,
-    ProcessorStatus, Side,
+    InvalidRecord, Keys, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Millis, Processor,
+    ProcessorRecord, ProcessorStatus, Side,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use reconcile::{

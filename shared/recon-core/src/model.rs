@@ -205,7 +205,7 @@ pub struct ProcessorRecord {
     pub id: Box<str>,
     /// Identifiers of *this* record the ledger may hold, best first (Stripe: source, `txn_`, the disputed
     /// charge for disputes, the payment intent for charges).
-    pub keys: Vec<Box<str>>,
+    pub keys: Keys,
     /// The merchant's order reference, used by the fallback match.
     pub reference: Option<Box<str>>,
     pub kind: Kind,
@@ -216,6 +216,73 @@ pub struct ProcessorRecord {
     pub status: ProcessorStatus,
     pub occurred_at: Option<Millis>,
     pub location: Location,
+}
+
+/// A record's match keys, best first, kept in one allocation (a million records hold three or four each).
+/// Keys are never empty and never contain NUL; iteration yields them in order.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Keys(Box<str>);
+
+impl Keys {
+    /// The keys in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split('\0').filter(|k| !k.is_empty())
+    }
+
+    /// Each key's byte offset and length inside the packed text, in order.
+    pub fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut at = 0usize;
+        self.0.split('\0').filter_map(move |k| {
+            let span = (at, k.len());
+            at += k.len() + 1;
+            (!k.is_empty()).then_some(span)
+        })
+    }
+
+    /// The key at `offset..offset + len` (as given by [`Keys::spans`]).
+    pub fn at(&self, offset: usize, len: usize) -> &str {
+        self.0.get(offset..offset + len).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Keys {
+    /// Empty keys, keys containing NUL and repeats are dropped.
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut s = String::new();
+        for k in iter {
+            let k = k.as_ref().trim();
+            if k.is_empty() || k.contains('\0') || s.split('\0').any(|x| x == k) {
+                continue;
+            }
+            if !s.is_empty() {
+                s.push('\0');
+            }
+            s.push_str(k);
+        }
+        Keys(s.into_boxed_str())
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Keys {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<String>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// One internal ledger row.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -287,6 +288,11 @@ struct LRef<'a> {
 
 const NONE: u32 = u32::MAX;
 
+fn hash(s: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(s)
+}
+
 fn order_key(carried: Option<usize>, loc: Location) -> (u8, u64, u64) {
     match carried {
         Some(i) => (0, i as u64, 0),
@@ -391,16 +397,21 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     let lsrc = |i: usize| source_of(objects, carried, ledg[i].carried, ledg[i].row.location);
     let carried_id = |c: Option<usize>| c.and_then(|i| carried.get(i)).map(|c| c.id);
 
-    // --- processor duplicates: the same record id twice --------------------------------------------------
-    let mut p_dup = vec![false; np];
-    {
-        let mut seen: FxHashMap<&str, u32> = FxHashMap::default();
-        seen.reserve(np);
+    // --- duplicates, both sides at once (two threads: the tables are independent) -----------------------
+    // processor side: the same record id twice
+    let processor_dups = || {
+        let mut p_dup = vec![false; np];
+        let mut found = Vec::new();
+        // tables of indexes (4 bytes an entry); the strings stay in the records
+        let mut seen: HashTable<u32> = HashTable::with_capacity(np);
+        let pid = |j: u32| -> &str { &procs[j as usize].rec.id };
         for (i, p) in procs.iter().enumerate() {
-            if let Some(&first) = seen.get(&*p.rec.id) {
+            let id: &str = &p.rec.id;
+            let hv = hash(id);
+            if let Some(&first) = seen.find(hv, |&j| pid(j) == id) {
                 p_dup[i] = true;
                 let first_src = psrc(first as usize);
-                discrepancies.push(proc_discrepancy(
+                found.push(proc_discrepancy(
                     Category::Duplicate,
                     p.rec,
                     psrc(i),
@@ -411,35 +422,39 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
                     carried_id(p.carried),
                 ));
             } else {
-                seen.insert(&p.rec.id, i as u32);
+                seen.insert_unique(hv, i as u32, |&j| hash(pid(j)));
             }
         }
-    }
-
-    // --- ledger duplicates: the same ledger_id twice, or the same processor_txn_id twice ----------------
-    let mut l_dup = vec![false; nl];
-    {
-        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
-        let mut txns: FxHashMap<&str, u32> = FxHashMap::default();
-        ids.reserve(nl);
-        txns.reserve(nl);
+        (p_dup, found)
+    };
+    // ledger side: the same ledger_id twice, or the same processor_txn_id twice; also returns the first
+    // ledger row holding each processor id, which step 1 probes with every processor key
+    let ltx = |j: u32| -> &str { ledg[j as usize].row.processor_txn_id.as_deref().unwrap_or("") };
+    let ledger_dups = || {
+        let mut l_dup = vec![false; nl];
+        let mut found = Vec::new();
+        let mut txns: HashTable<u32> = HashTable::with_capacity(nl);
+        let mut ids: HashTable<u32> = HashTable::with_capacity(nl);
+        let lid = |j: u32| -> &str { &ledg[j as usize].row.ledger_id };
         for (i, l) in ledg.iter().enumerate() {
-            let why = if let Some(&first) = ids.get(&*l.row.ledger_id) {
+            let id: &str = &l.row.ledger_id;
+            let hv = hash(id);
+            let why = if let Some(&first) = ids.find(hv, |&j| lid(j) == id) {
                 Some(format!(
                     "ledger_id {} appears again (first at {})",
                     l.row.ledger_id,
                     lsrc(first as usize)
                 ))
             } else {
-                ids.insert(&l.row.ledger_id, i as u32);
+                ids.insert_unique(hv, i as u32, |&j| hash(lid(j)));
                 match l.row.processor_txn_id.as_deref() {
-                    Some(t) => match txns.get(t) {
+                    Some(t) => match txns.find(hash(t), |&j| ltx(j) == t) {
                         Some(&first) => Some(format!(
                             "processor id {t} booked twice: ledger {} already holds it",
                             ledg[first as usize].row.ledger_id
                         )),
                         None => {
-                            txns.insert(t, i as u32);
+                            txns.insert_unique(hash(t), i as u32, |&j| hash(ltx(j)));
                             None
                         }
                     },
@@ -448,7 +463,7 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
             };
             if let Some(why) = why {
                 l_dup[i] = true;
-                discrepancies.push(ledger_discrepancy(
+                found.push(ledger_discrepancy(
                     Category::Duplicate,
                     l.row,
                     lsrc(i),
@@ -457,37 +472,41 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
                 ));
             }
         }
-    }
+        (l_dup, txns, found)
+    };
+    let ((p_dup, p_found), (mut l_dup, txns, l_found)) = std::thread::scope(|s| {
+        let p = s.spawn(processor_dups);
+        let l = ledger_dups();
+        (p.join().unwrap_or_else(|_| processor_dups()), l)
+    });
+    discrepancies.extend(p_found);
+    discrepancies.extend(l_found);
 
     // --- step 1: exact key match ---------------------------------------------------------------------------
     // key -> (rank, processor index) packed; lower rank wins, then the earlier record.
     let mut link_p = vec![NONE; np];
     let mut link_l = vec![NONE; nl];
     {
-        let mut keys: FxHashMap<&str, u64> = FxHashMap::default();
-        keys.reserve(np * 2 + 16);
+        // best[j] = (rank << 32 | processor index) of ledger row j's best candidate: lower rank wins, then
+        // the earlier record
+        let mut best = vec![u64::MAX; nl];
         for (i, p) in procs.iter().enumerate() {
             if p_dup[i] {
                 continue;
             }
             for (rank, k) in p.rec.keys.iter().enumerate() {
-                if k.is_empty() {
-                    continue;
+                if let Some(&j) = txns.find(hash(k), |&j| ltx(j) == k) {
+                    let packed = ((rank as u64) << 32) | i as u64;
+                    let b = &mut best[j as usize];
+                    *b = (*b).min(packed);
                 }
-                let packed = ((rank as u64) << 32) | i as u64;
-                keys.entry(k)
-                    .and_modify(|v| *v = (*v).min(packed))
-                    .or_insert(packed);
             }
         }
         for (j, l) in ledg.iter().enumerate() {
-            if l_dup[j] {
+            let packed = best[j];
+            if l_dup[j] || packed == u64::MAX {
                 continue;
             }
-            let Some(t) = l.row.processor_txn_id.as_deref() else {
-                continue;
-            };
-            let Some(&packed) = keys.get(t) else { continue };
             let i = (packed & 0xFFFF_FFFF) as usize;
             if link_p[i] == NONE {
                 link_p[i] = j as u32;

@@ -21,7 +21,7 @@ fn prec(
 ) -> ProcessorRecord {
     ProcessorRecord {
         id: id.into(),
-        keys: keys.iter().map(|k| (*k).into()).collect(),
+        keys: keys.iter().collect(),
         reference: reference.map(Into::into),
         kind,
         amount: Money::new(minor, cur(c)),

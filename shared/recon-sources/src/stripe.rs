@@ -6,7 +6,7 @@
 //! A refund's parent charge is never a key.
 
 use recon_core::{
-    Currency, InvalidRecord, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus, Side,
+    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus, Side,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -52,33 +52,17 @@ pub fn kind_of(reporting_category: Option<&str>, txn_type: Option<&str>) -> Kind
     }
 }
 
-fn keys(
-    source: &str,
-    txn: &str,
-    disputed_charge: Option<&str>,
-    intent: Option<&str>,
-    kind: Kind,
-) -> Vec<Box<str>> {
-    let mut k: Vec<Box<str>> = Vec::with_capacity(4);
-    let mut push = |s: &str| {
-        let s = s.trim();
-        if !s.is_empty() && !k.iter().any(|x| &**x == s) {
-            k.push(s.into());
-        }
+fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&str>, kind: Kind) -> Keys {
+    let disputed = if kind == Kind::Dispute {
+        disputed_charge
+    } else {
+        None
     };
-    push(source);
-    push(txn);
-    if kind == Kind::Dispute {
-        if let Some(c) = disputed_charge {
-            push(c);
-        }
-    }
-    if kind == Kind::Charge {
-        if let Some(p) = intent {
-            push(p);
-        }
-    }
-    k
+    let intent = if kind == Kind::Charge { intent } else { None };
+    [Some(source), Some(txn), disputed, intent]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
@@ -388,7 +372,7 @@ mod tests {
         assert_eq!(c.kind, Kind::Charge);
         assert_eq!(c.amount.minor, 4999);
         assert_eq!(
-            c.keys.iter().map(|k| &**k).collect::<Vec<_>>(),
+            c.keys.iter().collect::<Vec<_>>(),
             [
                 "ch_3PqR8sLkdIwHu7ix0Xy9Zw8v",
                 "txn_3PqR8sLkdIwHu7ix0aB1cD2e",
@@ -425,7 +409,7 @@ mod tests {
         assert_eq!(p.records[0].amount.minor, 2612);
         assert_eq!(p.records[0].reference.as_deref(), Some("ord_1"));
         assert_eq!(
-            p.records[1].keys.iter().map(|k| &**k).collect::<Vec<_>>(),
+            p.records[1].keys.iter().collect::<Vec<_>>(),
             ["dp_2", "txn_2", "ch_old"]
         );
         assert_eq!(p.records[1].amount.to_string(), "-4000");

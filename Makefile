@@ -12,7 +12,7 @@ BENCH_N ?= 1000000
 run:
 	@rm -rf $(STORE) && mkdir -p $(STORE) && cp -r events/demo/inbox $(STORE)/
 	@$(CARGO) build -q -p recon-cli
-	@scripts/with-postgres.sh ./target/debug/recon run --date $(DEMO_DATE) --processors stripe --grace-days 0 --store $(STORE)
+	@scripts/with-postgres.sh ./target/debug/recon run --date $(DEMO_DATE) --grace-days 0 --store $(STORE)
 	@echo; echo "Open the report.html above in a browser; the operations email is in ./.recon/outbox/."
 
 ## test: every test (unit, property, PostgreSQL integration, CLI end to end); starts PostgreSQL if needed

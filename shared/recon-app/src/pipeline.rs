@@ -58,7 +58,7 @@ fn split_ledger(f: Fetched) -> Result<LedgerByProcessor, AppError> {
         objects: Vec::new(),
     };
     for (n, l) in f.loaded.into_iter().enumerate() {
-        if l.format.processor().is_some() {
+        if !l.format.belongs_to(None) {
             return Err(AppError::Unreadable(recon_sources::SourceError::new(
                 &l.key,
                 format!(
@@ -97,7 +97,7 @@ fn processor_side(p: Processor, f: Fetched, base: u32) -> Result<ProcessorSide, 
         ..ProcessorSide::default()
     };
     for (n, l) in f.loaded.into_iter().enumerate() {
-        if l.format.processor() != Some(p) {
+        if !l.format.belongs_to(Some(p)) {
             return Err(AppError::Unreadable(recon_sources::SourceError::new(
                 &l.key,
                 format!(

@@ -379,3 +379,69 @@ async fn unknown_format_fails_the_processor_and_names_the_file() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn demo_day_reconciles_all_three_processors_from_api_pages_and_report_files() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let out = recon(
+        &db,
+        store.path(),
+        &[
+            "--date",
+            "2025-01-15",
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let runs = v["runs"].as_array().unwrap();
+    let by = |p: &str| {
+        runs.iter()
+            .find(|r| r["processor"] == p)
+            .unwrap_or_else(|| panic!("no {p} run"))
+    };
+    for r in runs {
+        assert_eq!(r["status"], "succeeded");
+        assert_conservation(r);
+    }
+    // PayPal settlement report: JPY in hundredths matched by the fallback, EUR amount mismatch
+    let paypal = by("paypal");
+    assert_eq!(
+        (
+            n(paypal, "processor_count"),
+            n(paypal, "matched_count"),
+            n(paypal, "clean_count")
+        ),
+        (5, 4, 3)
+    );
+    assert_eq!(
+        paypal["total_discrepancy_amount"],
+        serde_json::json!({"EUR": "9.00", "USD": "710.00"})
+    );
+    assert_eq!(paypal["excluded_counts"]["payout"], 1);
+    // Square pages from two locations plus refunds (negated), a failed payment booked as captured, a
+    // double booking
+    let square = by("square");
+    assert_eq!(
+        (
+            n(square, "processor_count"),
+            n(square, "ledger_count"),
+            n(square, "matched_count")
+        ),
+        (5, 6, 5)
+    );
+    assert_eq!(square["discrepancy_counts"]["status_mismatch"], 1);
+    assert_eq!(square["discrepancy_counts"]["duplicate"], 1);
+    assert_eq!(square["severity"], "CRITICAL");
+    assert_eq!(square["total_discrepancy_amount"]["USD"], "12594.00");
+}

@@ -15,7 +15,13 @@ fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
         let amount = Money::new(1000 + (i as i64 * 7919) % 100_000, usd);
         p.push(ProcessorRecord {
             id: format!("txn_{i:024}").into(),
-            keys: [format!("ch_{i:024}"), format!("txn_{i:024}"), format!("pi_{i:024}")].into_iter().collect(),
+            keys: [
+                format!("ch_{i:024}"),
+                format!("txn_{i:024}"),
+                format!("pi_{i:024}"),
+            ]
+            .into_iter()
+            .collect(),
             reference: Some(format!("ord_{i}").into()),
             kind: Kind::Charge,
             amount,

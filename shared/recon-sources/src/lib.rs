@@ -7,6 +7,8 @@
 //! an [`InvalidRecord`] with its line and reason, and the rest of the file is still read.
 
 pub mod ledger;
+pub mod paypal;
+pub mod square;
 pub mod stripe;
 mod text;
 
@@ -39,6 +41,11 @@ pub enum Format {
     LedgerJsonLines,
     StripeReportCsv,
     StripeApiPage,
+    PaypalApiPage,
+    PaypalSettlementCsv,
+    SquareApiPage,
+    /// `{}`: an API page with nothing in it (Square answers so when a window is empty).
+    EmptyJsonPage,
 }
 
 impl Format {
@@ -48,15 +55,26 @@ impl Format {
             Format::LedgerJsonLines => "ledger_jsonl",
             Format::StripeReportCsv => "stripe_report_csv",
             Format::StripeApiPage => "stripe_api_page",
+            Format::PaypalApiPage => "paypal_api_page",
+            Format::PaypalSettlementCsv => "paypal_settlement_csv",
+            Format::SquareApiPage => "square_api_page",
+            Format::EmptyJsonPage => "empty_json_page",
         }
     }
 
     /// The processor whose data this format carries (`None` for the ledger).
     pub fn processor(self) -> Option<Processor> {
         match self {
-            Format::LedgerCsv | Format::LedgerJsonLines => None,
+            Format::LedgerCsv | Format::LedgerJsonLines | Format::EmptyJsonPage => None,
             Format::StripeReportCsv | Format::StripeApiPage => Some(Processor::Stripe),
+            Format::PaypalApiPage | Format::PaypalSettlementCsv => Some(Processor::Paypal),
+            Format::SquareApiPage => Some(Processor::Square),
         }
+    }
+
+    /// Can a file of this format sit in `processor`'s inbox (`None`: the ledger's)?
+    pub fn belongs_to(self, processor: Option<Processor>) -> bool {
+        self == Format::EmptyJsonPage || self.processor() == processor
     }
 }
 
@@ -93,13 +111,34 @@ pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
         if first_line.contains("\"ledger_id\"") {
             return Ok(Format::LedgerJsonLines);
         }
-        if first_line.contains("\"object\"")
-            || body.contains("\"balance_transaction\"")
-            || body.contains("\"object\":\"list\"")
-        {
+        let compact: String = body.chars().take(4096).filter(|c| !c.is_whitespace()).collect();
+        if compact == "{}" {
+            return Ok(Format::EmptyJsonPage);
+        }
+        if compact.contains("\"transaction_details\"") {
+            return Ok(Format::PaypalApiPage);
+        }
+        let first_key = compact
+            .strip_prefix("{\"")
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("");
+        if first_key == "object" || compact.contains("\"object\":\"list\"") {
             return Ok(Format::StripeApiPage);
         }
-        return Err(SourceError::new(key, "JSON content of no known kind (expected a Stripe balance_transactions page or ledger JSON Lines)"));
+        if matches!(first_key, "payments" | "refunds" | "cursor") {
+            return Ok(Format::SquareApiPage);
+        }
+        return Err(SourceError::new(
+            key,
+            "JSON content of no known kind (expected a Stripe, PayPal or Square API page, or ledger JSON Lines)",
+        ));
+    }
+    if first_line
+        .trim_start_matches('\u{feff}')
+        .trim_start_matches('"')
+        .starts_with("RH")
+    {
+        return Ok(Format::PaypalSettlementCsv);
     }
     let header = text::header_names(first_line);
     let has = |n: &str| header.iter().any(|h| h == n);
@@ -162,6 +201,10 @@ pub fn parse_reader<R: Read>(
         Format::LedgerJsonLines => ledger::parse_jsonl(key, object, &read_all(rest)?)?,
         Format::StripeReportCsv => stripe::parse_report_csv_reader(key, object, rest, crlf, expected)?,
         Format::StripeApiPage => stripe::parse_api_page(key, object, &read_all(rest)?)?,
+        Format::PaypalApiPage => paypal::parse_api_page(key, object, &read_all(rest)?)?,
+        Format::PaypalSettlementCsv => paypal::parse_settlement_csv(key, object, rest, crlf)?,
+        Format::SquareApiPage => square::parse_page(key, object, &read_all(rest)?)?,
+        Format::EmptyJsonPage => Parsed::default(),
     };
     Ok((format, parsed))
 }

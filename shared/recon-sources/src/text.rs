@@ -51,11 +51,15 @@ pub(crate) fn timestamp(s: &str) -> Result<Millis, String> {
     if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z") {
         return Ok(t.timestamp_millis());
     }
+    // PayPal reports: 2024/08/20 00:01:17 -0700
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y/%m/%d %H:%M:%S %z") {
+        return Ok(t.timestamp_millis());
+    }
     if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
         return Ok(t.and_utc().timestamp_millis());
     }
     Err(format!(
-        "{s:?} is not a timestamp (expected RFC 3339 or YYYY-MM-DD HH:MM:SS)"
+        "{s:?} is not a timestamp (expected RFC 3339, YYYY-MM-DD HH:MM:SS or YYYY/MM/DD HH:MM:SS -0700)"
     ))
 }
 
@@ -97,7 +101,9 @@ pub(crate) fn raw_record(rec: &csv::StringRecord) -> String {
 /// 1-based file line of a csv record. The csv crate counts a CRLF-terminated header's line break one
 /// record late, so records of a CRLF file come out one line short; `crlf` corrects that.
 pub(crate) fn line_of(pos: Option<&csv::Position>, crlf: bool) -> u64 {
-    pos.map(|p| p.line() + u64::from(crlf)).unwrap_or(0)
+    // the first record of a file is counted right; every later one is one short after a CRLF
+    pos.map(|p| p.line() + u64::from(crlf && p.record() > 0))
+        .unwrap_or(0)
 }
 
 /// A UTF-8 problem inside one record, reported for that record.

@@ -54,7 +54,14 @@ async fn day(
         execution: execution.into(),
         notify: None,
     };
-    run_day(&deps, None::<&OutboxMailer>, &opts).await.unwrap()
+    run_day(
+        &deps,
+        &recon_app::fetch::ApiSources::default(),
+        None::<&OutboxMailer>,
+        &opts,
+    )
+    .await
+    .unwrap()
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {

@@ -4,6 +4,7 @@
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use std::io::Read;
 
+use recon_sources::api::{ApiError, RawPage};
 use recon_sources::{Format, Parsed, SourceError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -118,6 +119,190 @@ pub fn hash_and_parse<R: Read>(
     // whatever the parser did not need still counts for the digest
     let _ = std::io::copy(&mut h, &mut std::io::sink());
     (hex::encode(h.hasher.finalize()), h.bytes, parsed)
+}
+
+/// API access configured for this process (environment locally, Secrets Manager in AWS).
+#[derive(Default)]
+pub struct ApiSources {
+    pub http: Option<reqwest::Client>,
+    pub policy: recon_sources::api::RetryPolicy,
+    pub stripe: Option<recon_sources::api::stripe::StripeConfig>,
+    pub paypal: Option<recon_sources::api::paypal::PaypalClient>,
+    pub square: Option<recon_sources::api::square::SquareConfig>,
+    pub ledger: Option<recon_sources::api::ledger::LedgerApiConfig>,
+}
+
+impl ApiSources {
+    /// From the environment: `STRIPE_API_KEY`, `PAYPAL_CLIENT_ID` + `PAYPAL_CLIENT_SECRET`,
+    /// `SQUARE_ACCESS_TOKEN`, `INTERNAL_API_BASE_URL` (+ `INTERNAL_API_TOKEN`); base URLs from
+    /// `{STRIPE,PAYPAL,SQUARE}_API_BASE_URL`, else `PROCESSOR_API_BASE_URL`, else the processors' own.
+    pub fn from_env() -> Self {
+        use recon_sources::api::{http_client, ledger, paypal, square, stripe, RetryPolicy};
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let base = |k: &str, default: &str| {
+            var(k)
+                .or_else(|| var("PROCESSOR_API_BASE_URL"))
+                .unwrap_or_else(|| default.into())
+        };
+        let http = http_client();
+        let policy = RetryPolicy::default();
+        ApiSources {
+            stripe: var("STRIPE_API_KEY").map(|k| stripe::StripeConfig {
+                base_url: base("STRIPE_API_BASE_URL", "https://api.stripe.com"),
+                api_key: k.into(),
+            }),
+            paypal: match (var("PAYPAL_CLIENT_ID"), var("PAYPAL_CLIENT_SECRET")) {
+                (Some(id), Some(secret)) => Some(paypal::PaypalClient::new(
+                    http.clone(),
+                    paypal::PaypalConfig {
+                        base_url: base("PAYPAL_API_BASE_URL", "https://api-m.paypal.com"),
+                        client_id: id,
+                        client_secret: secret.into(),
+                    },
+                    policy,
+                )),
+                _ => None,
+            },
+            square: var("SQUARE_ACCESS_TOKEN").map(|t| square::SquareConfig {
+                base_url: base("SQUARE_API_BASE_URL", "https://connect.squareup.com"),
+                access_token: t.into(),
+            }),
+            ledger: var("INTERNAL_API_BASE_URL").map(|b| ledger::LedgerApiConfig {
+                base_url: b,
+                token: var("INTERNAL_API_TOKEN").map(Into::into),
+            }),
+            http: Some(http),
+            policy,
+        }
+    }
+
+    /// Is an API configured for this source (`stripe`, `paypal`, `square`, `ledger`)?
+    pub fn configured(&self, source_name: &str) -> bool {
+        match source_name {
+            "stripe" => self.stripe.is_some(),
+            "paypal" => self.paypal.is_some(),
+            "square" => self.square.is_some(),
+            "ledger" => self.ledger.is_some(),
+            _ => false,
+        }
+    }
+
+    async fn fetch(&self, source_name: &str, date: NaiveDate) -> Result<Vec<RawPage>, ApiError> {
+        use recon_sources::api::{http_client, ledger, square, stripe};
+        let http = self.http.clone().unwrap_or_else(http_client);
+        match source_name {
+            "stripe" => match &self.stripe {
+                Some(c) => stripe::fetch_day(&http, c, &self.policy, date).await,
+                None => Ok(Vec::new()),
+            },
+            "paypal" => match &self.paypal {
+                Some(c) => c.fetch_day(date).await,
+                None => Ok(Vec::new()),
+            },
+            "square" => match &self.square {
+                Some(c) => square::fetch_day(&http, c, &self.policy, date).await,
+                None => Ok(Vec::new()),
+            },
+            "ledger" => match &self.ledger {
+                Some(c) => ledger::fetch_day(&http, c, &self.policy, date).await,
+                None => Ok(Vec::new()),
+            },
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Stages a source for a day: the files dropped in its inbox when there are any (they take precedence),
+/// else the pages of its API when one is configured.
+pub async fn stage<S: ObjectStore>(
+    store: &S,
+    apis: &ApiSources,
+    source_name: &str,
+    date: NaiveDate,
+    first_object: u32,
+) -> Result<Fetched, AppError> {
+    let inbox = format!("inbox/{source_name}/{date}/");
+    let has_files = !store.list(&inbox).await.map_err(AppError::Object)?.is_empty();
+    if has_files || !apis.configured(source_name) {
+        return stage_inbox(store, source_name, date, first_object).await;
+    }
+    let pages = apis.fetch(source_name, date).await.map_err(AppError::Api)?;
+    stage_pages(store, source_name, date, first_object, pages).await
+}
+
+/// Stages API pages exactly as received (each written before it is parsed), then the manifest.
+pub async fn stage_pages<S: ObjectStore>(
+    store: &S,
+    source_name: &str,
+    date: NaiveDate,
+    first_object: u32,
+    pages: Vec<RawPage>,
+) -> Result<Fetched, AppError> {
+    let fetch_id = uuid::Uuid::now_v7().to_string();
+    let prefix = format!("raw/{source_name}/{date}/{fetch_id}/");
+    let mut objects = Vec::new();
+    let mut loaded = Vec::new();
+    let mut cursors = Vec::new();
+    let mut failure = None;
+    for (n, page) in pages.into_iter().enumerate() {
+        let key = format!("{prefix}{}", page.name);
+        let len = page.body.len() as u64;
+        let content_type = if page.name.ends_with(".jsonl") {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
+        store
+            .put(&key, page.body.clone(), content_type)
+            .await
+            .map_err(AppError::Object)?;
+        let object = first_object + u32::try_from(n).unwrap_or(0);
+        let (digest, _, parsed) = hash_and_parse(&key, object, page.body.as_slice(), Some(len));
+        if let Some(c) = &page.next_cursor {
+            cursors.push(c.clone());
+        }
+        let (format, parsed) = match parsed {
+            Ok((f, p)) => (Some(f), Some(p)),
+            Err(e) => {
+                failure.get_or_insert(e);
+                (None, None)
+            }
+        };
+        objects.push(StagedObject {
+            key: key.clone(),
+            origin: page.request,
+            sha256: digest,
+            bytes: len,
+            format: format.map(|f| f.as_str().to_string()),
+            records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
+            invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
+        });
+        if let (Some(format), Some(parsed)) = (format, parsed) {
+            loaded.push(Loaded { key, format, parsed });
+        }
+    }
+    let manifest = Manifest {
+        source_name: source_name.to_string(),
+        date: date.to_string(),
+        fetch_id,
+        source: "api".into(),
+        record_count: objects.iter().map(|o| o.records).sum(),
+        invalid_count: objects.iter().map(|o| o.invalid).sum(),
+        objects,
+        window: Window::of(date),
+        fetched_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        cursors,
+        manifest_key: format!("{prefix}manifest.json"),
+    };
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
+    store
+        .put(&manifest.manifest_key, body, "application/json")
+        .await
+        .map_err(AppError::Object)?;
+    if let Some(e) = failure {
+        return Err(AppError::Unreadable(e));
+    }
+    Ok(Fetched { manifest, loaded })
 }
 
 /// Stages every file dropped in `inbox/{source_name}/{date}/` under a new fetch id and parses it.

@@ -44,6 +44,8 @@ pub enum AppError {
     #[error("unreadable input {0}")]
     Unreadable(SourceError),
     #[error(transparent)]
+    Api(recon_sources::api::ApiError),
+    #[error(transparent)]
     Object(ObjectError),
     #[error(transparent)]
     Store(StoreError),
@@ -59,6 +61,10 @@ impl AppError {
         match self {
             AppError::NoInput { .. } => "SourceUnavailable",
             AppError::Unreadable(_) => "InvalidInput",
+            AppError::Api(recon_sources::api::ApiError::Auth { .. }) => "AuthenticationFailed",
+            AppError::Api(recon_sources::api::ApiError::DataNotReady { .. }) => "DataNotReady",
+            AppError::Api(e) if e.is_retryable() => "Retryable",
+            AppError::Api(_) => "SourceUnavailable",
             AppError::Object(e) if e.retryable => "Retryable",
             AppError::Object(_) => "SourceUnavailable",
             AppError::Store(e) if e.is_retryable() => "Retryable",

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use recon_core::{DaySummary, InvalidRecord, LedgerRow, Processor, Severity};
 use tracing::{debug, error, info};
 
-use crate::fetch::{stage_inbox, Fetched};
+use crate::fetch::{stage, ApiSources, Fetched};
 use crate::notify::{compose, should_notify, Mailer, RunNotice};
 use crate::objects::ObjectStore;
 use crate::{run_match, AppError, Deps, LedgerSide, ProcessorSide, RunRequest, RunResult};
@@ -127,17 +127,18 @@ fn base_of(i: usize) -> u32 {
 /// whose input is unusable gets a failed run and the others go on.
 pub async fn run_day<S: ObjectStore, M: Mailer>(
     deps: &Deps<'_, S>,
+    apis: &ApiSources,
     mailer: Option<&M>,
     opts: &DayOptions,
 ) -> Result<DayResult, AppError> {
     let date = opts.date;
-    let ledger_fut = stage_inbox(deps.objects, "ledger", date, 0);
+    let ledger_fut = stage(deps.objects, apis, "ledger", date, 0);
     let procs_fut = async {
         let mut v = Vec::new();
         for (i, p) in opts.processors.iter().enumerate() {
             v.push((
                 *p,
-                stage_inbox(deps.objects, p.as_str(), date, base_of(i)).await,
+                stage(deps.objects, apis, p.as_str(), date, base_of(i)).await,
                 base_of(i),
             ));
         }

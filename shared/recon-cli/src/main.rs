@@ -198,7 +198,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 db: &db,
                 config: &config,
             };
-            let day = run_day(&deps, Some(&mailer), &opts).await?;
+            let apis = recon_app::fetch::ApiSources::from_env();
+            let day = run_day(&deps, &apis, Some(&mailer), &opts).await?;
             print_day(&day.summary, format)?;
             for r in &day.runs {
                 let where_ = r

@@ -445,3 +445,83 @@ async fn demo_day_reconciles_all_three_processors_from_api_pages_and_report_file
     assert_eq!(square["severity"], "CRITICAL");
     assert_eq!(square["total_discrepancy_amount"]["USD"], "12594.00");
 }
+
+#[tokio::test]
+async fn apis_are_fetched_when_the_inbox_is_empty_and_a_bad_key_fails_only_its_processor() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = MockServer::start().await;
+    let page = r#"{"object":"list","url":"/v1/balance_transactions","has_more":false,"data":[{"id":"txn_1","object":"balance_transaction","amount":12500,"available_on":1737072000,"balance_type":"payments","created":1736935200,"currency":"usd","description":null,"exchange_rate":null,"fee":393,"fee_details":[],"net":12107,"reporting_category":"charge","source":{"id":"ch_1","object":"charge","payment_intent":"pi_1","metadata":{"order_id":"ord_1"},"status":"succeeded"},"status":"available","type":"charge"}]}"#;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance_transactions"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/v2/locations"))
+        .respond_with(ResponseTemplate::new(401).set_body_string(r#"{"errors":[{"category":"AUTHENTICATION_ERROR","code":"UNAUTHORIZED","detail":"This request could not be authorized."}]}"#))
+        .mount(&server).await;
+    Mock::given(method("GET")).and(path("/ledger/entries"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"ledger_id\":\"L-1\",\"processor\":\"stripe\",\"processor_txn_id\":\"pi_1\",\"order_id\":\"ord_1\",\"type\":\"charge\",\"amount\":\"125.00\",\"currency\":\"USD\",\"status\":\"captured\",\"booked_at\":\"2025-01-15T10:00:00Z\"}\n"))
+        .mount(&server).await;
+    let out = Command::new(RECON)
+        .args([
+            "run",
+            "--store",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &db.url,
+        ])
+        .args([
+            "--date",
+            "2025-01-15",
+            "--processors",
+            "stripe,square",
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ])
+        .env("PROCESSOR_API_BASE_URL", server.uri())
+        .env("INTERNAL_API_BASE_URL", server.uri())
+        .env("STRIPE_API_KEY", "sk_test_very_secret")
+        .env("SQUARE_ACCESS_TOKEN", "EAAA_very_secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    let stripe = &v["runs"][0];
+    assert_eq!(stripe["status"], "succeeded", "{stripe}");
+    assert_eq!((n(stripe, "matched_count"), n(stripe, "clean_count")), (1, 1));
+    let square = &v["runs"][1];
+    assert_eq!(square["status"], "failed");
+    let err = square["error"].as_str().unwrap();
+    assert!(
+        err.contains("authentication failed") && err.contains("/v2/locations"),
+        "{err}"
+    );
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !everything.contains("very_secret"),
+        "a secret leaked: {everything}"
+    );
+    // the API page is staged as received with an api manifest
+    let raw = std::fs::read_dir(dir.path().join("raw/stripe/2025-01-15"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(raw.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["source"], "api");
+    assert_eq!(
+        std::fs::read_to_string(raw.join("page-00001.json")).unwrap(),
+        page
+    );
+}

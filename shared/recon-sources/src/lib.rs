@@ -6,6 +6,7 @@
 //! format, truncated JSON, not UTF-8) is a [`SourceError`] naming the object key; a single bad record becomes
 //! an [`InvalidRecord`] with its line and reason, and the rest of the file is still read.
 
+pub mod api;
 pub mod ledger;
 pub mod paypal;
 pub mod square;

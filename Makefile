@@ -17,7 +17,7 @@ run:
 
 ## test: every test (unit, property, PostgreSQL integration, CLI end to end); starts PostgreSQL if needed
 test:
-	@scripts/with-postgres.sh $(CARGO) test --workspace --no-fail-fast
+	@scripts/with-postgres.sh scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
 
 fmt:
 	$(CARGO) fmt --all

@@ -212,3 +212,57 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
     }
     Ok(DayResult { summary, runs, email })
 }
+
+/// Re-reads the objects a manifest lists (the match step in AWS, where fetch ran in another invocation).
+/// Verifies each object's sha256 against the manifest: staged raw data must not have changed.
+pub async fn load_manifest<S: ObjectStore>(
+    store: &S,
+    manifest: crate::fetch::Manifest,
+    first_object: u32,
+) -> Result<Fetched, AppError> {
+    let mut loaded = Vec::new();
+    for (n, o) in manifest.objects.iter().enumerate() {
+        let (reader, size) = store.open(&o.key).await.map_err(AppError::Object)?;
+        let key = o.key.clone();
+        let object = first_object + u32::try_from(n).unwrap_or(0);
+        let (digest, _, parsed) =
+            tokio::task::spawn_blocking(move || crate::fetch::hash_and_parse(&key, object, reader, size))
+                .await
+                .map_err(|e| AppError::Internal(format!("parser task for {}: {e}", o.key)))?;
+        if digest != o.sha256 {
+            return Err(AppError::InvalidInput(format!(
+                "{}: sha256 {digest} differs from the manifest's {}; the staged object changed, fetch again",
+                o.key, o.sha256
+            )));
+        }
+        let (format, parsed) = parsed.map_err(AppError::Unreadable)?;
+        loaded.push(crate::fetch::Loaded {
+            key: o.key.clone(),
+            format,
+            parsed,
+        });
+    }
+    Ok(Fetched { manifest, loaded })
+}
+
+/// One processor's run input from its staged data and the day's ledger.
+pub fn sides(
+    p: Processor,
+    processor: Fetched,
+    ledger: Fetched,
+) -> Result<(ProcessorSide, LedgerSide), AppError> {
+    let side = processor_side(p, processor, base_of(0))?;
+    let mut l = split_ledger(ledger)?;
+    for inv in &l.unattributed {
+        error!(line = inv.location.line, reason = %inv.reason, "ledger row with unreadable processor; not attributed to any run");
+    }
+    Ok((
+        side,
+        LedgerSide {
+            manifests: l.manifests,
+            rows: l.rows.remove(&p).unwrap_or_default(),
+            invalid: l.invalid.remove(&p).unwrap_or_default(),
+            objects: l.objects,
+        },
+    ))
+}

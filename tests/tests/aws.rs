@@ -1,0 +1,386 @@
+//! The AWS adapters against moto server (started by `make test`): S3 staging and reports, SES v2 mail read
+//! back from moto, Secrets Manager, the S3 trigger's StartExecution with a duplicate event deduplicated, and
+//! the whole day through S3 + SES + PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use recon_app::fetch::ApiSources;
+use recon_app::notify::{Email, Mailer};
+use recon_app::objects::ObjectStore;
+use recon_app::pipeline::{run_day, DayOptions, NotifySettings};
+use recon_app::Deps;
+use recon_aws::handlers::s3_trigger;
+use recon_aws::lambda::Env;
+use recon_aws::{Aws, S3Store, SesMailer};
+use recon_core::{Processor, RunConfig, RunStatus, Severity};
+use recon_store::{DbConfig, Store};
+use recon_tests::TestDb;
+use serde_json::{json, Value};
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the tests through `make test`, which starts moto server")
+    })
+}
+
+async fn aws() -> Aws {
+    endpoint();
+    Aws::from_env().await
+}
+
+async fn bucket(aws: &Aws) -> String {
+    let name = format!("recon-test-{}", uuid::Uuid::new_v4().simple());
+    aws.s3.create_bucket().bucket(&name).send().await.unwrap();
+    aws.s3
+        .put_bucket_versioning()
+        .bucket(&name)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+async fn upload_dir(store: &S3Store, root: &Path, dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            Box::pin(upload_dir(store, root, &path)).await;
+        } else {
+            let key = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            store
+                .put(&key, std::fs::read(&path).unwrap(), "application/octet-stream")
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn moto_data() -> Value {
+    let body = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Raw messages moto recorded whose text contains `needle`.
+async fn sent_raw(needle: &str) -> Vec<String> {
+    let data = moto_data().await;
+    let mut out = Vec::new();
+    for kind in ["RawMessage", "Message"] {
+        if let Some(list) = data["ses"][kind].as_array() {
+            for m in list {
+                let text = m.to_string();
+                if text.contains(needle) {
+                    out.push(m["raw_data"].as_str().map(String::from).unwrap_or(text));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn s3_store_puts_gets_lists_copies_and_links() {
+    let aws = aws().await;
+    let s3 = S3Store::new(aws.s3.clone(), bucket(&aws).await);
+    s3.put(
+        "inbox/stripe/2025-01-15/a b.csv",
+        b"x,y\n1,2\n".to_vec(),
+        "text/csv",
+    )
+    .await
+    .unwrap();
+    s3.put("inbox/stripe/2025-01-15/c.csv", b"z".to_vec(), "text/csv")
+        .await
+        .unwrap();
+    assert_eq!(
+        s3.list("inbox/stripe/2025-01-15/").await.unwrap(),
+        ["inbox/stripe/2025-01-15/a b.csv", "inbox/stripe/2025-01-15/c.csv"]
+    );
+    s3.copy(
+        "inbox/stripe/2025-01-15/a b.csv",
+        "raw/stripe/2025-01-15/f/a b.csv",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s3.get("raw/stripe/2025-01-15/f/a b.csv").await.unwrap(),
+        b"x,y\n1,2\n"
+    );
+    let link = s3.link("raw/stripe/2025-01-15/f/a b.csv").await.unwrap();
+    assert!(
+        link.contains("X-Amz-Signature") && link.contains("X-Amz-Expires"),
+        "{link}"
+    );
+    let err = s3.get("nope").await.unwrap_err();
+    assert!(err.to_string().contains("nope"));
+}
+
+#[tokio::test]
+async fn ses_mail_is_sent_with_both_parts_and_read_back_from_moto() {
+    let aws = aws().await;
+    aws.ses
+        .create_email_identity()
+        .email_identity("recon@example.com")
+        .send()
+        .await
+        .unwrap();
+    let mailer = SesMailer {
+        client: aws.ses.clone(),
+        configuration_set: None,
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let email = Email {
+        from: "recon@example.com".into(),
+        to: vec!["ops@example.com".into(), "finance@example.com".into()],
+        subject: format!("[recon] 2025-01-15: HIGH discrepancies {tag}"),
+        html: "<p>stripe <b>CRITICAL</b></p>".into(),
+        text: "stripe CRITICAL".into(),
+    };
+    let id = mailer.send(&email).await.unwrap();
+    assert!(!id.is_empty());
+    let raw = sent_raw(&tag).await;
+    assert_eq!(raw.len(), 1, "one message recorded");
+    // unfold folded header lines (RFC 5322)
+    let m = &raw[0].replace("\r\n ", " ").replace("\n ", " ");
+    assert!(
+        m.contains(&format!("Subject: [recon] 2025-01-15: HIGH discrepancies {tag}")),
+        "{m}"
+    );
+    assert!(m.contains("ops@example.com") && m.contains("finance@example.com"));
+    assert!(m.contains("text/plain") && m.contains("text/html") && m.contains("multipart/alternative"));
+}
+
+#[tokio::test]
+async fn database_and_processor_secrets_are_read_and_stay_secret() {
+    let aws = aws().await;
+    let name = format!("recon/db-{}", uuid::Uuid::new_v4().simple());
+    let arn = aws
+        .secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(r#"{"username":"recon_app","password":"s3cr3t-pw","host":"db.internal","port":5433,"dbname":"recon","engine":"postgres"}"#)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let cfg = recon_aws::secrets::database(&aws.secrets, &arn).await.unwrap();
+    assert_eq!(cfg.pg.get_user(), Some("recon_app"));
+    assert_eq!(cfg.pg.get_ports(), [5433]);
+    assert_eq!(cfg.pg.get_dbname(), Some("recon"));
+    assert!(
+        !format!("{cfg:?}").contains("s3cr3t"),
+        "Debug must not show the password"
+    );
+    let pname = format!("recon/processors-{}", uuid::Uuid::new_v4().simple());
+    let parn = aws
+        .secrets
+        .create_secret()
+        .name(&pname)
+        .secret_string(
+            r#"{"stripe_api_key":"sk_live_abc","paypal_client_id":"id","paypal_client_secret":"pp-secret"}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let p = recon_aws::secrets::processors(&aws.secrets, &parn).await.unwrap();
+    assert!(p.stripe_api_key.is_some());
+    let dbg = format!("{p:?}");
+    assert!(
+        !dbg.contains("sk_live_abc") && !dbg.contains("pp-secret"),
+        "{dbg}"
+    );
+    let missing = recon_aws::secrets::database(
+        &aws.secrets,
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
+    )
+    .await;
+    assert!(missing.unwrap_err().to_string().contains("cannot read secret"));
+}
+
+async fn env_for(aws: &Aws, bucket: &str, state_machine_arn: Option<String>, db: Option<Store>) -> Env {
+    Env {
+        aws: aws.clone(),
+        objects: S3Store::new(aws.s3.clone(), bucket),
+        db,
+        apis: ApiSources::default(),
+        mailer: SesMailer {
+            client: aws.ses.clone(),
+            configuration_set: None,
+        },
+        config: RunConfig {
+            grace_days: 0,
+            ..RunConfig::default()
+        },
+        sender: "recon@example.com".into(),
+        operations: vec!["ops@example.com".into()],
+        min_severity: Severity::High,
+        state_machine_arn,
+    }
+}
+
+#[tokio::test]
+async fn s3_trigger_starts_one_execution_per_drop_and_ignores_the_duplicate() {
+    let aws = aws().await;
+    let sm = aws
+        .sfn
+        .create_state_machine()
+        .name(format!("recon-test-{}", uuid::Uuid::new_v4().simple()))
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/recon-states")
+        .send()
+        .await
+        .unwrap();
+    let env = env_for(
+        &aws,
+        "recon-dev-data",
+        Some(sm.state_machine_arn().to_string()),
+        None,
+    )
+    .await;
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../events/s3-trigger/eventbridge-put.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let first = s3_trigger(&env, event.clone()).await.unwrap();
+    assert_eq!(first[0].outcome, "started", "{first:?}");
+    let again = s3_trigger(&env, event).await.unwrap();
+    assert_eq!(again[0].outcome, "duplicate", "{again:?}");
+    let execs = aws
+        .sfn
+        .list_executions()
+        .state_machine_arn(sm.state_machine_arn())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(execs.executions().len(), 1);
+    let input: Value = serde_json::from_str(
+        aws.sfn
+            .describe_execution()
+            .execution_arn(execs.executions()[0].execution_arn())
+            .send()
+            .await
+            .unwrap()
+            .input()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(input["date"], "2025-01-15");
+    assert_eq!(input["processors"], json!(["paypal"]));
+    assert_eq!(
+        input["source"]["key"],
+        "inbox/paypal/2025-01-15/STL-20250115.01.009.CSV"
+    );
+    let bad: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../events/s3-trigger/bad-key.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let skipped = s3_trigger(&env, bad).await.unwrap();
+    assert_eq!(skipped[0].outcome, "skipped");
+}
+
+#[tokio::test]
+async fn the_demo_day_runs_through_s3_ses_and_postgres() {
+    let aws = aws().await;
+    aws.ses
+        .create_email_identity()
+        .email_identity("recon@example.com")
+        .send()
+        .await
+        .unwrap();
+    let name = bucket(&aws).await;
+    let s3 = S3Store::new(aws.s3.clone(), &name);
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/demo");
+    upload_dir(&s3, &demo, &demo.join("inbox")).await;
+    let db = TestDb::new().await;
+    let store = Store::new(&DbConfig::from_url(&db.url).unwrap()).unwrap();
+    store.migrate().await.unwrap();
+    let config = RunConfig {
+        grace_days: 0,
+        ..RunConfig::default()
+    };
+    let deps = Deps {
+        objects: &s3,
+        db: &store,
+        config: &config,
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let opts = DayOptions {
+        date: NaiveDate::from_ymd_opt(2025, 1, 15).unwrap(),
+        processors: Processor::ALL.to_vec(),
+        trigger: "manual".into(),
+        execution: format!("test-{tag}"),
+        notify: Some(NotifySettings {
+            min_severity: Severity::High,
+            from: "recon@example.com".into(),
+            to: vec![format!("ops-{tag}@example.com")],
+        }),
+    };
+    let mailer = SesMailer {
+        client: aws.ses.clone(),
+        configuration_set: None,
+    };
+    let day = run_day(&deps, &ApiSources::default(), Some(&mailer), &opts)
+        .await
+        .unwrap();
+    assert!(
+        day.summary.runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{:?}",
+        day.summary
+    );
+    let stripe = &day.summary.runs[0];
+    assert_eq!(
+        stripe.total_discrepancy_amount.get("USD").map(String::as_str),
+        Some("4478.00")
+    );
+    // reports in S3 with the spec's keys; raw copies byte-identical
+    let reports = s3
+        .list(&format!("reports/2025-01-15/stripe/{}/", stripe.run_id))
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    let raw = s3.list("raw/ledger/2025-01-15/").await.unwrap();
+    let staged_ledger = raw.iter().find(|k| k.ends_with("ledger.csv")).unwrap();
+    assert_eq!(
+        s3.get(staged_ledger).await.unwrap(),
+        std::fs::read(demo.join("inbox/ledger/2025-01-15/ledger.csv")).unwrap()
+    );
+    // the email went out through SES with a presigned link to the report
+    let mail = sent_raw(&format!("ops-{tag}@example.com")).await;
+    assert_eq!(mail.len(), 1);
+    // the link is a presigned S3 URL (quoted-printable may fold it, so look for its unfolded pieces)
+    let unfolded = mail[0].replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        unfolded.contains("report.html") && unfolded.contains("X-Amz-Signature"),
+        "{}",
+        &unfolded[..unfolded.len().min(3000)]
+    );
+}

@@ -6,7 +6,7 @@ STORE := ./.recon/store
 CARGO ?= cargo
 BENCH_N ?= 1000000
 
-.PHONY: run test fmt lint build bench bench-core clean-demo
+.PHONY: run test fmt lint build watch invoke bench bench-core
 
 ## run: reconcile the bundled demo day (events/demo) through the real pipeline, local store + .eml outbox
 run:
@@ -15,9 +15,9 @@ run:
 	@scripts/with-postgres.sh ./target/debug/recon run --date $(DEMO_DATE) --grace-days 0 --store $(STORE)
 	@echo; echo "Open the report.html above in a browser; the operations email is in ./.recon/outbox/."
 
-## test: every test (unit, property, PostgreSQL integration, CLI end to end); starts PostgreSQL if needed
+## test: every test (unit, property, PostgreSQL, moto, CLI and Lambda end to end); starts what it needs
 test:
-	@scripts/with-postgres.sh scripts/with-moto.sh $(CARGO) test --workspace --no-fail-fast
+	@scripts/with-postgres.sh scripts/with-moto.sh bash -c '$(CARGO) test --workspace --no-fail-fast && scripts/lambda-e2e.sh'
 
 fmt:
 	$(CARGO) fmt --all
@@ -26,9 +26,21 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## build: release binary of the CLI
+## build: the Lambda zips (arm64, provided.al2023) and the release CLI
 build:
+	PATH=$(CURDIR)/target/tools/cargo-lambda/bin:$$PATH cargo lambda build --release --arm64 --output-format zip \
+	  -p fetch-stripe -p fetch-paypal -p fetch-square -p fetch-ledger -p match -p notify -p s3-trigger
 	$(CARGO) build --release -p recon-cli
+
+## watch: serve the functions locally (cargo lambda watch) against moto and PostgreSQL
+watch:
+	scripts/with-postgres.sh scripts/with-moto.sh env PATH=$(CURDIR)/target/tools/cargo-lambda/bin:$$PATH \
+	  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port 9000
+
+## invoke: FN=match EVENT=events/match/demo-stripe.json (with `make watch` running)
+invoke:
+	PATH=$(CURDIR)/target/tools/cargo-lambda/bin:$$PATH cargo lambda invoke $(FN) --invoke-address 127.0.0.1 \
+	  --invoke-port 9000 --data-file $(EVENT)
 
 ## bench: the peer kit (DuckDB, Polars) and recon on the same 1M-row day; prints the ratio table
 bench:

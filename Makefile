@@ -6,7 +6,7 @@ STORE := ./.recon/store
 CARGO ?= cargo
 BENCH_N ?= 1000000
 
-.PHONY: run test fmt lint build watch invoke bench bench-core
+.PHONY: run test fmt lint build watch invoke validate bench bench-core
 
 ## run: reconcile the bundled demo day (events/demo) through the real pipeline, local store + .eml outbox
 run:
@@ -17,6 +17,7 @@ run:
 
 ## test: every test (unit, property, PostgreSQL, moto, CLI and Lambda end to end); starts what it needs
 test:
+	@scripts/validate.sh
 	@scripts/with-postgres.sh scripts/with-moto.sh bash -c '$(CARGO) test --workspace --no-fail-fast && scripts/lambda-e2e.sh'
 
 fmt:
@@ -41,6 +42,10 @@ watch:
 invoke:
 	PATH=$(CURDIR)/target/tools/cargo-lambda/bin:$$PATH cargo lambda invoke $(FN) --invoke-address 127.0.0.1 \
 	  --invoke-port 9000 --data-file $(EVENT)
+
+## validate: state machine (asl-validator, statelint) and Terraform (checkov, python-hcl2) checks
+validate:
+	@scripts/validate.sh
 
 ## bench: the peer kit (DuckDB, Polars) and recon on the same 1M-row day; prints the ratio table
 bench:

@@ -25,7 +25,9 @@ pub struct SourceRef {
 /// Input of the fetch functions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchInput {
-    pub date: NaiveDate,
+    /// The day; `null` or absent means yesterday (UTC), as for the daily schedule.
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
     #[serde(default)]
     pub processor: Option<String>,
     /// Set when an S3 drop started the execution: the file is in `inbox/` and is staged instead of the API.
@@ -35,15 +37,22 @@ pub struct FetchInput {
 
 /// Stages a source (`stripe`, `paypal`, `square`, `ledger`) for a day and returns its manifest.
 pub async fn fetch(env: &Env, source_name: &str, input: FetchInput) -> Result<Manifest, FnError> {
+    let date = input.date.unwrap_or_else(yesterday);
     if let Some(s) = &input.source {
-        let expected = format!("inbox/{source_name}/{}/", input.date);
+        let expected = format!("inbox/{source_name}/{date}/");
         if source_name != "ledger" && !s.key.starts_with(&expected) {
             return Err(AppError::InvalidInput(format!("{} is not under {expected}", s.key)).into());
         }
     }
-    let fetched = stage(&env.objects, &env.apis, source_name, input.date, 0).await?;
-    info!(source = source_name, date = %input.date, records = fetched.manifest.record_count, key = %fetched.manifest.manifest_key, "staged");
+    let fetched = stage(&env.objects, &env.apis, source_name, date, 0).await?;
+    info!(source = source_name, date = %date, records = fetched.manifest.record_count, key = %fetched.manifest.manifest_key, "staged");
     Ok(fetched.manifest)
+}
+
+/// Yesterday, UTC.
+pub fn yesterday() -> NaiveDate {
+    let today = chrono::Utc::now().date_naive();
+    today.pred_opt().unwrap_or(today)
 }
 
 /// Input of the match function.
@@ -51,8 +60,11 @@ pub async fn fetch(env: &Env, source_name: &str, input: FetchInput) -> Result<Ma
 pub struct MatchInput {
     pub date: NaiveDate,
     pub processor: Processor,
-    /// The processor's manifest and the ledger's (order does not matter).
-    pub manifests: Vec<Manifest>,
+    /// The processor's manifest and the ledger's (order does not matter; `null`s are ignored).
+    pub manifests: Vec<Option<Manifest>>,
+    /// Set when the processor's fetch failed: the run is recorded as failed with this reason.
+    #[serde(default)]
+    pub error: Option<String>,
     /// The Step Functions execution (ARN or name): with processor and date, the idempotency key.
     #[serde(default)]
     pub execution: Option<String>,
@@ -67,7 +79,7 @@ pub async fn r#match(env: &Env, input: MatchInput) -> Result<RunSummary, FnError
     db.migrate().await.map_err(AppError::Store)?;
     let p = input.processor;
     let (mut ledger, mut processor) = (None, None);
-    for m in input.manifests {
+    for m in input.manifests.into_iter().flatten() {
         if m.source_name == "ledger" {
             ledger = Some(m);
         } else if m.source_name == p.as_str() {
@@ -86,6 +98,7 @@ pub async fn r#match(env: &Env, input: MatchInput) -> Result<RunSummary, FnError
         idempotency_key: format!("{execution}:{p}:{}", input.date),
     };
     let data = match (processor, ledger) {
+        _ if input.error.is_some() => Err(input.error.clone().unwrap_or_default()),
         (Some(pm), Some(lm)) => {
             let pf = load_manifest(&env.objects, pm, 1000).await;
             let lf = load_manifest(&env.objects, lm, 0).await;
@@ -127,11 +140,19 @@ pub struct Failure {
 /// Input of the notify function.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NotifyInput {
-    pub date: NaiveDate,
     #[serde(default)]
-    pub runs: Vec<RunSummary>,
+    pub date: Option<NaiveDate>,
+    /// Run summaries; an entry that is not a whole summary (`{processor, status: "failed", error}`, as the
+    /// state machine writes for a crashed match) counts as a failure of that processor.
+    #[serde(default)]
+    pub runs: Vec<serde_json::Value>,
     #[serde(default)]
     pub failures: Vec<Failure>,
+    /// A failure of the whole pipeline (Step Functions `{Error, Cause}`), reported for `processors`.
+    #[serde(default)]
+    pub pipeline_error: Option<serde_json::Value>,
+    #[serde(default)]
+    pub processors: Vec<String>,
 }
 
 /// Output of the notify function: the SES message id, or `skipped`.
@@ -143,8 +164,42 @@ pub struct NotifyOutput {
 
 /// Sends the operations email when a run reached `NOTIFY_MIN_SEVERITY` or anything failed.
 pub async fn notify(env: &Env, input: NotifyInput) -> Result<NotifyOutput, FnError> {
-    let mut runs = input.runs;
-    for f in &input.failures {
+    let date = input.date.unwrap_or_else(yesterday);
+    let mut runs: Vec<RunSummary> = Vec::new();
+    let mut failures = input.failures.clone();
+    for v in input.runs {
+        match serde_json::from_value::<RunSummary>(v.clone()) {
+            Ok(r) => runs.push(r),
+            Err(_) => failures.push(Failure {
+                processor: v["processor"].as_str().unwrap_or("").to_string(),
+                error: v["error"]
+                    .as_str()
+                    .unwrap_or("the run did not finish")
+                    .to_string(),
+                cause: None,
+            }),
+        }
+    }
+    if let Some(e) = &input.pipeline_error {
+        let why = format!(
+            "the reconciliation stopped: {}: {}",
+            e["Error"].as_str().unwrap_or("error"),
+            e["Cause"].as_str().unwrap_or("")
+        );
+        let names: Vec<String> = if input.processors.is_empty() {
+            Processor::ALL.iter().map(|p| p.as_str().to_string()).collect()
+        } else {
+            input.processors.clone()
+        };
+        for p in names {
+            failures.push(Failure {
+                processor: p,
+                error: why.clone(),
+                cause: None,
+            });
+        }
+    }
+    for f in &failures {
         let processor: Processor = f.processor.parse().map_err(AppError::InvalidInput)?;
         let reason = match &f.cause {
             Some(c) if !c.is_empty() => format!("{}: {c}", f.error),
@@ -153,7 +208,7 @@ pub async fn notify(env: &Env, input: NotifyInput) -> Result<NotifyOutput, FnErr
         runs.push(RunSummary::failed(String::new(), processor, reason));
     }
     if !should_notify(&runs, env.min_severity) {
-        info!(date = %input.date, "nothing reaches the threshold; no email");
+        info!(date = %date, "nothing reaches the threshold; no email");
         return Ok(NotifyOutput {
             message_id: None,
             skipped: true,
@@ -162,7 +217,7 @@ pub async fn notify(env: &Env, input: NotifyInput) -> Result<NotifyOutput, FnErr
     let mut notices = Vec::new();
     for r in runs {
         let (link, top) = if r.status == RunStatus::Succeeded && !r.run_id.is_empty() {
-            let key = format!("reports/{}/{}/{}/report.html", input.date, r.processor, r.run_id);
+            let key = format!("reports/{}/{}/{}/report.html", date, r.processor, r.run_id);
             let link = recon_app::objects::ObjectStore::link(&env.objects, &key)
                 .await
                 .ok();
@@ -176,7 +231,7 @@ pub async fn notify(env: &Env, input: NotifyInput) -> Result<NotifyOutput, FnErr
             top,
         });
     }
-    let email = compose(&input.date.to_string(), &notices, &env.sender, &env.operations)?;
+    let email = compose(&date.to_string(), &notices, &env.sender, &env.operations)?;
     let id = env.mailer.send(&email).await?;
     info!(message_id = %id, "operations email sent");
     Ok(NotifyOutput {

@@ -1,0 +1,168 @@
+//! The state machine definition against the code: every ARN placeholder is a function crate, every
+//! `ErrorEquals` name is one the functions report (and the retryable ones are retried), every Task has a
+//! timeout, retries and a catch, and nothing blanket-retries `States.TaskFailed`/`States.ALL`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use recon_app::objects::ObjectError;
+use recon_app::AppError;
+use recon_aws::lambda::ERROR_NAMES;
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn definition() -> (String, Value) {
+    let text = std::fs::read_to_string(root().join("state-machines/reconciliation.asl.json")).unwrap();
+    let v = serde_json::from_str(&text).unwrap();
+    (text, v)
+}
+
+fn tasks<'a>(states: &'a Value, out: &mut Vec<(&'a str, &'a Value)>) {
+    for (name, s) in states.as_object().unwrap() {
+        if s["Type"] == "Task" {
+            out.push((name, s));
+        }
+        if let Some(inner) = s.get("ItemProcessor").or(s.get("Iterator")) {
+            tasks(&inner["States"], out);
+        }
+    }
+}
+
+#[test]
+fn placeholders_are_the_function_crates() {
+    let (text, v) = definition();
+    assert_eq!(v["QueryLanguage"], "JSONPath");
+    let mut placeholders = BTreeSet::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("${") {
+        let end = rest[i..].find('}').unwrap();
+        placeholders.insert(rest[i + 2..i + end].to_string());
+        rest = &rest[i + end..];
+    }
+    let crates: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    for p in &placeholders {
+        let name = p
+            .strip_suffix("_arn")
+            .unwrap_or_else(|| panic!("placeholder {p} is not an ARN"))
+            .replace('_', "-");
+        assert!(crates.contains(&name), "placeholder {p} has no functions/{name}");
+    }
+    // every function the state machine runs is referenced (s3-trigger starts it, it is not a state)
+    for c in &crates {
+        if c != "s3-trigger" {
+            assert!(
+                placeholders.contains(&format!("{}_arn", c.replace('-', "_"))),
+                "functions/{c} is never invoked"
+            );
+        }
+    }
+}
+
+#[test]
+fn error_names_agree_with_the_functions() {
+    let (_, v) = definition();
+    let mut all = Vec::new();
+    tasks(&v["States"], &mut all);
+    assert!(all.len() >= 7, "{} tasks", all.len());
+    let known: BTreeSet<&str> = ERROR_NAMES.iter().copied().collect();
+    let mut retried = BTreeSet::new();
+    for (name, t) in &all {
+        assert_eq!(t["Resource"], "arn:aws:states:::lambda:invoke", "{name}");
+        assert!(
+            t["TimeoutSeconds"].as_u64().is_some(),
+            "{name} has no TimeoutSeconds"
+        );
+        assert!(t["Parameters"].is_object(), "{name} has no Parameters");
+        assert!(
+            t["Catch"].as_array().is_some_and(|c| !c.is_empty()),
+            "{name} has no Catch"
+        );
+        for r in t["Retry"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no Retry"))
+        {
+            for e in r["ErrorEquals"].as_array().unwrap() {
+                let e = e.as_str().unwrap();
+                assert!(
+                    e != "States.TaskFailed" && e != "States.ALL",
+                    "{name} blanket-retries {e}"
+                );
+                if !e.starts_with("Lambda.") {
+                    assert!(known.contains(e), "{name} retries {e}, which no function reports");
+                    assert!(
+                        r.get("MaxDelaySeconds").is_some() && r["JitterStrategy"] == "FULL",
+                        "{name}: {e} without cap/jitter"
+                    );
+                }
+                retried.insert(e.to_string());
+            }
+        }
+    }
+    for e in [
+        "Retryable",
+        "DataNotReady",
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ] {
+        assert!(retried.contains(e), "{e} is never retried");
+    }
+    // and the names the code produces are the documented ones
+    let samples = [
+        AppError::InvalidInput("x".into()),
+        AppError::Internal("x".into()),
+        AppError::Object(ObjectError {
+            op: "get",
+            key: "k".into(),
+            reason: "r".into(),
+            retryable: true,
+        }),
+        AppError::Object(ObjectError {
+            op: "get",
+            key: "k".into(),
+            reason: "r".into(),
+            retryable: false,
+        }),
+        AppError::Unreadable(recon_sources::SourceError::new("k", "r")),
+        AppError::NoInput {
+            source_name: "stripe".into(),
+            date: chrono::NaiveDate::MIN,
+            hint: String::new(),
+        },
+        AppError::Api(recon_sources::api::ApiError::DataNotReady {
+            source_name: "paypal".into(),
+            date: chrono::NaiveDate::MIN,
+            detail: String::new(),
+        }),
+        AppError::Api(recon_sources::api::ApiError::Auth {
+            source_name: "s".into(),
+            status: 401,
+            request: String::new(),
+            message: String::new(),
+        }),
+        AppError::Api(recon_sources::api::ApiError::Retryable {
+            source_name: "s".into(),
+            request: String::new(),
+            attempts: 1,
+            detail: String::new(),
+        }),
+        AppError::Store(recon_store::StoreError::Unavailable("x".into())),
+        AppError::Store(recon_store::StoreError::Query("q", "x".into())),
+    ];
+    for s in samples {
+        assert!(
+            known.contains(s.error_name()),
+            "{} is not in ERROR_NAMES",
+            s.error_name()
+        );
+    }
+}

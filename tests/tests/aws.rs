@@ -384,3 +384,68 @@ async fn the_demo_day_runs_through_s3_ses_and_postgres() {
         &unfolded[..unfolded.len().min(3000)]
     );
 }
+
+#[tokio::test]
+async fn recon_start_starts_a_named_execution() {
+    let aws = aws().await;
+    let sm = aws
+        .sfn
+        .create_state_machine()
+        .name(format!("recon-start-{}", uuid::Uuid::new_v4().simple()))
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/recon-states")
+        .send()
+        .await
+        .unwrap();
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/recon");
+    // the binary is built by the workspace test run; build it when this test runs alone
+    if !bin.exists() {
+        let ok = std::process::Command::new("cargo")
+            .args(["build", "-q", "-p", "recon-cli"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let out = std::process::Command::new(&bin)
+        .args([
+            "start",
+            "--date",
+            "2025-01-15",
+            "--processors",
+            "stripe,paypal",
+            "--state-machine-arn",
+            sm.state_machine_arn(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let execs = aws
+        .sfn
+        .list_executions()
+        .state_machine_arn(sm.state_machine_arn())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(execs.executions().len(), 1);
+    let e = &execs.executions()[0];
+    assert!(
+        e.name().starts_with("manual-2025-01-15-stripe-paypal-"),
+        "{}",
+        e.name()
+    );
+    let input: Value = serde_json::from_str(
+        aws.sfn
+            .describe_execution()
+            .execution_arn(e.execution_arn())
+            .send()
+            .await
+            .unwrap()
+            .input()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        input,
+        json!({"date": "2025-01-15", "processors": ["stripe", "paypal"], "trigger": "manual"})
+    );
+}

@@ -68,6 +68,16 @@ enum Command {
         #[arg(long, env = "RECON_OUTBOX", default_value = "./.recon/outbox")]
         outbox: PathBuf,
     },
+    /// Start the Step Functions state machine for a day (a manual run in AWS).
+    Start {
+        #[arg(long)]
+        date: NaiveDate,
+        /// Comma-separated processors; default all.
+        #[arg(long, value_delimiter = ',')]
+        processors: Vec<Processor>,
+        #[arg(long, env = "STATE_MACHINE_ARN")]
+        state_machine_arn: String,
+    },
     /// List runs, newest first.
     Runs {
         #[arg(long)]
@@ -159,9 +169,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             no_notify,
             outbox,
         } => {
-            if bucket.is_some() {
-                bail!("--bucket needs the S3 adapter, which this build does not have yet; use --store DIR");
-            }
             let date = date.unwrap_or_else(|| Utc::now().date_naive().pred_opt().unwrap_or_default());
             let processors = if processors.is_empty() {
                 Processor::ALL.to_vec()
@@ -169,7 +176,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 processors
             };
             let db = ready_store(database_url.as_deref()).await?;
-            let objects = LocalStore::new(&store);
             let config = RunConfig {
                 grace_days,
                 ..RunConfig::default()
@@ -192,20 +198,41 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 execution: format!("cli:{}", uuid::Uuid::now_v7()),
                 notify,
             };
-            let mailer = OutboxMailer { dir: outbox };
-            let deps = Deps {
-                objects: &objects,
-                db: &db,
-                config: &config,
-            };
             let apis = recon_app::fetch::ApiSources::from_env();
-            let day = run_day(&deps, &apis, Some(&mailer), &opts).await?;
+            let day = match &bucket {
+                // S3 as the object store and SES as the mailer (credentials and region from the environment)
+                Some(b) => {
+                    let aws = recon_aws::Aws::from_env().await;
+                    let objects = recon_aws::S3Store::new(aws.s3.clone(), b);
+                    let mailer = recon_aws::SesMailer {
+                        client: aws.ses.clone(),
+                        configuration_set: std::env::var("SES_CONFIGURATION_SET").ok(),
+                    };
+                    let deps = Deps {
+                        objects: &objects,
+                        db: &db,
+                        config: &config,
+                    };
+                    run_day(&deps, &apis, Some(&mailer), &opts).await?
+                }
+                None => {
+                    let objects = LocalStore::new(&store);
+                    let mailer = OutboxMailer { dir: outbox };
+                    let deps = Deps {
+                        objects: &objects,
+                        db: &db,
+                        config: &config,
+                    };
+                    run_day(&deps, &apis, Some(&mailer), &opts).await?
+                }
+            };
             print_day(&day.summary, format)?;
             for r in &day.runs {
                 let where_ = r
                     .report_link
                     .clone()
                     .unwrap_or_else(|| format!("{}/{}report.html", store.display(), r.report_prefix));
+                // (with --bucket the link is a presigned URL)
                 eprintln!("report  {:<7} {where_}", r.summary.processor.as_str());
             }
             if let Some(e) = &day.email {
@@ -217,6 +244,30 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Start {
+            date,
+            processors,
+            state_machine_arn,
+        } => {
+            let processors = if processors.is_empty() {
+                Processor::ALL.to_vec()
+            } else {
+                processors
+            };
+            let date_s = date.to_string();
+            let stamp = Utc::now().format("%Y%m%dT%H%M%S").to_string();
+            let mut parts = vec!["manual", date_s.as_str()];
+            parts.extend(processors.iter().map(|p| p.as_str()));
+            parts.push(&stamp);
+            let name = recon_aws::execution_name(&parts);
+            let input = serde_json::json!({"date": date, "processors": processors, "trigger": "manual"});
+            let aws = recon_aws::Aws::from_env().await;
+            match recon_aws::start_execution(&aws.sfn, &state_machine_arn, &name, &input).await? {
+                recon_aws::Started::New { execution_arn } => println!("started {execution_arn}"),
+                recon_aws::Started::AlreadyExists => println!("already running: {name}"),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Runs {
             date,

@@ -6,7 +6,7 @@ STORE := ./.recon/store
 CARGO ?= cargo
 BENCH_N ?= 1000000
 
-.PHONY: run test fmt lint build watch invoke validate bench bench-core
+.PHONY: run test fmt lint build watch invoke validate bench bench-core fuzz screenshots
 
 ## run: reconcile the bundled demo day (events/demo) through the real pipeline, local store + .eml outbox
 run:
@@ -56,3 +56,14 @@ bench:
 ## bench-core: criterion benchmarks of the matcher
 bench-core:
 	$(CARGO) bench -p recon-core
+
+## fuzz: every parser's fuzz target for FUZZ_SECONDS each (cargo-fuzz; not part of `make test`)
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in detect_and_parse ledger_csv stripe_report_csv paypal_settlement json_pages money; do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+## screenshots: report.html and the email rendered to PNG by headless Chromium (after `make run`)
+screenshots:
+	scripts/screenshots.sh

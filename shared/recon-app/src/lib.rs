@@ -142,8 +142,10 @@ fn object_table(sides: &[&[(u32, String)]]) -> Vec<String> {
     v
 }
 
-/// Reconciles one processor's day: the match step. `input` is the staged, parsed data, or the reason it is
+/// Reconciles one processor's day: the match step. Every log line inside carries the run id, processor and
+/// date (span fields). `input` is the staged, parsed data, or the reason it is
 /// unusable (the run is then recorded as failed with that reason). Returns the section 8 summary.
+#[tracing::instrument(name = "run", skip_all, fields(processor = %req.processor, date = %req.date, run_id = tracing::field::Empty))]
 pub async fn run_match<S: ObjectStore>(
     deps: &Deps<'_, S>,
     req: &RunRequest,
@@ -168,6 +170,7 @@ pub async fn run_match<S: ObjectStore>(
         });
     }
     let run_id = Uuid::now_v7();
+    tracing::Span::current().record("run_id", tracing::field::display(run_id));
     let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, run_id);
     let carried_items = match &input {
         Ok(_) => deps

@@ -36,6 +36,7 @@ pub struct FetchInput {
 }
 
 /// Stages a source (`stripe`, `paypal`, `square`, `ledger`) for a day and returns its manifest.
+#[tracing::instrument(name = "fetch", skip_all, fields(source = source_name, date = ?input.date))]
 pub async fn fetch(env: &Env, source_name: &str, input: FetchInput) -> Result<Manifest, FnError> {
     let date = input.date.unwrap_or_else(yesterday);
     if let Some(s) = &input.source {
@@ -163,6 +164,7 @@ pub struct NotifyOutput {
 }
 
 /// Sends the operations email when a run reached `NOTIFY_MIN_SEVERITY` or anything failed.
+#[tracing::instrument(name = "notify", skip_all, fields(date = ?input.date))]
 pub async fn notify(env: &Env, input: NotifyInput) -> Result<NotifyOutput, FnError> {
     let date = input.date.unwrap_or_else(yesterday);
     let mut runs: Vec<RunSummary> = Vec::new();

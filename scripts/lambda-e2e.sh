@@ -55,5 +55,13 @@ invoke notify events/notify/high-and-failed.json "$OUT/notify.json"
 "$PY" scripts/lambda-e2e.py check-mail "ops-$RUN@example.com"
 invoke fetch-stripe events/fetch-stripe/scheduled.json "$OUT/fetch.json"
 grep -q '"source":"file"' "$OUT/fetch.json" || { cat "$OUT/fetch.json" >&2; exit 1; }
-grep -q '"level":"INFO"\|"level":"info"' "$OUT/watch.log" || echo "lambda-e2e: note: no JSON log lines seen in watch.log" >&2
+# JSON logs whose run lines carry run id, processor and date; no secret in any line
+"$PY" - "$OUT/watch.log" <<'PYEOF'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+runs = [l for l in lines if l.get("span", {}).get("name") == "run"]
+assert runs, "no JSON log line inside a run span"
+assert all({"run_id", "processor", "date"} <= set(l["span"]) for l in runs if l["fields"].get("message") == "run recorded"), runs[:2]
+assert not any("AWS_SECRET_ACCESS_KEY" in json.dumps(l) for l in lines)
+PYEOF
 echo "lambda-e2e: 5 passed, 0 failed (match x2 idempotent, match failure, notify via SES, fetch-stripe)"

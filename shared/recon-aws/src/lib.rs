@@ -123,10 +123,20 @@ impl ObjectStore for S3Store {
         Ok(body.into_bytes().to_vec())
     }
 
+    /// Streams the object: the parser reads the S3 body as it arrives (a blocking reader bridged onto the
+    /// runtime), so a 300 MB settlement file is never held in memory whole.
     async fn open(&self, key: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), ObjectError> {
-        let bytes = self.get(key).await?;
-        let len = bytes.len() as u64;
-        Ok((Box::new(std::io::Cursor::new(bytes)), Some(len)))
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| obj_err("get", key, e))?;
+        let len = out.content_length().and_then(|l| u64::try_from(l).ok());
+        let reader = tokio_util::io::SyncIoBridge::new(out.body.into_async_read());
+        Ok((Box::new(reader), len))
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {

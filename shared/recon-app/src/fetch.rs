@@ -121,6 +121,59 @@ pub fn hash_and_parse<R: Read>(
     (hex::encode(h.hasher.finalize()), h.bytes, parsed)
 }
 
+/// What a fetch staged, before its manifest is written.
+struct Staged<'a> {
+    source_name: &'a str,
+    date: NaiveDate,
+    fetch_id: String,
+    prefix: String,
+    source: &'static str,
+    cursors: Vec<String>,
+    objects: Vec<StagedObject>,
+    loaded: Vec<Loaded>,
+    failure: Option<SourceError>,
+}
+
+impl Staged<'_> {
+    /// Writes the manifest (always, so a failed fetch's raw objects stay described), then reports the first
+    /// unreadable object, if any.
+    async fn finish<S: ObjectStore>(self, store: &S) -> Result<Fetched, AppError> {
+        let Staged {
+            source_name,
+            date,
+            fetch_id,
+            prefix,
+            source,
+            cursors,
+            objects,
+            loaded,
+            failure,
+        } = self;
+        let manifest = Manifest {
+            source_name: source_name.to_string(),
+            date: date.to_string(),
+            fetch_id,
+            source: source.into(),
+            record_count: objects.iter().map(|o| o.records).sum(),
+            invalid_count: objects.iter().map(|o| o.invalid).sum(),
+            objects,
+            window: Window::of(date),
+            fetched_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            cursors,
+            manifest_key: format!("{prefix}manifest.json"),
+        };
+        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
+        store
+            .put(&manifest.manifest_key, body, "application/json")
+            .await
+            .map_err(AppError::Object)?;
+        if let Some(e) = failure {
+            return Err(AppError::Unreadable(e));
+        }
+        Ok(Fetched { manifest, loaded })
+    }
+}
+
 /// API access configured for this process (environment locally, Secrets Manager in AWS).
 #[derive(Default)]
 pub struct ApiSources {
@@ -281,28 +334,18 @@ pub async fn stage_pages<S: ObjectStore>(
             loaded.push(Loaded { key, format, parsed });
         }
     }
-    let manifest = Manifest {
-        source_name: source_name.to_string(),
-        date: date.to_string(),
+    let staged = Staged {
+        source_name,
+        date,
         fetch_id,
-        source: "api".into(),
-        record_count: objects.iter().map(|o| o.records).sum(),
-        invalid_count: objects.iter().map(|o| o.invalid).sum(),
-        objects,
-        window: Window::of(date),
-        fetched_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        prefix,
+        source: "api",
         cursors,
-        manifest_key: format!("{prefix}manifest.json"),
+        objects,
+        loaded,
+        failure,
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
-    store
-        .put(&manifest.manifest_key, body, "application/json")
-        .await
-        .map_err(AppError::Object)?;
-    if let Some(e) = failure {
-        return Err(AppError::Unreadable(e));
-    }
-    Ok(Fetched { manifest, loaded })
+    staged.finish(store).await
 }
 
 /// Stages every file dropped in `inbox/{source_name}/{date}/` under a new fetch id and parses it.
@@ -370,26 +413,16 @@ pub async fn stage_inbox<S: ObjectStore>(
             });
         }
     }
-    let manifest = Manifest {
-        source_name: source_name.to_string(),
-        date: date.to_string(),
+    let staged = Staged {
+        source_name,
+        date,
         fetch_id,
-        source: "file".into(),
-        record_count: objects.iter().map(|o| o.records).sum(),
-        invalid_count: objects.iter().map(|o| o.invalid).sum(),
-        objects,
-        window: Window::of(date),
-        fetched_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        prefix,
+        source: "file",
         cursors: Vec::new(),
-        manifest_key: format!("{prefix}manifest.json"),
+        objects,
+        loaded,
+        failure,
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
-    store
-        .put(&manifest.manifest_key, body, "application/json")
-        .await
-        .map_err(AppError::Object)?;
-    if let Some(e) = failure {
-        return Err(AppError::Unreadable(e));
-    }
-    Ok(Fetched { manifest, loaded })
+    staged.finish(store).await
 }

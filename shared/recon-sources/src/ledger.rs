@@ -7,7 +7,7 @@ use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, Processor,
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::text::{line_of, raw_record, record_error, timestamp, Columns};
+use crate::text::{crlf_first_line, csv_with_header, line_of, raw_record, record_error, timestamp};
 use crate::{Parsed, SourceError};
 
 /// A ledger row's fields as text, before validation.
@@ -85,7 +85,7 @@ fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidReco
 
 /// Parses a ledger CSV export held in memory.
 pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    let crlf = text.split('\n').next().is_some_and(|l| l.ends_with('\r'));
+    let crlf = crlf_first_line(text.as_bytes());
     parse_csv_reader(key, object, text.as_bytes(), crlf, 0)
 }
 
@@ -97,15 +97,7 @@ pub fn parse_csv_reader<R: std::io::Read>(
     crlf: bool,
     expected_rows: usize,
 ) -> Result<Parsed, SourceError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(reader);
-    let header = rdr
-        .headers()
-        .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
-        .clone();
-    let cols = Columns::new(&header);
+    let (mut rdr, cols) = csv_with_header(key, reader)?;
     let idx = [
         cols.require(key, "ledger_id")?,
         cols.require(key, "processor")?,

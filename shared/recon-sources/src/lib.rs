@@ -181,10 +181,7 @@ pub fn parse_reader<R: Read>(
         .read_to_end(&mut head)
         .map_err(|e| SourceError::new(key, format!("cannot read: {e}")))?;
     let format = detect(key, &head)?;
-    let crlf = head
-        .iter()
-        .position(|&b| b == b'\n')
-        .is_some_and(|i| i > 0 && head[i - 1] == b'\r');
+    let crlf = text::crlf_first_line(&head);
     // rows expected = size / average line length of the head (reserving avoids growing huge vectors)
     let lines_in_head = head.iter().filter(|&&b| b == b'\n').count().max(1);
     let expected = size

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::text::{line_of, raw_record, record_error, timestamp, Columns};
+use crate::text::{crlf_first_line, csv_with_header, line_of, raw_record, record_error, timestamp};
 use crate::{Parsed, SourceError};
 
 /// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
@@ -80,7 +80,7 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
 
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
 pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    let crlf = text.split('\n').next().is_some_and(|l| l.ends_with('\r'));
+    let crlf = crlf_first_line(text.as_bytes());
     parse_report_csv_reader(key, object, text.as_bytes(), crlf, 0)
 }
 
@@ -92,15 +92,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
     crlf: bool,
     expected_rows: usize,
 ) -> Result<Parsed, SourceError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(reader);
-    let header = rdr
-        .headers()
-        .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
-        .clone();
-    let cols = Columns::new(&header);
+    let (mut rdr, cols) = csv_with_header(key, reader)?;
     let c_id = cols.require(key, "balance_transaction_id")?;
     let c_cur = cols.require(key, "currency")?;
     let c_gross = cols

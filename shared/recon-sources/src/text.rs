@@ -138,3 +138,27 @@ fn fast_utc(b: &[u8]) -> Option<Millis> {
     let t = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
     Some(t.and_utc().timestamp_millis())
 }
+
+/// Does the first line end with CRLF? (for [`line_of`])
+pub(crate) fn crlf_first_line(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|i| i > 0 && bytes[i - 1] == b'\r')
+}
+
+/// A flexible CSV reader over `reader` and the header's columns (names normalised).
+pub(crate) fn csv_with_header<R: std::io::Read>(
+    key: &str,
+    reader: R,
+) -> Result<(csv::Reader<R>, Columns), SourceError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(reader);
+    let header = rdr
+        .headers()
+        .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
+        .clone();
+    Ok((rdr, Columns::new(&header)))
+}

@@ -9,6 +9,7 @@
 
 pub mod model;
 pub mod money;
+pub mod partition;
 pub mod reconcile;
 pub mod severity;
 pub mod summary;
@@ -18,6 +19,7 @@ pub use model::{
     ProcessorRecord, ProcessorStatus, Side,
 };
 pub use money::{Currency, Money, MoneyError};
+pub use partition::{merge, plan, reconcile_partition, reconcile_sharded, Plan};
 pub use reconcile::{
     reconcile, Carried, CarriedRecord, CarryOutcome, Category, ConservationError, Discrepancy,
     DiscrepancyCounts, Lifecycle, Outcome, RunConfig, RunInput,

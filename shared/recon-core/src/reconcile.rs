@@ -108,7 +108,7 @@ pub struct Carried {
 }
 
 /// What happened to a carried item in this run.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub enum CarryOutcome {
     /// Linked today: the earlier discrepancy is resolved as a timing difference.
     Matched,
@@ -239,8 +239,8 @@ impl DiscrepancyCounts {
     }
 }
 
-/// The result of reconciling one run.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// The result of reconciling one run (or one partition of it: see [`crate::partition`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Outcome {
     pub processor: Processor,
     pub processor_count: u64,
@@ -343,6 +343,24 @@ fn status_problem(p: &ProcessorRecord, l: &LedgerRow) -> Option<(String, bool)> 
 
 /// Reconciles one run. Fails only when the conservation equations do not hold (a bug, never bad input).
 pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
+    reconcile_part(input, None)
+}
+
+/// Reconciles the records of one partition of a [`crate::partition::Plan`] (all of them with `None`).
+/// Invalid records belong to partition 0.
+pub(crate) fn reconcile_part(
+    input: RunInput<'_>,
+    part: Option<(&crate::partition::Plan, u32)>,
+) -> Result<Outcome, ConservationError> {
+    let mine = |of: &[u32], i: usize| match part {
+        None => true,
+        Some((_, p)) => of.get(i).copied().unwrap_or(0) == p,
+    };
+    let (plan_records, plan_ledger, plan_carried): (&[u32], &[u32], &[u32]) = match part {
+        Some((plan, _)) => (&plan.records, &plan.ledger, &plan.carried),
+        None => (&[], &[], &[]),
+    };
+    let first_partition = matches!(part, None | Some((_, 0)));
     let RunInput {
         processor,
         objects,
@@ -357,7 +375,12 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     // --- candidates: today's reconciled records and carried items, in "first" order --------------------
     let mut procs: Vec<PRef<'_>> = Vec::with_capacity(records.len());
     let mut ledg: Vec<LRef<'_>> = Vec::with_capacity(ledger.len());
+    let mut carried_count = 0u64;
     for (i, c) in carried.iter().enumerate() {
+        if !mine(plan_carried, i) {
+            continue;
+        }
+        carried_count += 1;
         match &c.record {
             CarriedRecord::Processor(rec) => procs.push(PRef {
                 rec,
@@ -369,14 +392,20 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
             }),
         }
     }
-    for rec in records {
+    for (n, rec) in records.iter().enumerate() {
+        if !mine(plan_records, n) {
+            continue;
+        }
         if rec.kind.is_reconciled() {
             procs.push(PRef { rec, carried: None });
         } else {
             *excluded_counts.entry(rec.kind.as_str().to_string()).or_default() += 1;
         }
     }
-    for row in ledger {
+    for (n, row) in ledger.iter().enumerate() {
+        if !mine(plan_ledger, n) {
+            continue;
+        }
         if row.kind == LedgerType::Adjustment {
             *excluded_counts
                 .entry("ledger_adjustment".to_string())
@@ -392,7 +421,6 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
 
     let mut discrepancies: Vec<Discrepancy> = Vec::new();
     let mut carry_out: Vec<(i64, CarryOutcome)> = Vec::new();
-    let carried_count = carried.len() as u64;
     let psrc = |i: usize| source_of(objects, carried, procs[i].carried, procs[i].rec.location);
     let lsrc = |i: usize| source_of(objects, carried, ledg[i].carried, ledg[i].row.location);
     let carried_id = |c: Option<usize>| c.and_then(|i| carried.get(i)).map(|c| c.id);
@@ -750,6 +778,7 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     }
 
     // --- invalid records ------------------------------------------------------------------------------------
+    let invalid = if first_partition { invalid } else { &[] };
     for inv in invalid {
         let src = source_of(objects, &[], None, inv.location);
         let field = inv
@@ -816,10 +845,7 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
     totals.retain(|_, v| *v != 0);
     let processor_count = np as u64;
     let ledger_count = nl as u64;
-    let missing = counts.missing_in_ledger + counts.missing_in_processor;
-    if processor_count >= 10 && missing * 100 > processor_count {
-        severity = Some(Severity::Critical);
-    }
+    let severity = run_severity(severity, &counts, processor_count);
 
     // --- conservation ----------------------------------------------------------------------------------------
     let p_rhs = matched + counts.missing_in_ledger + p_dups + p_pending;
@@ -836,23 +862,8 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
         });
     }
 
-    discrepancies.sort_by(|a, b| {
-        (
-            a.category,
-            &a.processor_id,
-            &a.ledger_id,
-            &a.processor_source,
-            &a.ledger_source,
-        )
-            .cmp(&(
-                b.category,
-                &b.processor_id,
-                &b.ledger_id,
-                &b.processor_source,
-                &b.ledger_source,
-            ))
-    });
-    carry_out.sort_by_key(|(id, _)| *id);
+    sort_discrepancies(&mut discrepancies);
+    carry_out.sort();
     Ok(Outcome {
         processor,
         processor_count,
@@ -871,6 +882,44 @@ pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
         carried: carry_out,
         carried_count,
     })
+}
+
+/// The run severity: the highest open discrepancy's, raised to CRITICAL when `processor_count >= 10` and
+/// more than 1 % of it is missing on either side.
+pub(crate) fn run_severity(
+    highest: Option<Severity>,
+    counts: &DiscrepancyCounts,
+    processor_count: u64,
+) -> Option<Severity> {
+    let missing = counts.missing_in_ledger + counts.missing_in_processor;
+    if processor_count >= 10 && missing * 100 > processor_count {
+        Some(Severity::Critical)
+    } else {
+        highest
+    }
+}
+
+/// The order discrepancies are reported in: category, processor id, ledger id, sources, then details (a total
+/// order, so partitioned and unpartitioned runs list them identically).
+pub(crate) fn sort_discrepancies(ds: &mut [Discrepancy]) {
+    ds.sort_by(|a, b| {
+        (
+            a.category,
+            &a.processor_id,
+            &a.ledger_id,
+            &a.processor_source,
+            &a.ledger_source,
+            &a.details,
+        )
+            .cmp(&(
+                b.category,
+                &b.processor_id,
+                &b.ledger_id,
+                &b.processor_source,
+                &b.ledger_source,
+                &b.details,
+            ))
+    });
 }
 
 fn proc_discrepancy(

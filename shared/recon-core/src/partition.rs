@@ -1,0 +1,343 @@
+//! Sharding one run into `n` partitions that can be matched independently (spec section 12), and the merge
+//! of their outcomes, which is identical to reconciling the run whole.
+//!
+//! A record can interact with another only through a shared string: a match key (processor keys and the
+//! ledger's `processor_txn_id`), a record id (processor duplicates), a `ledger_id` (ledger duplicates) or a
+//! fallback order reference (compared case-insensitively). [`plan`] joins every record to the nodes of those
+//! strings (64-bit hashes) with a union-find; records that can interact therefore always share a component,
+//! and a component goes to partition `hash(smallest node of the component) % n`. Routing by one key alone
+//! would not do: a Stripe charge is booked by its `ch_` *or* its `pi_`, and only the processor record knows
+//! both.
+//!
+//! Hash collisions only join components that need not be joined (more work in one partition, never a
+//! different result). The partition of a record depends only on the set of records, not their order, so
+//! every worker that plans the same inputs gets the same plan. Records of kinds that are never matched
+//! (payouts, fees, ledger adjustments) and invalid records go to partition 0.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::HashTable;
+
+use crate::model::{LedgerRow, ProcessorRecord};
+use crate::reconcile::{
+    reconcile_part, run_severity, sort_discrepancies, CarriedRecord, ConservationError, Lifecycle, Outcome,
+    RunInput,
+};
+
+/// The partition of every record of a run: `records[i]` for `input.records[i]`, and likewise for the ledger
+/// rows and carried items.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub partitions: u32,
+    pub records: Vec<u32>,
+    pub ledger: Vec<u32>,
+    pub carried: Vec<u32>,
+}
+
+impl Plan {
+    /// Records (processor, ledger, carried) in each partition: how even the split is.
+    pub fn sizes(&self) -> Vec<u64> {
+        let mut v = vec![0u64; self.partitions as usize];
+        for p in self.records.iter().chain(&self.ledger).chain(&self.carried) {
+            if let Some(c) = v.get_mut(*p as usize) {
+                *c += 1;
+            }
+        }
+        v
+    }
+}
+
+const NO_NODE: u32 = u32::MAX;
+
+/// Union-find over the hashed strings records share.
+struct Graph {
+    index: HashTable<u32>,
+    hashes: Vec<u64>,
+    parent: Vec<u32>,
+    rank: Vec<u8>,
+}
+
+impl Graph {
+    fn with_capacity(n: usize) -> Self {
+        Graph {
+            index: HashTable::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            parent: Vec::with_capacity(n),
+            rank: Vec::with_capacity(n),
+        }
+    }
+
+    fn node(&mut self, h: u64) -> u32 {
+        let hashes = &self.hashes;
+        if let Some(&i) = self.index.find(h, |&i| hashes[i as usize] == h) {
+            return i;
+        }
+        let i = self.hashes.len() as u32;
+        self.hashes.push(h);
+        self.parent.push(i);
+        self.rank.push(0);
+        let hashes = &self.hashes;
+        self.index.insert_unique(h, i, |&j| hashes[j as usize]);
+        i
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let up = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = up;
+            x = up;
+        }
+        x
+    }
+
+    fn union(&mut self, a: u32, b: u32) -> u32 {
+        let (a, b) = (self.find(a), self.find(b));
+        if a == b {
+            return a;
+        }
+        let (hi, lo) = if self.rank[a as usize] >= self.rank[b as usize] {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        self.parent[lo as usize] = hi;
+        if self.rank[hi as usize] == self.rank[lo as usize] {
+            self.rank[hi as usize] = self.rank[hi as usize].saturating_add(1);
+        }
+        hi
+    }
+
+    /// Joins the nodes of `hashes` and returns one of them (or [`NO_NODE`] when there are none).
+    fn record(&mut self, hashes: impl IntoIterator<Item = u64>) -> u32 {
+        let mut first = NO_NODE;
+        for h in hashes {
+            let n = self.node(h);
+            first = if first == NO_NODE { n } else { self.union(first, n) };
+        }
+        first
+    }
+}
+
+/// Tags keep the kinds of strings apart where equal text must not mean "the same thing".
+const TAG_KEY: u8 = 1;
+const TAG_LEDGER_ID: u8 = 2;
+const TAG_REFERENCE: u8 = 3;
+
+fn h(tag: u8, s: &str) -> u64 {
+    let mut st = rustc_hash::FxBuildHasher.build_hasher();
+    st.write_u8(tag);
+    st.write(s.as_bytes());
+    st.write_u8(0xff);
+    st.finish()
+}
+
+/// The fallback reference compares case-insensitively: hash its lower-case form without allocating.
+fn h_lower(tag: u8, s: &str) -> u64 {
+    let mut st = rustc_hash::FxBuildHasher.build_hasher();
+    st.write_u8(tag);
+    let mut buf = [0u8; 64];
+    for chunk in s.as_bytes().chunks(64) {
+        let n = chunk.len();
+        buf[..n].copy_from_slice(chunk);
+        buf[..n].make_ascii_lowercase();
+        st.write(&buf[..n]);
+    }
+    st.write_u8(0xff);
+    st.finish()
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
+    // the record id shares the key tag: a Stripe id (`txn_`) is one of its keys anyway
+    r.keys
+        .iter()
+        .map(|k| h(TAG_KEY, k))
+        .chain(nonempty(&r.id).map(|id| h(TAG_KEY, id)))
+        .chain(
+            r.reference
+                .as_deref()
+                .and_then(nonempty)
+                .map(|x| h_lower(TAG_REFERENCE, x)),
+        )
+}
+
+fn ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> + '_ {
+    let txn = r.processor_txn_id.as_deref().and_then(nonempty);
+    let order = match txn {
+        Some(_) => None,
+        None => r.order_id.as_deref().and_then(nonempty),
+    };
+    nonempty(&r.ledger_id)
+        .map(|id| h(TAG_LEDGER_ID, id))
+        .into_iter()
+        .chain(txn.map(|t| h(TAG_KEY, t)))
+        .chain(order.map(|o| h_lower(TAG_REFERENCE, o)))
+}
+
+/// Mixes a component's smallest hash into a partition number.
+fn partition_of(min_hash: u64, n: u32) -> u32 {
+    let mut x = min_hash ^ 0x9E37_79B9_7F4A_7C15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x % u64::from(n.max(1))) as u32
+}
+
+/// Assigns every record of `input` to one of `n` partitions (n = 0 is taken as 1).
+pub fn plan(input: &RunInput<'_>, n: u32) -> Plan {
+    let n = n.max(1);
+    let mut g = Graph::with_capacity(input.records.len() * 3 + input.ledger.len() * 2);
+    let rec_node: Vec<u32> = input
+        .records
+        .iter()
+        .map(|r| {
+            if r.kind.is_reconciled() {
+                g.record(processor_nodes(r))
+            } else {
+                NO_NODE
+            }
+        })
+        .collect();
+    let ledger_node: Vec<u32> = input
+        .ledger
+        .iter()
+        .map(|r| {
+            if r.kind == crate::model::LedgerType::Adjustment {
+                NO_NODE
+            } else {
+                g.record(ledger_nodes(r))
+            }
+        })
+        .collect();
+    let carried_node: Vec<u32> = input
+        .carried
+        .iter()
+        .map(|c| match &c.record {
+            CarriedRecord::Processor(r) => g.record(processor_nodes(r)),
+            CarriedRecord::Ledger(r) => g.record(ledger_nodes(r)),
+        })
+        .collect();
+    // smallest hash of every component, at its root
+    let mut min = vec![u64::MAX; g.hashes.len()];
+    for i in 0..g.hashes.len() as u32 {
+        let r = g.find(i) as usize;
+        min[r] = min[r].min(g.hashes[i as usize]);
+    }
+    let mut part_of = |node: u32| -> u32 {
+        if node == NO_NODE {
+            0
+        } else {
+            let r = g.find(node) as usize;
+            partition_of(min[r], n)
+        }
+    };
+    Plan {
+        partitions: n,
+        records: rec_node.into_iter().map(&mut part_of).collect(),
+        ledger: ledger_node.into_iter().map(&mut part_of).collect(),
+        carried: carried_node.into_iter().map(&mut part_of).collect(),
+    }
+}
+
+/// Reconciles partition `index` of `plan` (which must have been made from the same input).
+pub fn reconcile_partition(
+    input: RunInput<'_>,
+    plan: &Plan,
+    index: u32,
+) -> Result<Outcome, ConservationError> {
+    reconcile_part(input, Some((plan, index)))
+}
+
+/// Merges the outcomes of every partition of one run into the run's outcome: counts, totals and excluded
+/// counts add up, discrepancies and carry outcomes are put in the unpartitioned order, and the run severity
+/// is decided again over the whole run (the 1 % rule needs the whole run's counts). An empty list gives
+/// the outcome of an empty run of `processor`.
+pub fn merge(processor: crate::model::Processor, parts: Vec<Outcome>) -> Outcome {
+    let mut out = Outcome {
+        processor,
+        processor_count: 0,
+        ledger_count: 0,
+        matched_count: 0,
+        clean_count: 0,
+        processor_duplicates: 0,
+        ledger_duplicates: 0,
+        processor_pending: 0,
+        ledger_pending: 0,
+        counts: Default::default(),
+        totals: BTreeMap::new(),
+        excluded_counts: BTreeMap::new(),
+        severity: None,
+        discrepancies: Vec::new(),
+        carried: Vec::new(),
+        carried_count: 0,
+    };
+    for p in parts {
+        out.processor_count += p.processor_count;
+        out.ledger_count += p.ledger_count;
+        out.matched_count += p.matched_count;
+        out.clean_count += p.clean_count;
+        out.processor_duplicates += p.processor_duplicates;
+        out.ledger_duplicates += p.ledger_duplicates;
+        out.processor_pending += p.processor_pending;
+        out.ledger_pending += p.ledger_pending;
+        let (a, b) = (&mut out.counts, p.counts);
+        a.missing_in_ledger += b.missing_in_ledger;
+        a.missing_in_processor += b.missing_in_processor;
+        a.amount_mismatch += b.amount_mismatch;
+        a.currency_mismatch += b.currency_mismatch;
+        a.status_mismatch += b.status_mismatch;
+        a.duplicate += b.duplicate;
+        a.invalid_record += b.invalid_record;
+        a.pending += b.pending;
+        for (c, v) in p.totals {
+            *out.totals.entry(c).or_default() += v;
+        }
+        for (k, v) in p.excluded_counts {
+            *out.excluded_counts.entry(k).or_default() += v;
+        }
+        out.discrepancies.extend(p.discrepancies);
+        out.carried.extend(p.carried);
+        out.carried_count += p.carried_count;
+    }
+    out.totals.retain(|_, v| *v != 0);
+    let highest = out
+        .discrepancies
+        .iter()
+        .filter(|d| d.lifecycle == Lifecycle::Open)
+        .filter_map(|d| d.severity)
+        .max();
+    out.severity = run_severity(highest, &out.counts, out.processor_count);
+    sort_discrepancies(&mut out.discrepancies);
+    out.carried.sort();
+    out
+}
+
+/// Plans, reconciles every partition (two at a time) and merges: the same outcome as
+/// [`crate::reconcile::reconcile`], computed the way a sharded run computes it.
+pub fn reconcile_sharded(input: RunInput<'_>, n: u32) -> Result<Outcome, ConservationError> {
+    let plan = plan(&input, n);
+    let mut parts = Vec::with_capacity(plan.partitions as usize);
+    let mut next = 0u32;
+    while next < plan.partitions {
+        let pair = std::thread::scope(|s| {
+            let second =
+                (next + 1 < plan.partitions).then(|| s.spawn(|| reconcile_partition(input, &plan, next + 1)));
+            let first = reconcile_partition(input, &plan, next);
+            let second = second.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| reconcile_partition(input, &plan, next + 1))
+            });
+            (first, second)
+        });
+        parts.push(pair.0?);
+        if let Some(s) = pair.1 {
+            parts.push(s?);
+        }
+        next += 2;
+    }
+    Ok(merge(input.processor, parts))
+}

@@ -449,3 +449,82 @@ async fn recon_start_starts_a_named_execution() {
         json!({"date": "2025-01-15", "processors": ["stripe", "paypal"], "trigger": "manual"})
     );
 }
+
+/// A sharded run as the state machine's Distributed Map runs it, against S3 (moto) and PostgreSQL: the
+/// benchmark kit's day staged by the fetch functions, each partition matched by its own `match` call (its
+/// outcome kept in S3), then the merge call records the run. Same summary as the whole run; a retried merge
+/// records nothing new; an incomplete set of partitions is refused, naming what is missing.
+#[tokio::test]
+async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
+    use recon_aws::handlers::{fetch, match_step, FetchInput, MatchInput, MatchOutput, PartitionTask};
+    let aws = aws().await;
+    let name = bucket(&aws).await;
+    let s3 = S3Store::new(aws.s3.clone(), &name);
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kit-3000");
+    upload_dir(&s3, &kit, &kit.join("inbox")).await;
+    let db = TestDb::new().await;
+    let store = Store::new(&DbConfig::from_url(&db.url).unwrap()).unwrap();
+    store.migrate().await.unwrap();
+    let env = env_for(&aws, &name, None, Some(store)).await;
+    let date = NaiveDate::from_ymd_opt(2025, 6, 2).unwrap();
+    let fetch_input = |p: &str| FetchInput {
+        date: Some(date),
+        processor: Some(p.into()),
+        source: None,
+    };
+    let ledger = fetch(&env, "ledger", fetch_input("ledger")).await.unwrap();
+    let stripe = fetch(&env, "stripe", fetch_input("stripe")).await.unwrap();
+    let input = |execution: &str| MatchInput {
+        date,
+        processor: Processor::Stripe,
+        manifests: vec![Some(stripe.clone()), Some(ledger.clone())],
+        error: None,
+        execution: Some(execution.into()),
+        trigger: Some("manual".into()),
+        partition: None,
+        partitions: None,
+    };
+    let run = |o: MatchOutput| match o {
+        MatchOutput::Run(s) => *s,
+        other => panic!("expected a run summary, got {other:?}"),
+    };
+    let whole = run(match_step(&env, input("whole")).await.unwrap());
+    assert_eq!(whole.status, RunStatus::Succeeded, "{whole:?}");
+
+    let n = 5;
+    let mut receipts = Vec::new();
+    for index in (0..n).rev() {
+        let mut i = input("sharded");
+        i.partition = Some(PartitionTask { index, count: n });
+        match match_step(&env, i).await.unwrap() {
+            MatchOutput::Partition(d) => receipts.push(d),
+            other => panic!("expected a partition receipt, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        receipts.iter().map(|r| r.processor_count).sum::<u64>(),
+        whole.processor_count,
+        "{receipts:?}"
+    );
+    let mut merge = input("sharded");
+    merge.partitions = Some(receipts.clone());
+    let merged = run(match_step(&env, merge.clone()).await.unwrap());
+    let strip = |s: &recon_core::RunSummary| {
+        let mut v = serde_json::to_value(s).unwrap();
+        v["run_id"] = Value::Null;
+        v
+    };
+    assert_eq!(strip(&merged), strip(&whole));
+    // a retried merge (Step Functions retry) returns the recorded run
+    let again = run(match_step(&env, merge).await.unwrap());
+    assert_eq!(again.run_id, merged.run_id);
+    // a partition missing: refused, nothing recorded
+    let mut short = input("short");
+    short.partitions = Some(receipts[1..].to_vec());
+    let err = match_step(&env, short).await.unwrap_err();
+    assert!(
+        err.0.to_string().contains("expected partitions 0..5"),
+        "{}",
+        err.0
+    );
+}

@@ -1,15 +1,16 @@
 //! `match`: reconciles one processor's day from the staged data its manifests list, writes the reports,
 //! records the run (idempotent per execution + processor + date) and returns the section 8 summary.
-//! Input: `{date, processor, manifests, execution?, trigger?}`.
+//! Input: `{date, processor, manifests, execution?, trigger?}`; for a sharded run also `partition: {index,
+//! count}` (one Distributed Map iteration: returns a receipt) or `partitions: [receipts]` (the merge).
 
 use lambda_runtime::LambdaEvent;
 pub use recon_aws::handlers::MatchInput;
+use recon_aws::handlers::MatchOutput;
 use recon_aws::lambda::{Env, FnError};
-use recon_core::RunSummary;
 
 /// The handler: the match use case.
-pub async fn handler(env: &Env, event: LambdaEvent<MatchInput>) -> Result<RunSummary, FnError> {
-    recon_aws::handlers::r#match(env, event.payload).await
+pub async fn handler(env: &Env, event: LambdaEvent<MatchInput>) -> Result<MatchOutput, FnError> {
+    recon_aws::handlers::match_step(env, event.payload).await
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use std::collections::HashMap;
 
 use chrono::{NaiveDate, Utc};
 use recon_core::{
-    reconcile, Carried, InvalidRecord, LedgerRow, Outcome, Processor, ProcessorRecord, RunConfig, RunInput,
-    RunSummary,
+    reconcile, reconcile_sharded, Carried, InvalidRecord, LedgerRow, Outcome, Processor, ProcessorRecord,
+    RunConfig, RunInput, RunSummary,
 };
 use recon_sources::SourceError;
 use recon_store::{NewRun, Recorded, Store, StoreError};
@@ -145,11 +145,95 @@ fn object_table(sides: &[&[(u32, String)]]) -> Vec<String> {
 /// Reconciles one processor's day: the match step. Every log line inside carries the run id, processor and
 /// date (span fields). `input` is the staged, parsed data, or the reason it is
 /// unusable (the run is then recorded as failed with that reason). Returns the section 8 summary.
-#[tracing::instrument(name = "run", skip_all, fields(processor = %req.processor, date = %req.date, run_id = tracing::field::Empty))]
 pub async fn run_match<S: ObjectStore>(
     deps: &Deps<'_, S>,
     req: &RunRequest,
     input: Result<(ProcessorSide, LedgerSide), String>,
+) -> Result<RunResult, AppError> {
+    run_match_with(deps, req, MatchData::Input(input)).await
+}
+
+/// What the match step reconciles: the parsed sides, or the outcomes of every partition of a sharded run
+/// (written by [`match_partition`]), which are merged.
+pub enum MatchData {
+    Input(Result<(ProcessorSide, LedgerSide), String>),
+    Partitions {
+        parts: Vec<Outcome>,
+        manifests: Vec<Manifest>,
+    },
+}
+
+/// Where partition `index` of `count` of a run keeps its outcome until the merge: under `work/`, beside
+/// the layout of spec section 3 (the bucket's lifecycle rule expires it).
+pub fn partition_key(req: &RunRequest, index: u32, count: u32) -> String {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(req.idempotency_key.as_bytes()));
+    format!(
+        "work/{}/{}/{}/partition-{index:05}-of-{count:05}.json",
+        req.date,
+        req.processor,
+        digest.get(..16).unwrap_or(&digest)
+    )
+}
+
+/// One partition of a sharded run (an iteration of the state machine's Distributed Map): plans the
+/// partitions over the whole day, matches only partition `index` and returns its outcome, for the merge.
+/// Every partition plans the same inputs (including the same carried items) and so gets the same plan.
+pub async fn match_partition<S: ObjectStore>(
+    deps: &Deps<'_, S>,
+    req: &RunRequest,
+    input: (ProcessorSide, LedgerSide),
+    index: u32,
+    count: u32,
+) -> Result<Outcome, AppError> {
+    if count == 0 || index >= count {
+        return Err(AppError::InvalidInput(format!(
+            "partition {index} of {count} for {} on {}: the index must be below the count",
+            req.processor, req.date
+        )));
+    }
+    let carried: Vec<Carried> = deps
+        .db
+        .load_carried(req.processor, req.date)
+        .await
+        .map_err(AppError::Store)?
+        .into_iter()
+        .map(|c| c.carried)
+        .collect();
+    let (p, l) = input;
+    let objects = object_table(&[&p.objects, &l.objects]);
+    let config = deps.config.clone();
+    let processor = req.processor;
+    let mut invalid = p.invalid;
+    invalid.extend(l.invalid);
+    let (records, rows) = (p.records, l.rows);
+    let (date, what) = (req.date, format!("partition {index} of {count}"));
+    tokio::task::spawn_blocking(move || {
+        let input = RunInput {
+            processor,
+            objects: &objects,
+            records: &records,
+            ledger: &rows,
+            invalid: &invalid,
+            carried: &carried,
+            config: &config,
+        };
+        let plan = recon_core::plan(&input, count);
+        info!(processor = %processor, date = %date, partition = index, partitions = count,
+              sizes = ?plan.sizes(), "partition plan");
+        recon_core::reconcile_partition(input, &plan, index)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("matcher task for {what}: {e}")))?
+    .map_err(|e| AppError::Internal(format!("{what}: {e}")))
+}
+
+/// Reconciles one processor's day from [`MatchData`]; see [`run_match`].
+#[tracing::instrument(name = "run", skip_all, fields(processor = %req.processor, date = %req.date, run_id = tracing::field::Empty))]
+pub async fn run_match_with<S: ObjectStore>(
+    deps: &Deps<'_, S>,
+    req: &RunRequest,
+    input: MatchData,
 ) -> Result<RunResult, AppError> {
     let started_at = Utc::now();
     let clock = std::time::Instant::now();
@@ -173,12 +257,12 @@ pub async fn run_match<S: ObjectStore>(
     tracing::Span::current().record("run_id", tracing::field::display(run_id));
     let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, run_id);
     let carried_items = match &input {
-        Ok(_) => deps
+        MatchData::Input(Ok(_)) | MatchData::Partitions { .. } => deps
             .db
             .load_carried(req.processor, req.date)
             .await
             .map_err(AppError::Store)?,
-        Err(_) => Vec::new(),
+        MatchData::Input(Err(_)) => Vec::new(),
     };
     let first_seen: HashMap<i64, NaiveDate> = carried_items
         .iter()
@@ -187,12 +271,18 @@ pub async fn run_match<S: ObjectStore>(
     let carried: Vec<Carried> = carried_items.into_iter().map(|c| c.carried).collect();
 
     let (summary, outcome, manifests) = match input {
-        Err(error) => (
+        MatchData::Partitions { parts, manifests } => {
+            let n = parts.len();
+            let o = recon_core::merge(req.processor, parts);
+            info!(partitions = n, "partition outcomes merged");
+            (RunSummary::succeeded(run_id.to_string(), &o), Some(o), manifests)
+        }
+        MatchData::Input(Err(error)) => (
             RunSummary::failed(run_id.to_string(), req.processor, error),
             None,
             Vec::new(),
         ),
-        Ok((p, l)) => {
+        MatchData::Input(Ok((p, l))) => {
             let objects = object_table(&[&p.objects, &l.objects]);
             let manifests: Vec<Manifest> = p.manifests.iter().chain(&l.manifests).cloned().collect();
             let config = deps.config.clone();
@@ -201,7 +291,7 @@ pub async fn run_match<S: ObjectStore>(
             invalid.extend(l.invalid);
             let (records, rows) = (p.records, l.rows);
             let result = tokio::task::spawn_blocking(move || {
-                let result = reconcile(RunInput {
+                let input = RunInput {
                     processor,
                     objects: &objects,
                     records: &records,
@@ -209,7 +299,12 @@ pub async fn run_match<S: ObjectStore>(
                     invalid: &invalid,
                     carried: &carried,
                     config: &config,
-                });
+                };
+                let result = if config.partitions > 1 {
+                    reconcile_sharded(input, config.partitions)
+                } else {
+                    reconcile(input)
+                };
                 // a million records take a while to free: do it off the critical path
                 std::thread::spawn(move || drop((records, rows, invalid, carried)));
                 result

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use recon_app::fetch::{stage, Manifest};
 use recon_app::notify::{compose, should_notify, Mailer, RunNotice};
+use recon_app::objects::ObjectStore;
 use recon_app::pipeline::{load_manifest, sides};
 use recon_app::report::TopItem;
 use recon_app::{run_match, AppError, Deps, RunRequest};
@@ -72,6 +73,178 @@ pub struct MatchInput {
     /// `schedule`, `manual` or `s3` (default `manual`).
     #[serde(default)]
     pub trigger: Option<String>,
+    /// Sharded run, one Distributed Map iteration: match only this partition and keep its outcome in S3.
+    #[serde(default)]
+    pub partition: Option<PartitionTask>,
+    /// Sharded run, the merge: what every partition returned. The run is recorded from their outcomes.
+    #[serde(default)]
+    pub partitions: Option<Vec<PartitionDone>>,
+}
+
+/// Which partition an iteration matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionTask {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// What a partition iteration returns (small: the Map's results must fit a state's payload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDone {
+    pub index: u32,
+    pub count: u32,
+    /// Where its outcome is.
+    pub key: String,
+    pub processor_count: u64,
+    pub ledger_count: u64,
+    pub discrepancies: u64,
+}
+
+/// The match function's answer: a run summary, or one partition's receipt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MatchOutput {
+    Run(Box<RunSummary>),
+    Partition(PartitionDone),
+}
+
+/// The match step: a whole run (the default), one partition of a sharded run (`partition`), or the merge
+/// of a sharded run (`partitions`).
+pub async fn match_step(env: &Env, input: MatchInput) -> Result<MatchOutput, FnError> {
+    if let Some(task) = input.partition {
+        return match_one_partition(env, input, task)
+            .await
+            .map(MatchOutput::Partition);
+    }
+    if input.partitions.is_some() && input.error.is_none() {
+        return merge_partitions(env, input)
+            .await
+            .map(|s| MatchOutput::Run(Box::new(s)));
+    }
+    r#match(env, input).await.map(|s| MatchOutput::Run(Box::new(s)))
+}
+
+fn request(input: &MatchInput) -> RunRequest {
+    let p = input.processor;
+    let execution = input
+        .execution
+        .clone()
+        .unwrap_or_else(|| format!("manual:{}", uuid_like()));
+    RunRequest {
+        date: input.date,
+        processor: p,
+        trigger: input.trigger.clone().unwrap_or_else(|| "manual".into()),
+        execution: Some(execution.clone()),
+        idempotency_key: format!("{execution}:{p}:{}", input.date),
+    }
+}
+
+/// The processor's and the ledger's manifests of a match input.
+fn manifests_of(input: &MatchInput) -> Result<(Manifest, Manifest), AppError> {
+    let p = input.processor;
+    let (mut ledger, mut processor) = (None, None);
+    for m in input.manifests.iter().flatten() {
+        if m.source_name == "ledger" {
+            ledger = Some(m.clone());
+        } else if m.source_name == p.as_str() {
+            processor = Some(m.clone());
+        }
+    }
+    match (processor, ledger) {
+        (Some(pm), Some(lm)) => Ok((pm, lm)),
+        (None, _) => Err(AppError::InvalidInput(format!(
+            "no {p} manifest in the match input for {}",
+            input.date
+        ))),
+        (_, None) => Err(AppError::InvalidInput(format!(
+            "no ledger manifest in the match input for {p} on {}",
+            input.date
+        ))),
+    }
+}
+
+async fn match_one_partition(
+    env: &Env,
+    input: MatchInput,
+    task: PartitionTask,
+) -> Result<PartitionDone, FnError> {
+    let db = env.db()?;
+    db.migrate().await.map_err(AppError::Store)?;
+    let req = request(&input);
+    let (pm, lm) = manifests_of(&input)?;
+    let pf = load_manifest(&env.objects, pm, 1000).await?;
+    let lf = load_manifest(&env.objects, lm, 0).await?;
+    let data = sides(input.processor, pf, lf)?;
+    let deps = Deps {
+        objects: &env.objects,
+        db,
+        config: &env.config,
+    };
+    let outcome = recon_app::match_partition(&deps, &req, data, task.index, task.count).await?;
+    let key = recon_app::partition_key(&req, task.index, task.count);
+    let body = serde_json::to_vec(&outcome).map_err(|e| AppError::Internal(format!("{key}: {e}")))?;
+    env.objects
+        .put(&key, body, "application/json")
+        .await
+        .map_err(AppError::Object)?;
+    info!(processor = %input.processor, date = %input.date, partition = task.index, partitions = task.count,
+          key = %key, discrepancies = outcome.discrepancies.len(), "partition matched");
+    Ok(PartitionDone {
+        index: task.index,
+        count: task.count,
+        key,
+        processor_count: outcome.processor_count,
+        ledger_count: outcome.ledger_count,
+        discrepancies: outcome.discrepancies.len() as u64,
+    })
+}
+
+async fn merge_partitions(env: &Env, input: MatchInput) -> Result<RunSummary, FnError> {
+    let db = env.db()?;
+    db.migrate().await.map_err(AppError::Store)?;
+    let req = request(&input);
+    let done = input.partitions.clone().unwrap_or_default();
+    let count = done.first().map(|d| d.count).unwrap_or(0);
+    let mut seen: Vec<u32> = done.iter().map(|d| d.index).collect();
+    seen.sort_unstable();
+    if count == 0 || done.iter().any(|d| d.count != count) || seen != (0..count).collect::<Vec<u32>>() {
+        return Err(AppError::InvalidInput(format!(
+            "merge of {} on {}: expected partitions 0..{count} once each, got {seen:?}; rerun the partitions",
+            input.processor, input.date
+        ))
+        .into());
+    }
+    let (pm, lm) = manifests_of(&input)?;
+    let mut parts = Vec::with_capacity(done.len());
+    for d in &done {
+        let expected = recon_app::partition_key(&req, d.index, d.count);
+        if d.key != expected {
+            return Err(AppError::InvalidInput(format!(
+                "partition {} of {} is at {}, not {expected}: it belongs to another run",
+                d.index, d.count, d.key
+            ))
+            .into());
+        }
+        let bytes = env.objects.get(&d.key).await.map_err(AppError::Object)?;
+        let o: recon_core::Outcome = serde_json::from_slice(&bytes)
+            .map_err(|e| AppError::InvalidInput(format!("{}: not a partition outcome: {e}", d.key)))?;
+        parts.push(o);
+    }
+    let deps = Deps {
+        objects: &env.objects,
+        db,
+        config: &env.config,
+    };
+    let result = recon_app::run_match_with(
+        &deps,
+        &req,
+        recon_app::MatchData::Partitions {
+            parts,
+            manifests: vec![pm, lm],
+        },
+    )
+    .await?;
+    Ok(result.summary)
 }
 
 /// Reconciles one processor's day from staged data; records the run and writes the reports.
@@ -79,28 +252,10 @@ pub async fn r#match(env: &Env, input: MatchInput) -> Result<RunSummary, FnError
     let db = env.db()?;
     db.migrate().await.map_err(AppError::Store)?;
     let p = input.processor;
-    let (mut ledger, mut processor) = (None, None);
-    for m in input.manifests.into_iter().flatten() {
-        if m.source_name == "ledger" {
-            ledger = Some(m);
-        } else if m.source_name == p.as_str() {
-            processor = Some(m);
-        }
-    }
-    let execution = input
-        .execution
-        .clone()
-        .unwrap_or_else(|| format!("manual:{}", uuid_like()));
-    let req = RunRequest {
-        date: input.date,
-        processor: p,
-        trigger: input.trigger.clone().unwrap_or_else(|| "manual".into()),
-        execution: Some(execution.clone()),
-        idempotency_key: format!("{execution}:{p}:{}", input.date),
-    };
-    let data = match (processor, ledger) {
+    let req = request(&input);
+    let data = match manifests_of(&input) {
         _ if input.error.is_some() => Err(input.error.clone().unwrap_or_default()),
-        (Some(pm), Some(lm)) => {
+        Ok((pm, lm)) => {
             let pf = load_manifest(&env.objects, pm, 1000).await;
             let lf = load_manifest(&env.objects, lm, 0).await;
             match (pf, lf) {
@@ -109,8 +264,7 @@ pub async fn r#match(env: &Env, input: MatchInput) -> Result<RunSummary, FnError
                 (_, Err(e)) => Err(format!("ledger: {e}")),
             }
         }
-        (None, _) => Err(format!("no {p} manifest in the input")),
-        (_, None) => Err("no ledger manifest in the input".to_string()),
+        Err(e) => Err(e.to_string()),
     };
     let deps = Deps {
         objects: &env.objects,

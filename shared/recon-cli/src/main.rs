@@ -59,6 +59,10 @@ enum Command {
         /// Later runs an unmatched item stays pending before it is reported missing (0: at once).
         #[arg(long, default_value_t = 1)]
         grace_days: u32,
+        /// Match each run as this many hash partitions and merge them (the same result; how the state
+        /// machine shards a day too large for one invocation).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        partitions: u32,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
         /// Do not send (or write) the operations email.
@@ -165,6 +169,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             bucket,
             database_url,
             grace_days,
+            partitions,
             format,
             no_notify,
             outbox,
@@ -178,6 +183,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let db = ready_store(database_url.as_deref()).await?;
             let config = RunConfig {
                 grace_days,
+                partitions,
                 ..RunConfig::default()
             };
             let min_severity: Severity = env_or("NOTIFY_MIN_SEVERITY", "HIGH")

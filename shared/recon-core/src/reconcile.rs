@@ -128,6 +128,9 @@ pub struct RunConfig {
     /// Allowed absolute difference in minor units per currency before `amount_mismatch` (default 0).
     pub tolerance: BTreeMap<Currency, i64>,
     pub severity: SeverityConfig,
+    /// How the run is computed: 1 reconciles it whole; more plans that many partitions, matches them
+    /// independently and merges them ([`crate::partition`]), with the same outcome.
+    pub partitions: u32,
 }
 
 impl Default for RunConfig {
@@ -136,6 +139,7 @@ impl Default for RunConfig {
             grace_days: 1,
             tolerance: BTreeMap::new(),
             severity: SeverityConfig::default(),
+            partitions: 1,
         }
     }
 }

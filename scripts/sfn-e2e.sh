@@ -3,7 +3,7 @@
 # definition; its Lambda calls go through scripts/lambda_proxy.py to `cargo lambda watch`, which runs the
 # real functions against moto (S3, SES) and PostgreSQL ($DATABASE_URL's server).
 # Cases: the demo day succeeds and an email is recorded; a truncated Stripe page fails only Stripe's run and
-# the email says so. Run through scripts/with-postgres.sh (make test does); needs target/tools/moto and
+# the email says so; the demo day with `partitions: 3` (Distributed Map of partitions + merge) gives the same runs. Run through scripts/with-postgres.sh (make test does); needs target/tools/moto and
 # cargo-lambda (scripts/with-moto.sh and scripts/lambda-e2e.sh install them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,4 +68,15 @@ assert len(mails) == 2, len(mails)
 last = mails[-1].replace("=\r\n", "").replace("=\n", "")
 assert "FAILED for stripe" in last and "page-00002.json" in last, last[:3000]
 PYEOF
-echo "sfn-e2e: 2 passed, 0 failed (demo day through the state machine; truncated Stripe page fails only Stripe)"
+# the same day sharded: each processor's match as a Distributed Map of 3 partitions and a merge; the same figures
+"$PY" scripts/sfn-e2e.py run "sharded-$RUN" '{"date":"2025-01-15","partitions":3}' >"$OUT/sharded.json"
+"$PY" - "$OUT/demo.json" "$OUT/sharded.json" <<'PYEOF'
+import json, sys
+whole, sharded = (json.load(open(f)) for f in sys.argv[1:3])
+assert sharded["status"] == "SUCCEEDED", sharded
+def runs(r):
+    return {x["processor"]: {k: v for k, v in x.items() if k != "run_id"} for x in r["output"]["runs"]}
+assert runs(sharded) == runs(whole), (runs(sharded), runs(whole))
+assert all(x["status"] == "succeeded" for x in runs(sharded).values()), runs(sharded)
+PYEOF
+echo "sfn-e2e: 3 passed, 0 failed (demo day through the state machine; truncated Stripe page fails only Stripe; sharded = whole)"

@@ -22,13 +22,16 @@ fn definition() -> (String, Value) {
     (text, v)
 }
 
-fn tasks<'a>(states: &'a Value, out: &mut Vec<(&'a str, &'a Value)>) {
+/// Every Task, with whether an enclosing Map catches its failures (a partition's Task lets its error reach
+/// the Map, whose Catch records the run as failed: a partition must never "succeed" with a made-up result).
+fn tasks<'a>(states: &'a Value, caught_by_map: bool, out: &mut Vec<(&'a str, &'a Value, bool)>) {
     for (name, s) in states.as_object().unwrap() {
         if s["Type"] == "Task" {
-            out.push((name, s));
+            out.push((name, s, caught_by_map));
         }
         if let Some(inner) = s.get("ItemProcessor").or(s.get("Iterator")) {
-            tasks(&inner["States"], out);
+            let catches = s["Catch"].as_array().is_some_and(|c| !c.is_empty());
+            tasks(&inner["States"], catches, out);
         }
     }
 }
@@ -70,11 +73,11 @@ fn placeholders_are_the_function_crates() {
 fn error_names_agree_with_the_functions() {
     let (_, v) = definition();
     let mut all = Vec::new();
-    tasks(&v["States"], &mut all);
+    tasks(&v["States"], false, &mut all);
     assert!(all.len() >= 7, "{} tasks", all.len());
     let known: BTreeSet<&str> = ERROR_NAMES.iter().copied().collect();
     let mut retried = BTreeSet::new();
-    for (name, t) in &all {
+    for (name, t, caught_by_map) in &all {
         assert_eq!(t["Resource"], "arn:aws:states:::lambda:invoke", "{name}");
         assert!(
             t["TimeoutSeconds"].as_u64().is_some(),
@@ -82,8 +85,8 @@ fn error_names_agree_with_the_functions() {
         );
         assert!(t["Parameters"].is_object(), "{name} has no Parameters");
         assert!(
-            t["Catch"].as_array().is_some_and(|c| !c.is_empty()),
-            "{name} has no Catch"
+            *caught_by_map || t["Catch"].as_array().is_some_and(|c| !c.is_empty()),
+            "{name} has no Catch, nor a Map around it that catches"
         );
         for r in t["Retry"]
             .as_array()
@@ -165,4 +168,59 @@ fn error_names_agree_with_the_functions() {
             s.error_name()
         );
     }
+}
+
+/// The sharded path (spec section 12): per processor, a Distributed Map over the partition indexes runs the
+/// match function in partition mode, then one merge call records the run; the fields it sends are the
+/// match function's input fields.
+#[test]
+fn sharded_match_is_a_distributed_map_feeding_one_merge() {
+    let (_, v) = definition();
+    let per_processor = &v["States"]["MatchProcessors"];
+    assert_eq!(
+        per_processor["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    let inner = &per_processor["ItemProcessor"]["States"];
+    assert_eq!(per_processor["ItemProcessor"]["StartAt"], "Sharded?");
+    let shards = &inner["MatchPartitions"];
+    assert_eq!(shards["Type"], "Map");
+    assert_eq!(shards["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
+    assert_eq!(
+        shards["ItemSelector"]["partition"]["index.$"],
+        "$$.Map.Item.Value"
+    );
+    assert_eq!(shards["Next"], "MergePartitions");
+    assert_eq!(inner["MergePartitions"]["Next"], "Alert?");
+    assert_eq!(
+        inner["MergePartitions"]["Parameters"]["Payload"]["partitions.$"],
+        "$.receipts"
+    );
+    // every field sent to the match function is one MatchInput reads
+    let fields = [
+        "date",
+        "processor",
+        "manifests",
+        "error",
+        "execution",
+        "trigger",
+        "partition",
+        "partitions",
+    ];
+    for payload in [
+        &inner["Match"]["Parameters"]["Payload"],
+        &inner["MergePartitions"]["Parameters"]["Payload"],
+        &shards["ItemSelector"],
+    ] {
+        for k in payload.as_object().unwrap().keys() {
+            let k = k.trim_end_matches(".$");
+            assert!(fields.contains(&k), "{k} is not a match input field");
+        }
+    }
+    let sample = serde_json::json!({
+        "date": "2025-06-02", "processor": "stripe", "manifests": [], "execution": "e", "trigger": "manual",
+        "partition": {"index": 3, "count": 8}
+    });
+    let parsed: recon_aws::handlers::MatchInput = serde_json::from_value(sample).unwrap();
+    assert_eq!(parsed.partition.map(|p| (p.index, p.count)), Some((3, 8)));
 }

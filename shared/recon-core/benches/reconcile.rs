@@ -3,8 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use recon_core::{
-    reconcile, Currency, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Money, Processor,
-    ProcessorRecord, ProcessorStatus, RunConfig, RunInput,
+    reconcile, reconcile_sharded, Currency, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Money,
+    Processor, ProcessorRecord, ProcessorStatus, RunConfig, RunInput,
 };
 
 fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
@@ -87,6 +87,22 @@ fn bench(c: &mut Criterion) {
                 carried: &[],
                 config: &config,
             })
+        })
+    });
+    g.bench_function(format!("match {n} x {} as 4 partitions", l.len()), |b| {
+        b.iter(|| {
+            reconcile_sharded(
+                RunInput {
+                    processor: Processor::Stripe,
+                    objects: &objects,
+                    records: &p,
+                    ledger: &l,
+                    invalid: &[],
+                    carried: &[],
+                    config: &config,
+                },
+                4,
+            )
         })
     });
     g.finish();

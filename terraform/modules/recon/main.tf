@@ -28,6 +28,11 @@ variable "internal_api_base_url" {
   type    = string
   default = ""
 }
+variable "partitions" {
+  type        = number
+  default     = 1
+  description = "Partitions of each processor's match in the daily run (1: one match invocation; README, Sharding)."
+}
 
 locals {
   name = "recon-${var.environment}"
@@ -121,6 +126,11 @@ data "aws_iam_policy_document" "match" {
     sid       = "WriteReports"
     actions   = ["s3:PutObject", "s3:GetObject"]
     resources = ["${local.bucket_arn}/reports/*"]
+  }
+  statement {
+    sid       = "PartitionOutcomes"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${local.bucket_arn}/work/*"]
   }
   statement {
     sid       = "DbSecret"
@@ -226,6 +236,7 @@ module "state_machine" {
   name            = "${local.name}-reconciliation"
   definition_path = "${path.module}/../../../state-machines/reconciliation.asl.json"
   kms_key_arn     = module.storage.kms_key_arn
+  partitions      = var.partitions
   function_arns = {
     fetch_stripe = module.fetch["stripe"].arn
     fetch_paypal = module.fetch["paypal"].arn

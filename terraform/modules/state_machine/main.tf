@@ -8,6 +8,15 @@ variable "function_arns" {
   description = "fetch_stripe, fetch_paypal, fetch_square, fetch_ledger, match, notify"
 }
 variable "kms_key_arn" { type = string }
+variable "partitions" {
+  type        = number
+  default     = 1
+  description = "Partitions of each processor's match in the scheduled run (a Distributed Map when above 1)."
+  validation {
+    condition     = var.partitions >= 1 && var.partitions <= 500
+    error_message = "partitions must be 1..500 (the Map's receipts must fit one state payload)."
+  }
+}
 variable "schedule_expression" {
   type    = string
   default = "cron(0 4 * * ? *)"
@@ -28,10 +37,29 @@ resource "aws_iam_role" "states" {
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }
 
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  # built from the name, not the resource, so that the role can name its own state machine without a cycle
+  own_arn        = "arn:aws:states:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:stateMachine:${var.name}"
+  own_executions = "arn:aws:states:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:execution:${var.name}/*"
+}
+
 data "aws_iam_policy_document" "states" {
   statement {
     actions   = ["lambda:InvokeFunction"]
     resources = concat(values(var.function_arns), [for a in values(var.function_arns) : "${a}:*"])
+  }
+  statement {
+    sid       = "DistributedMapChildren"
+    actions   = ["states:StartExecution"]
+    resources = [local.own_arn]
+  }
+  statement {
+    sid       = "DistributedMapChildrenState"
+    actions   = ["states:DescribeExecution", "states:StopExecution"]
+    resources = [local.own_executions]
   }
   statement {
     actions = ["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
@@ -110,7 +138,7 @@ resource "aws_scheduler_schedule" "daily" {
   target {
     arn      = aws_sfn_state_machine.this.arn
     role_arn = aws_iam_role.scheduler.arn
-    input    = jsonencode({ trigger = "schedule" })
+    input    = jsonencode({ trigger = "schedule", partitions = var.partitions })
   }
 }
 

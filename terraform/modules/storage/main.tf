@@ -118,6 +118,22 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
     }
   }
   rule {
+    id     = "partition-outcomes"
+    status = "Enabled"
+    filter {
+      prefix = "work/"
+    }
+    expiration {
+      days = 7
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+  rule {
     id     = "reports"
     status = "Enabled"
     filter {

@@ -249,6 +249,36 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// The keys of `parts`, in order, in one allocation of the exact size (the parsers' fast path); empty
+    /// keys, keys containing NUL and repeats are dropped, as by `collect()`.
+    pub fn from_parts(parts: &[&str]) -> Keys {
+        let mut kept: [&str; 8] = [""; 8];
+        let mut n = 0usize;
+        let mut len = 0usize;
+        for k in parts {
+            let k = k.trim();
+            if k.is_empty() || k.contains('\0') || kept[..n].contains(&k) {
+                continue;
+            }
+            if n == kept.len() {
+                return parts.iter().collect();
+            }
+            kept[n] = k;
+            n += 1;
+            len += k.len() + 1;
+        }
+        let mut s = String::with_capacity(len.saturating_sub(1));
+        for (i, k) in kept[..n].iter().enumerate() {
+            if i > 0 {
+                s.push('\0');
+            }
+            s.push_str(k);
+        }
+        Keys(s.into_boxed_str())
+    }
+}
+
 impl<S: AsRef<str>> FromIterator<S> for Keys {
     /// Empty keys, keys containing NUL and repeats are dropped.
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {

@@ -75,6 +75,23 @@ fn table() -> &'static [([u8; 3], u8)] {
     })
 }
 
+/// Exponent by code, indexed by the code's three letters in base 26 (`u8::MAX`: not a currency); built once.
+fn direct() -> &'static [u8] {
+    static DIRECT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DIRECT.get_or_init(|| {
+        let mut v = vec![u8::MAX; 26 * 26 * 26];
+        for (c, e) in table() {
+            if c.iter().all(u8::is_ascii_uppercase) {
+                let slot = |x: u8| usize::from(x - b'A');
+                if let Some(d) = v.get_mut((slot(c[0]) * 26 + slot(c[1])) * 26 + slot(c[2])) {
+                    *d = *e;
+                }
+            }
+        }
+        v
+    })
+}
+
 /// An ISO 4217 currency: its upper-case code and its exponent (decimal places of the minor unit).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency {
@@ -94,12 +111,15 @@ impl Currency {
             b[1].to_ascii_uppercase(),
             b[2].to_ascii_uppercase(),
         ];
-        match table().binary_search_by_key(&up, |(c, _)| *c) {
-            Ok(i) => Ok(Currency {
+        // every row of a report names its currency: one table lookup, no search
+        let slot = |c: u8| usize::from(c - b'A');
+        let i = (slot(up[0]) * 26 + slot(up[1])) * 26 + slot(up[2]);
+        match direct().get(i).copied() {
+            Some(e) if e != u8::MAX => Ok(Currency {
                 code: up,
-                exponent: table()[i].1,
+                exponent: e,
             }),
-            Err(_) => Err(MoneyError::UnknownCurrency(code.to_string())),
+            _ => Err(MoneyError::UnknownCurrency(code.to_string())),
         }
     }
 

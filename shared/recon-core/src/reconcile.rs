@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
@@ -521,19 +522,34 @@ pub(crate) fn reconcile_part(
     {
         // best[j] = (rank << 32 | processor index) of ledger row j's best candidate: lower rank wins, then
         // the earlier record
-        let mut best = vec![u64::MAX; nl];
-        for (i, p) in procs.iter().enumerate() {
-            if p_dup[i] {
-                continue;
-            }
-            for (rank, k) in p.rec.keys.iter().enumerate() {
-                if let Some(&j) = txns.find(hash(k), |&j| ltx(j) == k) {
-                    let packed = ((rank as u64) << 32) | i as u64;
-                    let b = &mut best[j as usize];
-                    *b = (*b).min(packed);
+        // The probes (3-4 per record, each a likely cache miss) run on two threads; `fetch_min` is
+        // commutative, so the result does not depend on which thread gets there first.
+        let best: Vec<AtomicU64> = (0..nl).map(|_| AtomicU64::new(u64::MAX)).collect();
+        let probe = |from: usize, to: usize| {
+            for (i, p) in procs.iter().enumerate().take(to).skip(from) {
+                if p_dup[i] {
+                    continue;
+                }
+                for (rank, k) in p.rec.keys.iter().enumerate() {
+                    if let Some(&j) = txns.find(hash(k), |&j| ltx(j) == k) {
+                        let packed = ((rank as u64) << 32) | i as u64;
+                        if let Some(b) = best.get(j as usize) {
+                            b.fetch_min(packed, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
-        }
+        };
+        let half = np / 2;
+        std::thread::scope(|s| {
+            let other = s.spawn(|| probe(half, np));
+            probe(0, half);
+            if other.join().is_err() {
+                // the thread died: probing again is harmless (fetch_min is idempotent)
+                probe(half, np);
+            }
+        });
+        let best: Vec<u64> = best.into_iter().map(AtomicU64::into_inner).collect();
         for (j, l) in ledg.iter().enumerate() {
             let packed = best[j];
             if l_dup[j] || packed == u64::MAX {

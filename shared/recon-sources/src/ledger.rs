@@ -38,21 +38,24 @@ fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Pro
             ),
         ));
     };
-    let ledger_id = f.ledger_id.trim();
+    let ledger_id = crate::text::trim(f.ledger_id);
     if ledger_id.is_empty() {
         return Err(fail("ledger_id", "ledger_id is empty".into()));
     }
-    let kind = f.kind.trim().parse().map_err(|e| fail("type", e))?;
-    let status = f.status.trim().parse().map_err(|e| fail("status", e))?;
-    let currency = Currency::parse(f.currency.trim()).map_err(|e| fail("currency", e.to_string()))?;
-    if f.currency.trim() != currency.code() {
+    let kind = crate::text::trim(f.kind).parse().map_err(|e| fail("type", e))?;
+    let status = crate::text::trim(f.status)
+        .parse()
+        .map_err(|e| fail("status", e))?;
+    let currency =
+        Currency::parse(crate::text::trim(f.currency)).map_err(|e| fail("currency", e.to_string()))?;
+    if crate::text::trim(f.currency) != currency.code() {
         return Err(fail(
             "currency",
             format!("currency {:?} must be an upper-case ISO 4217 code", f.currency),
         ));
     }
     let amount = Money::parse_major(f.amount, currency).map_err(|e| fail("amount", e.to_string()))?;
-    let booked_at = match f.booked_at.trim() {
+    let booked_at = match crate::text::trim(f.booked_at) {
         "" => None,
         t => Some(timestamp(t).map_err(|e| fail("booked_at", e))?),
     };

@@ -184,8 +184,11 @@ pub fn parse_reader<R: Read>(
     let crlf = text::crlf_first_line(&head);
     // rows expected = size / average line length of the head (reserving avoids growing huge vectors)
     let lines_in_head = head.iter().filter(|&&b| b == b'\n').count().max(1);
+    // with 1/16 headroom: a vector of a million records that has to grow once is copied whole and, for a
+    // while, held twice
     let expected = size
         .map(|s| (s / (head.len() / lines_in_head).max(1) as u64) as usize)
+        .map(|n| n + n / 16 + 16)
         .unwrap_or(0);
     let rest = std::io::Cursor::new(head).chain(reader);
     let read_all = |mut r: std::io::Chain<std::io::Cursor<Vec<u8>>, R>| -> Result<String, SourceError> {

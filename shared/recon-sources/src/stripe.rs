@@ -59,10 +59,13 @@ fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&
         None
     };
     let intent = if kind == Kind::Charge { intent } else { None };
-    [Some(source), Some(txn), disputed, intent]
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut parts: [&str; 4] = [source, txn, "", ""];
+    let mut n = 2;
+    for k in [disputed, intent].into_iter().flatten() {
+        parts[n] = k;
+        n += 1;
+    }
+    Keys::from_parts(&parts[..n])
 }
 
 fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
@@ -137,7 +140,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
         }
         let get = |c: Option<usize>| {
             c.and_then(|c| rec.get(c))
-                .map(str::trim)
+                .map(crate::text::trim)
                 .filter(|s| !s.is_empty())
         };
         let kind = kind_of(get(Some(c_cat)), None);

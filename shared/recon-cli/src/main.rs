@@ -24,15 +24,28 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// headers; the crate exports no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Never hand freed memory back to the OS while the process runs. A run frees and reallocates hundreds of MiB
-/// within a second (parse buffers, match tables, the records once matched); with mimalloc's default purging,
-/// every purged page was zeroed again on reuse: at 1M rows, 0.7–1.8 s of system time in a 1.9–2.6 s run,
-/// 0.2–0.5 s without purging (same peak RSS). `recon` is a batch process: the memory goes back at exit.
+/// Allocator settings for a batch run: never hand freed memory back to the OS while the process runs (a
+/// run frees and reallocates hundreds of MiB within a second; purged pages are zeroed again on reuse) and
+/// ask for transparent huge pages (`madvise`, where the kernel allows them), so that the matcher's random
+/// probes into tables of millions of entries miss the TLB less. Measured at 1M rows, 8 alternating runs
+/// each after `sync`: median 1.56 s with both, 1.66 s with mimalloc's defaults, 1.76 s without purging only;
+/// peak RSS unchanged (574 MiB). `MIMALLOC_PURGE_DELAY` / `MIMALLOC_LARGE_OS_PAGES` in the environment win.
 #[allow(unsafe_code)]
 fn keep_freed_memory() {
+    // mimalloc's own environment variables still win (they were read at load)
+    let unset = |v: &str| std::env::var_os(v).is_none();
+    let purge = unset("MIMALLOC_PURGE_DELAY") && unset("MIMALLOC_RESET_DELAY");
+    let large = unset("MIMALLOC_ALLOW_LARGE_OS_PAGES") && unset("MIMALLOC_LARGE_OS_PAGES");
     // SAFETY: mi_option_set only stores an integer option (no pointers, no memory touched); it is called
-    // once, first thing in main, and -1 is the documented "never purge" value of this option.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+    // first thing in main; -1 is the documented "never purge" value, 1 enables large OS pages.
+    unsafe {
+        if purge {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        }
+        if large {
+            libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1);
+        }
+    }
 }
 
 #[derive(Parser)]

@@ -53,9 +53,9 @@ bench:
 	scripts/with-postgres.sh ../shared/bench/bench.sh $(BENCH_N) $(CURDIR)/target/release/recon run --date 2025-06-02 \
 	  --store DIR --processors stripe --grace-days 0 --format json --no-notify
 
-## bench-core: criterion benchmarks of the matcher
+## bench-core: criterion benchmarks of the matcher (whole and partitioned) and of the parsers
 bench-core:
-	$(CARGO) bench -p recon-core
+	$(CARGO) bench -p recon-core -p recon-sources
 
 ## fuzz: every parser's fuzz target for FUZZ_SECONDS each (cargo-fuzz; not part of `make test`)
 FUZZ_SECONDS ?= 60

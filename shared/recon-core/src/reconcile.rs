@@ -282,13 +282,15 @@ pub struct ConservationError {
 #[derive(Clone, Copy)]
 struct PRef<'a> {
     rec: &'a ProcessorRecord,
-    carried: Option<usize>,
+    /// Index into the carried items (u32: candidate lists of millions stay at 16 bytes an entry).
+    carried: Option<u32>,
 }
 
 #[derive(Clone, Copy)]
 struct LRef<'a> {
     row: &'a LedgerRow,
-    carried: Option<usize>,
+    /// Index into the carried items (u32: candidate lists of millions stay at 16 bytes an entry).
+    carried: Option<u32>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -298,16 +300,16 @@ fn hash(s: &str) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(s)
 }
 
-fn order_key(carried: Option<usize>, loc: Location) -> (u8, u64, u64) {
+fn order_key(carried: Option<u32>, loc: Location) -> (u8, u64, u64) {
     match carried {
         Some(i) => (0, i as u64, 0),
         None => (1, u64::from(loc.object), loc.line),
     }
 }
 
-fn source_of(objects: &[String], carried: &[Carried], c: Option<usize>, loc: Location) -> String {
+fn source_of(objects: &[String], carried: &[Carried], c: Option<u32>, loc: Location) -> String {
     match c {
-        Some(i) => carried.get(i).map(|c| c.source.clone()).unwrap_or_default(),
+        Some(i) => carried.get(i as usize).map(|c| c.source.clone()).unwrap_or_default(),
         None => {
             let key = objects
                 .get(loc.object as usize)
@@ -389,11 +391,11 @@ pub(crate) fn reconcile_part(
         match &c.record {
             CarriedRecord::Processor(rec) => procs.push(PRef {
                 rec,
-                carried: Some(i),
+                carried: Some(i as u32),
             }),
             CarriedRecord::Ledger(row) => ledg.push(LRef {
                 row,
-                carried: Some(i),
+                carried: Some(i as u32),
             }),
         }
     }
@@ -428,7 +430,7 @@ pub(crate) fn reconcile_part(
     let mut carry_out: Vec<(i64, CarryOutcome)> = Vec::new();
     let psrc = |i: usize| source_of(objects, carried, procs[i].carried, procs[i].rec.location);
     let lsrc = |i: usize| source_of(objects, carried, ledg[i].carried, ledg[i].row.location);
-    let carried_id = |c: Option<usize>| c.and_then(|i| carried.get(i)).map(|c| c.id);
+    let carried_id = |c: Option<u32>| c.and_then(|i| carried.get(i as usize)).map(|c| c.id);
 
     // --- duplicates, both sides at once (two threads: the tables are independent) -----------------------
     // processor side: the same record id twice
@@ -649,7 +651,7 @@ pub(crate) fn reconcile_part(
         let l = ledg[j as usize];
         matched += 1;
         for c in [p.carried, l.carried].into_iter().flatten() {
-            if let Some(item) = carried.get(c) {
+            if let Some(item) = carried.get(c as usize) {
                 carry_out.push((item.id, CarryOutcome::Matched));
             }
         }
@@ -720,7 +722,7 @@ pub(crate) fn reconcile_part(
     // --- unlinked: missing_* or pending ----------------------------------------------------------------------
     let mut p_pending = 0u64;
     let mut l_pending = 0u64;
-    let age = |c: Option<usize>| c.and_then(|i| carried.get(i)).map(|c| c.age_days).unwrap_or(0);
+    let age = |c: Option<u32>| c.and_then(|i| carried.get(i as usize)).map(|c| c.age_days).unwrap_or(0);
     for (i, p) in procs.iter().enumerate() {
         if p_dup[i] || link_p[i] != NONE {
             continue;

@@ -309,7 +309,10 @@ fn order_key(carried: Option<u32>, loc: Location) -> (u8, u64, u64) {
 
 fn source_of(objects: &[String], carried: &[Carried], c: Option<u32>, loc: Location) -> String {
     match c {
-        Some(i) => carried.get(i as usize).map(|c| c.source.clone()).unwrap_or_default(),
+        Some(i) => carried
+            .get(i as usize)
+            .map(|c| c.source.clone())
+            .unwrap_or_default(),
         None => {
             let key = objects
                 .get(loc.object as usize)
@@ -722,7 +725,11 @@ pub(crate) fn reconcile_part(
     // --- unlinked: missing_* or pending ----------------------------------------------------------------------
     let mut p_pending = 0u64;
     let mut l_pending = 0u64;
-    let age = |c: Option<u32>| c.and_then(|i| carried.get(i as usize)).map(|c| c.age_days).unwrap_or(0);
+    let age = |c: Option<u32>| {
+        c.and_then(|i| carried.get(i as usize))
+            .map(|c| c.age_days)
+            .unwrap_or(0)
+    };
     for (i, p) in procs.iter().enumerate() {
         if p_dup[i] || link_p[i] != NONE {
             continue;

@@ -42,6 +42,17 @@ def check_failed(path):
     assert run["severity"] is None, run
 
 
+def check_partition(path):
+    r = json.loads(pathlib.Path(path).read_text())
+    assert r["index"] == 0 and r["count"] == 2, r
+    assert r["key"].startswith("work/2025-01-15/stripe/") and r["key"].endswith("partition-00000-of-00002.json"), r
+    bucket = os.environ["BUCKET"]
+    body = boto3.client("s3", endpoint_url=endpoint).get_object(Bucket=bucket, Key=r["key"])["Body"].read()
+    outcome = json.loads(body)
+    assert outcome["processor_count"] == r["processor_count"], (outcome["processor_count"], r)
+    assert len(outcome["discrepancies"]) == r["discrepancies"], r
+
+
 def check_mail(to):
     data = json.load(urllib.request.urlopen(endpoint + "/moto-api/data.json"))
     raws = [m for m in data.get("ses", {}).get("RawMessage", []) if to in json.dumps(m)]
@@ -52,4 +63,4 @@ def check_mail(to):
 
 
 if __name__ == "__main__":
-    {"setup": setup, "check-match": check_match, "check-failed": check_failed, "check-mail": check_mail}[sys.argv[1]](sys.argv[2])
+    {"setup": setup, "check-match": check_match, "check-failed": check_failed, "check-partition": check_partition, "check-mail": check_mail}[sys.argv[1]](sys.argv[2])

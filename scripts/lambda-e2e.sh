@@ -51,6 +51,9 @@ run2=$("$PY" scripts/lambda-e2e.py check-match "$OUT/match-retry.json")
 [ "$run1" = "$run2" ] || { echo "lambda-e2e: a retried match recorded a second run ($run1, $run2)" >&2; exit 1; }
 invoke match events/match/missing-ledger.json "$OUT/match-failed.json"
 "$PY" scripts/lambda-e2e.py check-failed "$OUT/match-failed.json"
+# one partition of a sharded run: a receipt, its outcome written to S3 under work/
+invoke match events/match/demo-stripe-partition-0-of-2.json "$OUT/match-partition.json"
+BUCKET="$BUCKET" "$PY" scripts/lambda-e2e.py check-partition "$OUT/match-partition.json"
 invoke notify events/notify/high-and-failed.json "$OUT/notify.json"
 "$PY" scripts/lambda-e2e.py check-mail "ops-$RUN@example.com"
 invoke fetch-stripe events/fetch-stripe/scheduled.json "$OUT/fetch.json"
@@ -64,4 +67,4 @@ assert runs, "no JSON log line inside a run span"
 assert all({"run_id", "processor", "date"} <= set(l["span"]) for l in runs if l["fields"].get("message") == "run recorded"), runs[:2]
 assert not any("AWS_SECRET_ACCESS_KEY" in json.dumps(l) for l in lines)
 PYEOF
-echo "lambda-e2e: 5 passed, 0 failed (match x2 idempotent, match failure, notify via SES, fetch-stripe)"
+echo "lambda-e2e: 6 passed, 0 failed (match x2 idempotent, match failure, one match partition, notify via SES, fetch-stripe)"

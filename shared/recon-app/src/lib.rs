@@ -200,16 +200,33 @@ pub async fn match_partition<S: ObjectStore>(
         .into_iter()
         .map(|c| c.carried)
         .collect();
-    let (p, l) = input;
+    let (date, what) = (req.date, format!("partition {index} of {count}"));
+    on_sides(req.processor, input, carried, deps.config.clone(), move |input| {
+        let plan = recon_core::plan(&input, count);
+        info!(processor = %input.processor, date = %date, partition = index, partitions = count,
+              sizes = ?plan.sizes(), "partition plan");
+        recon_core::reconcile_partition(input, &plan, index)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("matcher task for {what}: {e}")))?
+    .map_err(|e| AppError::Internal(format!("{what}: {e}")))
+}
+
+/// Runs `matcher` over one processor's sides and the carried items on a blocking thread; the records are
+/// freed afterwards on a thread of their own (a million records take a while to free: off the critical path).
+async fn on_sides<T: Send + 'static>(
+    processor: Processor,
+    (p, l): (ProcessorSide, LedgerSide),
+    carried: Vec<Carried>,
+    config: RunConfig,
+    matcher: impl FnOnce(RunInput<'_>) -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
     let objects = object_table(&[&p.objects, &l.objects]);
-    let config = deps.config.clone();
-    let processor = req.processor;
     let mut invalid = p.invalid;
     invalid.extend(l.invalid);
     let (records, rows) = (p.records, l.rows);
-    let (date, what) = (req.date, format!("partition {index} of {count}"));
     tokio::task::spawn_blocking(move || {
-        let input = RunInput {
+        let result = matcher(RunInput {
             processor,
             objects: &objects,
             records: &records,
@@ -217,15 +234,11 @@ pub async fn match_partition<S: ObjectStore>(
             invalid: &invalid,
             carried: &carried,
             config: &config,
-        };
-        let plan = recon_core::plan(&input, count);
-        info!(processor = %processor, date = %date, partition = index, partitions = count,
-              sizes = ?plan.sizes(), "partition plan");
-        recon_core::reconcile_partition(input, &plan, index)
+        });
+        std::thread::spawn(move || drop((records, rows, invalid, carried)));
+        result
     })
     .await
-    .map_err(|e| AppError::Internal(format!("matcher task for {what}: {e}")))?
-    .map_err(|e| AppError::Internal(format!("{what}: {e}")))
 }
 
 /// Reconciles one processor's day from [`MatchData`]; see [`run_match`].
@@ -283,32 +296,17 @@ pub async fn run_match_with<S: ObjectStore>(
             Vec::new(),
         ),
         MatchData::Input(Ok((p, l))) => {
-            let objects = object_table(&[&p.objects, &l.objects]);
             let manifests: Vec<Manifest> = p.manifests.iter().chain(&l.manifests).cloned().collect();
-            let config = deps.config.clone();
-            let processor = req.processor;
-            let mut invalid = p.invalid;
-            invalid.extend(l.invalid);
-            let (records, rows) = (p.records, l.rows);
-            let result = tokio::task::spawn_blocking(move || {
-                let input = RunInput {
-                    processor,
-                    objects: &objects,
-                    records: &records,
-                    ledger: &rows,
-                    invalid: &invalid,
-                    carried: &carried,
-                    config: &config,
-                };
-                let result = if config.partitions > 1 {
-                    reconcile_sharded(input, config.partitions)
-                } else {
-                    reconcile(input)
-                };
-                // a million records take a while to free: do it off the critical path
-                std::thread::spawn(move || drop((records, rows, invalid, carried)));
-                result
-            })
+            let result = on_sides(
+                req.processor,
+                (p, l),
+                carried,
+                deps.config.clone(),
+                |input| match input.config.partitions {
+                    n if n > 1 => reconcile_sharded(input, n),
+                    _ => reconcile(input),
+                },
+            )
             .await
             .map_err(|e| AppError::Internal(format!("matcher task: {e}")))?;
             match result {

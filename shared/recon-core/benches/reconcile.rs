@@ -74,36 +74,22 @@ fn bench(c: &mut Criterion) {
         grace_days: 0,
         ..RunConfig::default()
     };
+    let input = RunInput {
+        processor: Processor::Stripe,
+        objects: &objects,
+        records: &p,
+        ledger: &l,
+        invalid: &[],
+        carried: &[],
+        config: &config,
+    };
     let mut g = c.benchmark_group("reconcile");
     g.sample_size(10);
     g.bench_function(format!("match {n} x {}", l.len()), |b| {
-        b.iter(|| {
-            reconcile(RunInput {
-                processor: Processor::Stripe,
-                objects: &objects,
-                records: &p,
-                ledger: &l,
-                invalid: &[],
-                carried: &[],
-                config: &config,
-            })
-        })
+        b.iter(|| reconcile(input))
     });
     g.bench_function(format!("match {n} x {} as 4 partitions", l.len()), |b| {
-        b.iter(|| {
-            reconcile_sharded(
-                RunInput {
-                    processor: Processor::Stripe,
-                    objects: &objects,
-                    records: &p,
-                    ledger: &l,
-                    invalid: &[],
-                    carried: &[],
-                    config: &config,
-                },
-                4,
-            )
-        })
+        b.iter(|| reconcile_sharded(input, 4))
     });
     g.finish();
 }

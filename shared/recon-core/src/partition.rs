@@ -284,15 +284,7 @@ pub fn merge(processor: crate::model::Processor, parts: Vec<Outcome>) -> Outcome
         out.ledger_duplicates += p.ledger_duplicates;
         out.processor_pending += p.processor_pending;
         out.ledger_pending += p.ledger_pending;
-        let (a, b) = (&mut out.counts, p.counts);
-        a.missing_in_ledger += b.missing_in_ledger;
-        a.missing_in_processor += b.missing_in_processor;
-        a.amount_mismatch += b.amount_mismatch;
-        a.currency_mismatch += b.currency_mismatch;
-        a.status_mismatch += b.status_mismatch;
-        a.duplicate += b.duplicate;
-        a.invalid_record += b.invalid_record;
-        a.pending += b.pending;
+        out.counts += p.counts;
         for (c, v) in p.totals {
             *out.totals.entry(c).or_default() += v;
         }

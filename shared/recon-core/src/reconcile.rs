@@ -244,6 +244,30 @@ impl DiscrepancyCounts {
     }
 }
 
+impl std::ops::AddAssign for DiscrepancyCounts {
+    /// Counts of two disjoint sets of discrepancies (partitions of one run) added up.
+    fn add_assign(&mut self, o: DiscrepancyCounts) {
+        let DiscrepancyCounts {
+            missing_in_ledger,
+            missing_in_processor,
+            amount_mismatch,
+            currency_mismatch,
+            status_mismatch,
+            duplicate,
+            invalid_record,
+            pending,
+        } = o;
+        self.missing_in_ledger += missing_in_ledger;
+        self.missing_in_processor += missing_in_processor;
+        self.amount_mismatch += amount_mismatch;
+        self.currency_mismatch += currency_mismatch;
+        self.status_mismatch += status_mismatch;
+        self.duplicate += duplicate;
+        self.invalid_record += invalid_record;
+        self.pending += pending;
+    }
+}
+
 /// The result of reconciling one run (or one partition of it: see [`crate::partition`]).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Outcome {

@@ -201,12 +201,18 @@ pub async fn match_partition<S: ObjectStore>(
         .map(|c| c.carried)
         .collect();
     let (date, what) = (req.date, format!("partition {index} of {count}"));
-    on_sides(req.processor, input, carried, deps.config.clone(), move |input| {
-        let plan = recon_core::plan(&input, count);
-        info!(processor = %input.processor, date = %date, partition = index, partitions = count,
+    on_sides(
+        req.processor,
+        input,
+        carried,
+        day_config(deps.config, req.date),
+        move |input| {
+            let plan = recon_core::plan(&input, count);
+            info!(processor = %input.processor, date = %date, partition = index, partitions = count,
               sizes = ?plan.sizes(), "partition plan");
-        recon_core::reconcile_partition(input, &plan, index)
-    })
+            recon_core::reconcile_partition(input, &plan, index)
+        },
+    )
     .await
     .map_err(|e| AppError::Internal(format!("matcher task for {what}: {e}")))?
     .map_err(|e| AppError::Internal(format!("{what}: {e}")))
@@ -214,6 +220,13 @@ pub async fn match_partition<S: ObjectStore>(
 
 /// Runs `matcher` over one processor's sides and the carried items on a blocking thread; the records are
 /// freed afterwards on a thread of their own (a million records take a while to free: off the critical path).
+/// The run configuration for one date: the shared one, with the date's window set.
+fn day_config(config: &RunConfig, date: NaiveDate) -> RunConfig {
+    let mut c = config.clone();
+    c.day_start = date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis());
+    c
+}
+
 async fn on_sides<T: Send + 'static>(
     processor: Processor,
     (p, l): (ProcessorSide, LedgerSide),
@@ -301,7 +314,7 @@ pub async fn run_match_with<S: ObjectStore>(
                 req.processor,
                 (p, l),
                 carried,
-                deps.config.clone(),
+                day_config(deps.config, req.date),
                 |input| match input.config.partitions {
                     n if n > 1 => reconcile_sharded(input, n),
                     _ => reconcile(input),
@@ -383,7 +396,7 @@ pub async fn run_match_with<S: ObjectStore>(
         } => {
             let prefix = format!("reports/{}/{}/{}/", req.date, req.processor, id);
             return Ok(RunResult {
-                summary: s,
+                summary: *s,
                 report_prefix: prefix,
                 report_link: None,
                 top: Vec::new(),

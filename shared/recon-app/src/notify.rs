@@ -116,6 +116,8 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         clean_count: u64,
         counts: Vec<(&'static str, u64)>,
         totals: &'a std::collections::BTreeMap<String, String>,
+        excluded: &'a std::collections::BTreeMap<String, u64>,
+        out_of_window: Option<String>,
         link: Option<&'a str>,
     }
     let runs: Vec<R<'_>> = notices
@@ -151,6 +153,8 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
                 clean_count: s.clean_count,
                 counts,
                 totals: &s.total_discrepancy_amount,
+                excluded: &s.excluded_counts,
+                out_of_window: crate::report::out_of_window_line(date, s),
                 link: n.link.as_deref(),
             }
         })

@@ -259,10 +259,24 @@ pub fn render_html(
         trend_len => trend.len(),
         totals => totals,
         excluded => run.excluded_counts,
+        out_of_window => out_of_window_line(date, run),
         top => top,
         manifests => manifests,
     })
     .map_err(|e| AppError::Internal(format!("rendering report.html: {e}")))
+}
+
+/// The sentence saying how many records were dated outside the run's day, or `None` when none were.
+pub fn out_of_window_line(date: &str, run: &RunSummary) -> Option<String> {
+    (run.out_of_window_count > 0).then(|| {
+        format!(
+            "{} records dated outside {date} (from {} to {}) were reconciled into this day: check that the \
+             file dropped for this day covers only this day",
+            run.out_of_window_count,
+            run.out_of_window_earliest.as_deref().unwrap_or("?"),
+            run.out_of_window_latest.as_deref().unwrap_or("?"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -113,6 +113,11 @@ pub fn day(d: &DaySummary) -> String {
             ));
         }
     }
+    for r in &d.runs {
+        if let Some(line) = recon_app::report::out_of_window_line(&d.date, r) {
+            out.push_str(&format!("{}: {line}\n", r.processor.as_str()));
+        }
+    }
     if d.unattributed_invalid_records > 0 {
         out.push_str(&format!(
             "\n{} ledger rows have an unreadable processor column and belong to no run (see the log)\n",

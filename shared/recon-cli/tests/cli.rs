@@ -74,7 +74,12 @@ fn assert_conservation(run: &Value) {
         + n(run, "ledger_count")
         - n(run, "matched_count")
         - n(c, "missing_in_processor");
-    assert_eq!(extra, dups + n(c, "pending"), "conservation in {run}");
+    let not_settled = run["excluded_counts"]["not_settled"].as_u64().unwrap_or(0);
+    assert_eq!(
+        extra,
+        dups + n(c, "pending") + not_settled,
+        "conservation in {run}"
+    );
 }
 
 const KEYS: [&str; 8] = [
@@ -607,4 +612,118 @@ async fn the_kit_day_gives_the_same_result_whole_and_partitioned() {
             assert_eq!(x, y, "discrepancies.csv differs");
         }
     }
+}
+
+/// A public-sample fixture day (`tests/fixtures/public/{case}`) through the CLI: its summary.
+async fn public_day(case: &str, processor: &str) -> Value {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/public")
+        .join(case);
+    copy_dir(&src, dir.path());
+    let out = recon(
+        &db,
+        dir.path(),
+        &[
+            "--date",
+            "2025-03-10",
+            "--processors",
+            processor,
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let run = v["runs"][0].clone();
+    assert_conservation(&run);
+    for k in KEYS {
+        assert!(run["discrepancy_counts"][k].is_u64(), "{k} in {run}");
+    }
+    run
+}
+
+fn no_discrepancy(run: &Value) {
+    for k in KEYS {
+        assert_eq!(run["discrepancy_counts"][k], 0, "{k} in {run}");
+    }
+    assert_eq!(run["severity"], Value::Null, "{run}");
+    assert_eq!(run["total_discrepancy_amount"], serde_json::json!({}), "{run}");
+}
+
+#[tokio::test]
+async fn public_stripe_day_refunded_charge_and_won_dispute_are_clean() {
+    let run = public_day("stripe-api", "stripe").await;
+    no_discrepancy(&run);
+    assert_eq!((n(&run, "processor_count"), n(&run, "matched_count")), (10, 10));
+    assert_eq!(
+        run["excluded_counts"],
+        serde_json::json!({"adjustment": 1, "fee": 2, "funding": 1, "payout": 3, "transfer": 1})
+    );
+    assert_eq!(run["out_of_window_count"], 1);
+    assert_eq!(run["out_of_window_earliest"], "2025-03-05");
+    assert_eq!(run["out_of_window_latest"], "2025-03-05");
+}
+
+#[tokio::test]
+async fn public_paypal_search_day_reads_direction_and_both_references() {
+    let run = public_day("paypal-api", "paypal").await;
+    no_discrepancy(&run);
+    assert_eq!(
+        (
+            n(&run, "processor_count"),
+            n(&run, "ledger_count"),
+            n(&run, "matched_count")
+        ),
+        (7, 4, 4)
+    );
+    assert_eq!(run["excluded_counts"]["not_settled"], 3);
+    assert_eq!(run["excluded_counts"]["transfer"], 5);
+    assert_eq!(run["out_of_window_count"], 0);
+}
+
+#[tokio::test]
+async fn public_paypal_trr_day_counts_denied_and_reversed_as_not_settled() {
+    let run = public_day("paypal-trr", "paypal").await;
+    no_discrepancy(&run);
+    assert_eq!((n(&run, "processor_count"), n(&run, "matched_count")), (6, 3));
+    assert_eq!(
+        run["excluded_counts"],
+        serde_json::json!({"fee": 1, "not_settled": 3, "payout": 1, "transfer": 1})
+    );
+}
+
+#[tokio::test]
+async fn public_paypal_stl_day_debits_are_not_charges() {
+    let run = public_day("paypal-stl", "paypal").await;
+    no_discrepancy(&run);
+    assert_eq!((n(&run, "processor_count"), n(&run, "matched_count")), (3, 3));
+    assert_eq!(
+        run["excluded_counts"],
+        serde_json::json!({"fee": 1, "payout": 1, "transfer": 2})
+    );
+}
+
+#[tokio::test]
+async fn public_square_day_every_status_and_partial_refunds() {
+    let run = public_day("square", "square").await;
+    no_discrepancy(&run);
+    assert_eq!(
+        (
+            n(&run, "processor_count"),
+            n(&run, "ledger_count"),
+            n(&run, "matched_count")
+        ),
+        (11, 5, 5)
+    );
+    assert_eq!(run["excluded_counts"], serde_json::json!({"not_settled": 6}));
 }

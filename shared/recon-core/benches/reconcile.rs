@@ -23,6 +23,7 @@ fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
             .into_iter()
             .collect(),
             reference: Some(format!("ord_{i}").into()),
+            other_references: Default::default(),
             kind: Kind::Charge,
             amount,
             fee: None,

@@ -22,7 +22,7 @@ pub use money::{Currency, Money, MoneyError};
 pub use partition::{merge, plan, reconcile_partition, reconcile_sharded, Plan};
 pub use reconcile::{
     reconcile, Carried, CarriedRecord, CarryOutcome, Category, ConservationError, Discrepancy,
-    DiscrepancyCounts, Lifecycle, Outcome, RunConfig, RunInput,
+    DiscrepancyCounts, Lifecycle, OutOfWindow, Outcome, RunConfig, RunInput, NOT_SETTLED,
 };
 pub use severity::{Severity, SeverityConfig, Thresholds};
 pub use summary::{DaySummary, RunStatus, RunSummary};

@@ -59,6 +59,18 @@ pub enum Kind {
     Payout,
     Fee,
     Adjustment,
+    /// Money sent to or received from another account that is not a sale: PayPal payments sent (T00xx
+    /// debits), MassPay, transfers between balances.
+    Transfer,
+    /// A currency conversion inside the processor balance (PayPal T02xx).
+    Conversion,
+    /// Money added to the processor balance from a bank or card (PayPal T03xx, T07xx, Stripe top-ups).
+    Funding,
+    /// A hold, reserve or release of funds that are already counted elsewhere (PayPal T11 holds, T15xx,
+    /// T21xx, Stripe reserves).
+    Hold,
+    /// An authorization or its void: no money moved (PayPal T13xx).
+    Authorization,
     Other,
 }
 
@@ -71,6 +83,11 @@ impl Kind {
             Kind::Payout => "payout",
             Kind::Fee => "fee",
             Kind::Adjustment => "adjustment",
+            Kind::Transfer => "transfer",
+            Kind::Conversion => "conversion",
+            Kind::Funding => "funding",
+            Kind::Hold => "hold",
+            Kind::Authorization => "authorization",
             Kind::Other => "other",
         }
     }
@@ -104,6 +121,12 @@ impl ProcessorStatus {
             ProcessorStatus::Refunded => "refunded",
         }
     }
+    /// Did the money of this record settle? Pending, failed, denied, reversed and canceled records did not:
+    /// when no ledger row claims one, it is counted under `excluded_counts.not_settled`, not reported.
+    pub fn is_settled(self) -> bool {
+        matches!(self, ProcessorStatus::Succeeded | ProcessorStatus::Refunded)
+    }
+
     /// Failed, denied, reversed or canceled: money did not (or no longer) move.
     pub fn is_unsuccessful(self) -> bool {
         matches!(
@@ -206,8 +229,13 @@ pub struct ProcessorRecord {
     /// Identifiers of *this* record the ledger may hold, best first (Stripe: source, `txn_`, the disputed
     /// charge for disputes, the payment intent for charges).
     pub keys: Keys,
-    /// The merchant's order reference, used by the fallback match.
+    /// The merchant's order reference, used by the fallback match (the first candidate reference: the
+    /// one shown in reports).
     pub reference: Option<Box<str>>,
+    /// Further candidate references the fallback also tries (PayPal `invoice_id` after `custom_field`,
+    /// Square `order_id` after `reference_id`, configured Stripe metadata keys), best first.
+    #[serde(default, skip_serializing_if = "Keys::is_empty")]
+    pub other_references: Keys,
     pub kind: Kind,
     /// Gross amount, signed from the merchant's side.
     pub amount: Money,
@@ -216,6 +244,18 @@ pub struct ProcessorRecord {
     pub status: ProcessorStatus,
     pub occurred_at: Option<Millis>,
     pub location: Location,
+}
+
+impl ProcessorRecord {
+    /// Every candidate reference of the fallback match, best first, without repeats.
+    pub fn references(&self) -> impl Iterator<Item = &str> {
+        let first = self.reference.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        first.into_iter().chain(
+            self.other_references
+                .iter()
+                .filter(move |r| !matches!(first, Some(f) if f.eq_ignore_ascii_case(r))),
+        )
+    }
 }
 
 /// A record's match keys, best first, kept in one allocation (a million records hold three or four each).

@@ -157,12 +157,7 @@ fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
         .iter()
         .map(|k| h(TAG_KEY, k))
         .chain(nonempty(&r.id).map(|id| h(TAG_KEY, id)))
-        .chain(
-            r.reference
-                .as_deref()
-                .and_then(nonempty)
-                .map(|x| h_lower(TAG_REFERENCE, x)),
-        )
+        .chain(r.references().map(|x| h_lower(TAG_REFERENCE, x)))
 }
 
 fn ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> + '_ {
@@ -274,6 +269,8 @@ pub fn merge(processor: crate::model::Processor, parts: Vec<Outcome>) -> Outcome
         discrepancies: Vec::new(),
         carried: Vec::new(),
         carried_count: 0,
+        not_settled: 0,
+        out_of_window: Default::default(),
     };
     for p in parts {
         out.processor_count += p.processor_count;
@@ -294,6 +291,8 @@ pub fn merge(processor: crate::model::Processor, parts: Vec<Outcome>) -> Outcome
         out.discrepancies.extend(p.discrepancies);
         out.carried.extend(p.carried);
         out.carried_count += p.carried_count;
+        out.not_settled += p.not_settled;
+        out.out_of_window.merge(p.out_of_window);
     }
     out.totals.retain(|_, v| *v != 0);
     let highest = out

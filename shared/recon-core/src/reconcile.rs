@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
@@ -132,6 +132,9 @@ pub struct RunConfig {
     /// How the run is computed: 1 reconciles it whole; more plans that many partitions, matches them
     /// independently and merges them ([`crate::partition`]), with the same outcome.
     pub partitions: u32,
+    /// Start of the run date (UTC midnight, ms): records dated outside it (widened by [`window_lag`]) are
+    /// counted in [`Outcome::out_of_window`]. `None`: not checked.
+    pub day_start: Option<Millis>,
 }
 
 impl Default for RunConfig {
@@ -141,6 +144,7 @@ impl Default for RunConfig {
             tolerance: BTreeMap::new(),
             severity: SeverityConfig::default(),
             partitions: 1,
+            day_start: None,
         }
     }
 }
@@ -292,6 +296,64 @@ pub struct Outcome {
     pub carried: Vec<(i64, CarryOutcome)>,
     /// Carried items in this run's counts.
     pub carried_count: u64,
+    /// Processor records that did not settle and that no ledger row claims (also in `excluded_counts`).
+    #[serde(default)]
+    pub not_settled: u64,
+    /// Records dated outside the run's window.
+    #[serde(default)]
+    pub out_of_window: OutOfWindow,
+}
+
+/// The `excluded_counts` key of processor records that moved no money and that no ledger row claims.
+pub const NOT_SETTLED: &str = "not_settled";
+
+/// Records (either side) whose time lies outside the run date widened by the source's usual lag
+/// ([`window_lag`]): reconciled into the run all the same (the operator put them there), but said.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OutOfWindow {
+    pub count: u64,
+    pub earliest: Option<Millis>,
+    pub latest: Option<Millis>,
+}
+
+impl OutOfWindow {
+    fn see(&mut self, at: Millis) {
+        self.count += 1;
+        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        self.latest = Some(self.latest.map_or(at, |l| l.max(at)));
+    }
+
+    /// Two disjoint sets of records (partitions of one run) together.
+    pub fn merge(&mut self, o: OutOfWindow) {
+        self.count += o.count;
+        self.earliest = match (self.earliest, o.earliest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.latest = match (self.latest, o.latest) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+const DAY_MS: Millis = 86_400_000;
+
+/// Days before and after the run date that a source's records usually carry: `(before, after)`. A processor
+/// record may be dated up to `before` days earlier than the day it settles on (PayPal settlement reports list
+/// transactions initiated days before they settle; Stripe and Square report the day's activity with a day's
+/// margin for time zones); ledger rows are booked up to two days late. `after` is a day everywhere (a
+/// record stamped in a local time zone ahead of UTC).
+pub fn window_lag(processor: Option<Processor>) -> (i64, i64) {
+    match processor {
+        Some(Processor::Paypal) => (3, 1),
+        Some(Processor::Stripe) | Some(Processor::Square) => (1, 1),
+        None => (2, 1),
+    }
+}
+
+fn in_window(day_start: Millis, lag: (i64, i64), at: Millis) -> bool {
+    at >= day_start - lag.0 * DAY_MS && at < day_start + (1 + lag.1) * DAY_MS
 }
 
 /// A run whose counts do not add up: a bug, reported loudly, never written as a result.
@@ -344,6 +406,26 @@ fn source_of(objects: &[String], carried: &[Carried], c: Option<u32>, loc: Locat
                 .unwrap_or("?");
             format!("{key}:{}", loc.line)
         }
+    }
+}
+
+/// How well a processor record fits a ledger row that names one of its keys, lower is better: kind, sign and
+/// amount agree (0); kind and sign (1); sign (2); kind (3); neither (4).
+fn fit(p: &ProcessorRecord, l: &LedgerRow) -> u8 {
+    let kind = matches!(
+        (l.kind, p.kind),
+        (LedgerType::Charge, Kind::Charge)
+            | (LedgerType::Refund, Kind::Refund)
+            | (LedgerType::Dispute, Kind::Dispute)
+    );
+    let sign = p.amount.minor.signum() == l.amount.minor.signum();
+    let amount = p.amount == l.amount;
+    match (kind, sign, amount) {
+        (true, true, true) => 0,
+        (true, true, false) => 1,
+        (false, true, _) => 2,
+        (true, false, _) => 3,
+        (false, false, _) => 4,
     }
 }
 
@@ -426,9 +508,17 @@ pub(crate) fn reconcile_part(
             }),
         }
     }
+    let mut out_of_window = OutOfWindow::default();
+    let p_lag = window_lag(Some(processor));
+    let l_lag = window_lag(None);
     for (n, rec) in records.iter().enumerate() {
         if !mine(plan_records, n) {
             continue;
+        }
+        if let (Some(day), Some(at)) = (config.day_start, rec.occurred_at) {
+            if !in_window(day, p_lag, at) {
+                out_of_window.see(at);
+            }
         }
         if rec.kind.is_reconciled() {
             procs.push(PRef { rec, carried: None });
@@ -439,6 +529,11 @@ pub(crate) fn reconcile_part(
     for (n, row) in ledger.iter().enumerate() {
         if !mine(plan_ledger, n) {
             continue;
+        }
+        if let (Some(day), Some(at)) = (config.day_start, row.booked_at) {
+            if !in_window(day, l_lag, at) {
+                out_of_window.see(at);
+            }
         }
         if row.kind == LedgerType::Adjustment {
             *excluded_counts
@@ -547,15 +642,21 @@ pub(crate) fn reconcile_part(
     discrepancies.extend(l_found);
 
     // --- step 1: exact key match ---------------------------------------------------------------------------
-    // key -> (rank, processor index) packed; lower rank wins, then the earlier record.
+    // For each ledger row, the processor records holding its processor id as one of their keys. One
+    // candidate links. Several (a dispute's withdrawal and its reversal share the `dp_` source; a charge and
+    // its failure share the `ch_`): the one whose kind, sign and amount agree with the row links; when more
+    // than one fits equally (same fit, same key rank), the row is left unlinked and the ambiguity reported.
+    // Input order never decides.
     let mut link_p = vec![NONE; np];
     let mut link_l = vec![NONE; nl];
+    let mut ambiguity: FxHashMap<usize, String> = FxHashMap::default(); // ledger index -> note
+    let mut p_ambiguity: FxHashMap<usize, String> = FxHashMap::default();
     {
-        // best[j] = (rank << 32 | processor index) of ledger row j's best candidate: lower rank wins, then
-        // the earlier record
-        // The probes (3-4 per record, each a likely cache miss) run on two threads; `fetch_min` is
-        // commutative, so the result does not depend on which thread gets there first.
+        // best[j] = (rank << 32 | processor index) of ledger row j's best-ranked candidate, hits[j] how many
+        // candidates it has. The probes (3-4 per record, each a likely cache miss) run on two threads;
+        // `fetch_min` and `fetch_add` are commutative, so the result does not depend on thread timing.
         let best: Vec<AtomicU64> = (0..nl).map(|_| AtomicU64::new(u64::MAX)).collect();
+        let hits: Vec<AtomicU32> = (0..nl).map(|_| AtomicU32::new(0)).collect();
         let probe = |from: usize, to: usize| {
             for (i, p) in procs.iter().enumerate().take(to).skip(from) {
                 if p_dup[i] {
@@ -564,8 +665,9 @@ pub(crate) fn reconcile_part(
                 for (rank, k) in p.rec.keys.iter().enumerate() {
                     if let Some(&(j, _)) = txns.find(hash(k), |&(_, x)| x == k) {
                         let packed = ((rank as u64) << 32) | i as u64;
-                        if let Some(b) = best.get(j as usize) {
+                        if let (Some(b), Some(h)) = (best.get(j as usize), hits.get(j as usize)) {
                             b.fetch_min(packed, Ordering::Relaxed);
+                            h.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -576,11 +678,64 @@ pub(crate) fn reconcile_part(
             let other = s.spawn(|| probe(half, np));
             probe(0, half);
             if other.join().is_err() {
-                // the thread died: probing again is harmless (fetch_min is idempotent)
-                probe(half, np);
+                // the thread died before finishing: count from scratch on this one
+                for (b, h) in best.iter().zip(&hits) {
+                    b.store(u64::MAX, Ordering::Relaxed);
+                    h.store(0, Ordering::Relaxed);
+                }
+                probe(0, np);
             }
         });
-        let best: Vec<u64> = best.into_iter().map(AtomicU64::into_inner).collect();
+        let mut best: Vec<u64> = best.into_iter().map(AtomicU64::into_inner).collect();
+        let hits: Vec<u32> = hits.into_iter().map(AtomicU32::into_inner).collect();
+        // rows with several candidates: collect them all (a second pass, only on days that have such rows)
+        if hits.iter().any(|&h| h > 1) {
+            let mut cands: Vec<(u32, u32, u32)> = Vec::new(); // (ledger row, rank, processor index)
+            for (i, p) in procs.iter().enumerate() {
+                if p_dup[i] {
+                    continue;
+                }
+                for (rank, k) in p.rec.keys.iter().enumerate() {
+                    if let Some(&(j, _)) = txns.find(hash(k), |&(_, x)| x == k) {
+                        if hits[j as usize] > 1 {
+                            cands.push((j, rank as u32, i as u32));
+                        }
+                    }
+                }
+            }
+            cands.sort_unstable();
+            for group in cands.chunk_by(|a, b| a.0 == b.0) {
+                let j = group[0].0 as usize;
+                let row = ledg[j].row;
+                // lowest (fit, rank) wins; equal bests are ambiguous
+                let scored = group
+                    .iter()
+                    .map(|&(_, rank, i)| ((fit(procs[i as usize].rec, row), rank), i));
+                let top = scored.clone().map(|(s, _)| s).min();
+                let winners: Vec<u32> = scored.filter(|(s, _)| Some(*s) == top).map(|(_, i)| i).collect();
+                match winners.as_slice() {
+                    [i] => best[j] = u64::from(*i),
+                    _ => {
+                        best[j] = u64::MAX;
+                        let ids: Vec<&str> = winners.iter().map(|&i| &*procs[i as usize].rec.id).collect();
+                        let t = row.processor_txn_id.as_deref().unwrap_or("");
+                        let note = format!(
+                            "ambiguous: processor records {} all hold {t} and fit ledger {} ({} {} {}) equally; \
+                             not linked",
+                            ids.join(", "),
+                            row.ledger_id,
+                            row.kind.as_str(),
+                            row.amount,
+                            row.amount.currency
+                        );
+                        for &i in &winners {
+                            p_ambiguity.insert(i as usize, note.clone());
+                        }
+                        ambiguity.insert(j, note);
+                    }
+                }
+            }
+        }
         for (j, l) in ledg.iter().enumerate() {
             let packed = best[j];
             if l_dup[j] || packed == u64::MAX {
@@ -609,8 +764,6 @@ pub(crate) fn reconcile_part(
     }
 
     // --- step 2: fallback on order id + amount + currency, unique on both sides -------------------------
-    let mut ambiguity: FxHashMap<usize, String> = FxHashMap::default(); // ledger index -> note
-    let mut p_ambiguity: FxHashMap<usize, String> = FxHashMap::default();
     {
         type FKey = (String, i64, Currency);
         let mut lmap: BTreeMap<FKey, Vec<usize>> = BTreeMap::new();
@@ -625,41 +778,63 @@ pub(crate) fn reconcile_part(
             }
         }
         if !lmap.is_empty() {
+            // a record may hold several candidate references (PayPal custom_field and invoice_id, ...): it is
+            // a candidate of every group one of them names
             let mut pmap: BTreeMap<FKey, Vec<usize>> = BTreeMap::new();
+            let mut groups_of: FxHashMap<usize, u32> = FxHashMap::default();
             for (i, p) in procs.iter().enumerate() {
                 if p_dup[i] || link_p[i] != NONE {
                     continue;
                 }
-                if let Some(r) = p.rec.reference.as_deref().filter(|r| !r.is_empty()) {
+                for r in p.rec.references() {
                     let k = (r.to_ascii_lowercase(), p.rec.amount.minor, p.rec.amount.currency);
                     if lmap.contains_key(&k) {
                         pmap.entry(k).or_default().push(i);
+                        *groups_of.entry(i).or_default() += 1;
                     }
                 }
             }
             for (k, ls) in &lmap {
                 let ps = pmap.get(k).map(Vec::as_slice).unwrap_or(&[]);
                 match (ls.as_slice(), ps) {
-                    ([j], [i]) => {
+                    ([j], [i]) if groups_of.get(i).copied() == Some(1) => {
                         link_l[*j] = *i as u32;
                         link_p[*i] = *j as u32;
                     }
                     (_, []) => {}
                     _ => {
-                        let note = format!(
+                        let mut note = format!(
                             "ambiguous fallback on order_id {} {} {}: {} ledger rows and {} processor records \
-                             share it; not linked",
+                             share it",
                             k.0,
                             Money::new(k.1, k.2),
                             k.2,
                             ls.len(),
                             ps.len()
                         );
+                        let torn: Vec<&str> = ps
+                            .iter()
+                            .filter(|i| groups_of.get(i).copied().unwrap_or(0) > 1)
+                            .map(|&i| &*procs[i].rec.id)
+                            .collect();
+                        if !torn.is_empty() {
+                            note.push_str(&format!(
+                                ", and processor record {} fits other order ids through another reference",
+                                torn.join(", ")
+                            ));
+                        }
+                        note.push_str("; not linked");
                         for j in ls {
                             ambiguity.insert(*j, note.clone());
                         }
                         for i in ps {
-                            p_ambiguity.insert(*i, note.clone());
+                            p_ambiguity
+                                .entry(*i)
+                                .and_modify(|n| {
+                                    n.push_str("; ");
+                                    n.push_str(&note);
+                                })
+                                .or_insert_with(|| note.clone());
                         }
                     }
                 }
@@ -754,8 +929,14 @@ pub(crate) fn reconcile_part(
             .map(|c| c.age_days)
             .unwrap_or(0)
     };
+    let mut not_settled = 0u64;
     for (i, p) in procs.iter().enumerate() {
         if p_dup[i] || link_p[i] != NONE {
+            continue;
+        }
+        if p.carried.is_none() && !p.rec.status.is_settled() {
+            // no money moved (pending, failed, denied, reversed, canceled) and no ledger row claims it
+            not_settled += 1;
             continue;
         }
         let mut why = "processor has it, ledger does not".to_string();
@@ -898,19 +1079,22 @@ pub(crate) fn reconcile_part(
         }
     }
     totals.retain(|_, v| *v != 0);
+    if not_settled > 0 {
+        excluded_counts.insert(NOT_SETTLED.to_string(), not_settled);
+    }
     let processor_count = np as u64;
     let ledger_count = nl as u64;
     let severity = run_severity(severity, &counts, processor_count);
 
     // --- conservation ----------------------------------------------------------------------------------------
-    let p_rhs = matched + counts.missing_in_ledger + p_dups + p_pending;
+    let p_rhs = matched + counts.missing_in_ledger + p_dups + p_pending + not_settled;
     let l_rhs = matched + counts.missing_in_processor + l_dups + l_pending;
     if processor_count != p_rhs || ledger_count != l_rhs {
         return Err(ConservationError {
             processor,
             detail: format!(
                 "processor_count {processor_count} != matched {matched} + missing_in_ledger {} + duplicates {p_dups} \
-                 + pending {p_pending}, or ledger_count {ledger_count} != matched {matched} + missing_in_processor {} \
+                 + pending {p_pending} + not_settled {not_settled}, or ledger_count {ledger_count} != matched {matched} + missing_in_processor {} \
                  + duplicates {l_dups} + pending {l_pending}",
                 counts.missing_in_ledger, counts.missing_in_processor
             ),
@@ -936,6 +1120,8 @@ pub(crate) fn reconcile_part(
         discrepancies,
         carried: carry_out,
         carried_count,
+        not_settled,
+        out_of_window,
     })
 }
 

@@ -33,6 +33,29 @@ pub struct RunSummary {
     pub total_discrepancy_amount: BTreeMap<String, String>,
     pub excluded_counts: BTreeMap<String, u64>,
     pub error: Option<String>,
+    /// Records (both sides) dated outside the run date widened by the source's usual lag, with the
+    /// earliest and latest of their dates (`YYYY-MM-DD`, UTC); reconciled into the run all the same.
+    #[serde(default)]
+    pub out_of_window_count: u64,
+    #[serde(default)]
+    pub out_of_window_earliest: Option<String>,
+    #[serde(default)]
+    pub out_of_window_latest: Option<String>,
+}
+
+/// `YYYY-MM-DD` (UTC) of a time in milliseconds since the epoch.
+pub fn utc_date(ms: crate::model::Millis) -> String {
+    // days to civil date (proleptic Gregorian), after Howard Hinnant's algorithm
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 impl RunSummary {
@@ -54,6 +77,9 @@ impl RunSummary {
                 .collect(),
             excluded_counts: o.excluded_counts.clone(),
             error: None,
+            out_of_window_count: o.out_of_window.count,
+            out_of_window_earliest: o.out_of_window.earliest.map(utc_date),
+            out_of_window_latest: o.out_of_window.latest.map(utc_date),
         }
     }
 
@@ -72,6 +98,9 @@ impl RunSummary {
             total_discrepancy_amount: BTreeMap::new(),
             excluded_counts: BTreeMap::new(),
             error: Some(error),
+            out_of_window_count: 0,
+            out_of_window_earliest: None,
+            out_of_window_latest: None,
         }
     }
 }
@@ -83,4 +112,18 @@ pub struct DaySummary {
     pub runs: Vec<RunSummary>,
     /// Invalid ledger rows whose processor column could not be read.
     pub unattributed_invalid_records: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_736_899_200_000), "2025-01-15");
+        assert_eq!(utc_date(1_736_899_200_000 - 1), "2025-01-14");
+        assert_eq!(utc_date(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_date(-86_400_000), "1969-12-31");
+    }
 }

@@ -21,6 +21,7 @@ fn record(n: usize, &(id, kind, amt, c, reference, _): &P) -> ProcessorRecord {
             .iter()
             .collect(),
         reference: (reference < 4).then(|| format!("Ord{reference}").into()),
+        other_references: Default::default(),
         kind: [Kind::Charge, Kind::Refund, Kind::Dispute, Kind::Payout][kind as usize % 4],
         amount: Money::new(amt, cur(curs[c as usize % 3])),
         fee: None,
@@ -146,6 +147,7 @@ fn a_charge_booked_by_its_payment_intent_lands_with_it() {
         id: "txn_1".into(),
         keys: ["ch_1", "txn_1", "pi_1"].iter().collect(),
         reference: Some("ord_1".into()),
+        other_references: Default::default(),
         kind: Kind::Charge,
         amount: Money::new(100, usd),
         fee: None,

@@ -23,6 +23,7 @@ fn prec(
         id: id.into(),
         keys: keys.iter().collect(),
         reference: reference.map(Into::into),
+        other_references: Default::default(),
         kind,
         amount: Money::new(minor, cur(c)),
         fee: None,
@@ -322,6 +323,7 @@ fn run_is_critical_when_over_one_percent_is_missing() {
 }
 
 fn arb_record() -> impl Strategy<Value = (u8, u8, i64, u8, u8, bool)> {
+    // (id, kind, amount, currency, status: ledger 0..4 / processor 0..4, has txn or reference)
     (0u8..12, 0u8..3, -500i64..500, 0u8..3, 0u8..4, any::<bool>())
 }
 
@@ -333,9 +335,15 @@ fn build(
     let p = ps
         .iter()
         .enumerate()
-        .map(|(n, &(id, kind, amt, c, _, has_ref))| {
+        .map(|(n, &(id, kind, amt, c, st, has_ref))| {
             let kind = [Kind::Charge, Kind::Refund, Kind::Payout][kind as usize];
-            prec(
+            let status = [
+                ProcessorStatus::Succeeded,
+                ProcessorStatus::Succeeded,
+                ProcessorStatus::Failed,
+                ProcessorStatus::Pending,
+            ][st as usize];
+            let mut r = prec(
                 &format!("txn_{id}"),
                 &[&format!("ch_{id}"), &format!("pi_{}", id / 2)],
                 has_ref.then_some("o1"),
@@ -343,7 +351,9 @@ fn build(
                 amt,
                 curs[c as usize],
                 n as u64,
-            )
+            );
+            r.status = status;
+            r
         })
         .collect();
     let l = ls
@@ -385,7 +395,8 @@ proptest! {
     ) {
         let (p, l) = build(&ps, &ls);
         let a = run(&p, &l, &[], grace);
-        prop_assert_eq!(a.processor_count, a.matched_count + a.counts.missing_in_ledger + a.processor_duplicates + a.processor_pending);
+        prop_assert_eq!(a.processor_count, a.matched_count + a.counts.missing_in_ledger + a.processor_duplicates + a.processor_pending + a.not_settled);
+        prop_assert_eq!(a.excluded_counts.get(NOT_SETTLED).copied().unwrap_or(0), a.not_settled);
         prop_assert_eq!(a.ledger_count, a.matched_count + a.counts.missing_in_processor + a.ledger_duplicates + a.ledger_pending);
         // shuffle both sides deterministically
         let mut p2 = p.clone();
@@ -395,6 +406,74 @@ proptest! {
         for i in (1..l2.len()).rev() { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); l2.swap(i, (s >> 33) as usize % (i + 1)); }
         let b = run(&p2, &l2, &[], grace);
         prop_assert_eq!(a, b);
+    }
+
+    /// Records sharing a key (a dispute's withdrawal and reversal share the `dp_` source and the disputed
+    /// charge; a charge and its failure share the `ch_`): the links do not depend on which record comes
+    /// first in the file (locations permuted), only on kind, sign and amount.
+    #[test]
+    fn shared_keys_link_by_fit_whatever_the_order(
+        groups in prop::collection::vec((1i64..5, any::<bool>(), any::<bool>(), 0u8..6, 0u8..6), 1..8),
+        seed in any::<u64>(),
+    ) {
+        let mut p = Vec::new();
+        let mut l = Vec::new();
+        for (g, &(a, reversal, charge, row1, row2)) in groups.iter().enumerate() {
+            let dp = format!("dp_{g}");
+            let ch = format!("ch_{g}");
+            let mut add = |suffix: &str, keys: &[&str], kind: Kind, minor: i64| {
+                let n = p.len() as u64;
+                p.push(prec(&format!("txn_{g}_{suffix}"), keys, None, kind, minor, "USD", n));
+            };
+            add("w", &[&dp, &format!("txn_{g}_w"), &ch], Kind::Dispute, -a * 100);
+            if reversal {
+                add("r", &[&dp, &format!("txn_{g}_r"), &ch], Kind::Dispute, a * 100);
+            }
+            if charge {
+                add("c", &[&ch, &format!("txn_{g}_c")], Kind::Charge, a * 100);
+            }
+            // up to two ledger rows per group, one by each key, of any type and sign
+            let rows = [(row1, dp.clone()), (row2, ch.clone())];
+            for (which, (r, key)) in rows.into_iter().enumerate() {
+                if r >= 5 {
+                    continue;
+                }
+                let (kind, minor) = [
+                    (LedgerType::Dispute, -a * 100),
+                    (LedgerType::Dispute, a * 100),
+                    (LedgerType::Charge, a * 100),
+                    (LedgerType::Dispute, -a * 100 - 1),
+                    (LedgerType::Refund, -a * 100),
+                ][r as usize];
+                let n = l.len() as u64;
+                l.push(lrow(&format!("L{g}_{which}"), Some(&key), None, kind, minor, "USD", LedgerStatus::Captured, n));
+            }
+        }
+        let a = run(&p, &l, &[], 0);
+        // permute the processor records' locations
+        let mut lines: Vec<u64> = (0..p.len() as u64).collect();
+        let mut s = seed | 1;
+        for i in (1..lines.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            lines.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let mut p2 = p.clone();
+        for (r, line) in p2.iter_mut().zip(&lines) {
+            r.location.line = *line;
+        }
+        p2.reverse();
+        let b = run(&p2, &l, &[], 0);
+        let links = |o: &Outcome| {
+            let mut v: Vec<(Category, Option<String>, Option<String>)> = o
+                .discrepancies
+                .iter()
+                .map(|d| (d.category, d.processor_id.as_deref().map(String::from), d.ledger_id.as_deref().map(String::from)))
+                .collect();
+            v.sort();
+            v
+        };
+        prop_assert_eq!(links(&a), links(&b));
+        prop_assert_eq!((a.matched_count, a.clean_count, a.counts, a.totals.clone()), (b.matched_count, b.clean_count, b.counts, b.totals.clone()));
     }
 
     #[test]
@@ -425,4 +504,235 @@ fn cats_helper_lists_open_items() {
         cats(&o),
         vec![(Category::MissingInLedger, Some("txn_1".into()), None)]
     );
+}
+
+#[test]
+fn a_chargeback_links_to_the_withdrawal_not_to_the_reversal_listed_first() {
+    // Stripe lists newest first: the won dispute's reversal (+10.00) comes before its withdrawal (-10.00);
+    // both carry the dp_ source and the disputed charge
+    let reversal = prec(
+        "txn_rev",
+        &["dp_1", "txn_rev", "ch_old"],
+        None,
+        Kind::Dispute,
+        1000,
+        "USD",
+        0,
+    );
+    let withdrawal = prec(
+        "txn_wd",
+        &["dp_1", "txn_wd", "ch_old"],
+        None,
+        Kind::Dispute,
+        -1000,
+        "USD",
+        1,
+    );
+    for key in ["dp_1", "ch_old"] {
+        let l = [lrow(
+            "L1",
+            Some(key),
+            None,
+            LedgerType::Dispute,
+            -1000,
+            "USD",
+            LedgerStatus::Captured,
+            0,
+        )];
+        let o = run(&[reversal.clone(), withdrawal.clone()], &l, &[], 0);
+        assert_eq!(o.matched_count, 1);
+        assert_eq!(o.clean_count, 1, "{key}: {:?}", o.discrepancies);
+        assert_eq!(
+            cats(&o),
+            vec![(Category::MissingInLedger, Some("txn_rev".into()), None)]
+        );
+        assert_eq!(o.totals.get(&cur("USD")), Some(&1000));
+    }
+}
+
+#[test]
+fn equal_fits_through_one_key_are_ambiguous_not_guessed() {
+    let a = prec("txn_a", &["dp_1", "txn_a"], None, Kind::Dispute, -1000, "USD", 0);
+    let b = prec("txn_b", &["dp_1", "txn_b"], None, Kind::Dispute, -1000, "USD", 1);
+    let l = [lrow(
+        "L1",
+        Some("dp_1"),
+        None,
+        LedgerType::Dispute,
+        -1000,
+        "USD",
+        LedgerStatus::Captured,
+        0,
+    )];
+    let o = run(&[a, b], &l, &[], 0);
+    assert_eq!(o.matched_count, 0);
+    assert_eq!(o.counts.missing_in_ledger, 2);
+    assert_eq!(o.counts.missing_in_processor, 1);
+    assert!(
+        o.discrepancies.iter().all(|d| d.details.contains("ambiguous")),
+        "{:?}",
+        o.discrepancies
+    );
+}
+
+#[test]
+fn the_charge_and_its_failure_share_the_source_and_link_by_sign() {
+    let charge = prec("txn_c", &["py_1", "txn_c"], None, Kind::Charge, 5000, "USD", 1);
+    let failure = prec("txn_f", &["py_1", "txn_f"], None, Kind::Charge, -5000, "USD", 0);
+    let l = [lrow(
+        "L1",
+        Some("py_1"),
+        None,
+        LedgerType::Charge,
+        5000,
+        "USD",
+        LedgerStatus::Captured,
+        0,
+    )];
+    let o = run(&[failure, charge], &l, &[], 0);
+    assert_eq!((o.matched_count, o.clean_count), (1, 1));
+    assert_eq!(
+        cats(&o),
+        vec![(Category::MissingInLedger, Some("txn_f".into()), None)]
+    );
+}
+
+#[test]
+fn fallback_tries_every_candidate_reference() {
+    // PayPal's own sample: free text in custom_field, the order number in invoice_id
+    let mut r = prec(
+        "T1/T0006",
+        &["T1"],
+        Some("Thank you for your business"),
+        Kind::Charge,
+        4999,
+        "USD",
+        0,
+    );
+    r.other_references = Keys::from_parts(&["INV-1001"]);
+    let l = [lrow(
+        "L1",
+        None,
+        Some("inv-1001"),
+        LedgerType::Charge,
+        4999,
+        "USD",
+        LedgerStatus::Captured,
+        0,
+    )];
+    let o = run(&[r.clone()], &l, &[], 0);
+    assert_eq!((o.matched_count, o.clean_count), (1, 1), "{:?}", o.discrepancies);
+
+    // a ledger row that fits two records through different fields is ambiguous
+    let mut other = prec(
+        "T2/T0006",
+        &["T2"],
+        Some("INV-1001"),
+        Kind::Charge,
+        4999,
+        "USD",
+        1,
+    );
+    other.other_references = Keys::default();
+    let o = run(&[r.clone(), other], &l, &[], 0);
+    assert_eq!(o.matched_count, 0);
+    assert!(o.discrepancies.iter().all(|d| d.details.contains("ambiguous")));
+
+    // a record whose two references each fit a different ledger row is ambiguous too
+    let mut torn = r.clone();
+    torn.reference = Some("ord_1".into());
+    torn.other_references = Keys::from_parts(&["ord_2"]);
+    let l2 = [
+        lrow(
+            "L1",
+            None,
+            Some("ord_1"),
+            LedgerType::Charge,
+            4999,
+            "USD",
+            LedgerStatus::Captured,
+            0,
+        ),
+        lrow(
+            "L2",
+            None,
+            Some("ord_2"),
+            LedgerType::Charge,
+            4999,
+            "USD",
+            LedgerStatus::Captured,
+            1,
+        ),
+    ];
+    let o = run(&[torn], &l2, &[], 0);
+    assert_eq!(o.matched_count, 0);
+    assert_eq!(o.counts.missing_in_processor, 2);
+    assert!(o
+        .discrepancies
+        .iter()
+        .any(|d| d.details.contains("another reference")));
+}
+
+#[test]
+fn records_that_moved_no_money_are_counted_not_reported_unless_claimed() {
+    let mut denied = prec("T1/T0006", &["T1"], None, Kind::Charge, 3000, "USD", 0);
+    denied.status = ProcessorStatus::Failed;
+    let mut canceled = prec("sq_2", &["sq_2"], None, Kind::Charge, 4000, "USD", 1);
+    canceled.status = ProcessorStatus::Canceled;
+    let mut booked = prec("sq_3", &["sq_3"], None, Kind::Charge, 6000, "USD", 2);
+    booked.status = ProcessorStatus::Failed;
+    let l = [lrow(
+        "L1",
+        Some("sq_3"),
+        None,
+        LedgerType::Charge,
+        6000,
+        "USD",
+        LedgerStatus::Captured,
+        0,
+    )];
+    let o = run(&[denied, canceled, booked], &l, &[], 0);
+    assert_eq!(o.not_settled, 2);
+    assert_eq!(o.excluded_counts.get(NOT_SETTLED), Some(&2));
+    assert_eq!(o.processor_count, 3);
+    assert_eq!(o.counts.missing_in_ledger, 0);
+    // booked as captured: still a status_mismatch
+    assert_eq!(
+        cats(&o),
+        vec![(Category::StatusMismatch, Some("sq_3".into()), Some("L1".into()))]
+    );
+}
+
+#[test]
+fn records_outside_the_day_are_counted_with_their_dates() {
+    let day = 1_741_564_800_000i64; // 2025-03-10
+    let mut early = prec("txn_e", &["ch_e"], None, Kind::Charge, 100, "USD", 0);
+    early.occurred_at = Some(day - 5 * 86_400_000);
+    let mut ok = prec("txn_o", &["ch_o"], None, Kind::Charge, 100, "USD", 1);
+    ok.occurred_at = Some(day - 86_400_000 + 1); // within the day's margin
+    let mut late = prec("txn_l", &["ch_l"], None, Kind::Payout, -100, "USD", 2);
+    late.occurred_at = Some(day + 3 * 86_400_000);
+    let objects = vec!["k".to_string()];
+    let config = RunConfig {
+        grace_days: 0,
+        day_start: Some(day),
+        ..RunConfig::default()
+    };
+    let o = reconcile(RunInput {
+        processor: Processor::Stripe,
+        objects: &objects,
+        records: &[early, ok, late],
+        ledger: &[],
+        invalid: &[],
+        carried: &[],
+        config: &config,
+    })
+    .unwrap();
+    assert_eq!(o.out_of_window.count, 2);
+    assert_eq!(o.out_of_window.earliest, Some(day - 5 * 86_400_000));
+    assert_eq!(o.out_of_window.latest, Some(day + 3 * 86_400_000));
+    let s = RunSummary::succeeded("r".into(), &o);
+    assert_eq!(s.out_of_window_count, 2);
+    assert_eq!(s.out_of_window_earliest.as_deref(), Some("2025-03-05"));
+    assert_eq!(s.out_of_window_latest.as_deref(), Some("2025-03-13"));
 }

@@ -152,10 +152,24 @@ pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
     if body.is_empty() {
         return Err(SourceError::new(key, "the file is empty"));
     }
+    let starts = first_line.trim_start_matches('"');
+    let hint = if ["SH", "CH", "SB", "FH", "SF", "SC", "RF", "RC", "FF"]
+        .iter()
+        .any(|t| starts.starts_with(t) && starts[2..].starts_with(['"', ',']))
+    {
+        " It looks like an excerpt of a PayPal report: the file must be the whole report, from its RH row to \
+         its FF row."
+    } else {
+        ""
+    };
     Err(SourceError::new(
         key,
         format!(
-            "unknown format: the first line {:?} is neither a ledger export header nor a Stripe report header",
+            "unknown format: the first line {:?} matches none of the formats recon reads: a ledger export \
+             (CSV header with ledger_id and processor_txn_id, or JSON Lines with \"ledger_id\"), a Stripe \
+             itemized report (CSV header with balance_transaction_id and gross or amount), a PayPal settlement \
+             or transaction detail report (first row RH), or an API page as JSON (Stripe list, PayPal \
+             transaction_details, Square payments or refunds).{hint}",
             first_line.chars().take(80).collect::<String>()
         ),
     ))
@@ -208,4 +222,33 @@ pub fn parse_reader<R: Read>(
         Format::EmptyJsonPage => Parsed::default(),
     };
     Ok((format, parsed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_format_names_every_format_tried() {
+        let excerpt = "\"CH\",\"Transaction ID\",\"Invoice ID\"\n\"SB\",\"1\",\"2\"\n";
+        let e = detect("inbox/paypal/2025-03-10/part.csv", excerpt.as_bytes())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        for want in [
+            "inbox/paypal/2025-03-10/part.csv",
+            "ledger export",
+            "Stripe itemized report",
+            "PayPal settlement or transaction detail report (first row RH)",
+            "API page",
+            "excerpt of a PayPal report",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e}");
+        }
+        let e = detect("k", b"a,b,c\n1,2,3\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("first row RH") && !e.contains("excerpt"), "{e}");
+    }
 }

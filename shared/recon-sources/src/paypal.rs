@@ -14,17 +14,41 @@ use serde_json::value::RawValue;
 use crate::text::{line_of, normalise_header, raw_record, record_error, timestamp};
 use crate::{Parsed, SourceError};
 
-/// Kind from a T-code.
-pub fn kind_of(event_code: &str) -> Kind {
+/// Kind from a T-code and the direction of the money (`credit`: money in, the `CR` of a report or a positive
+/// Transaction Search amount). T-codes say what happened, not which way: T00xx is a payment sent *or*
+/// received, T1107 a refund issued or received. The table, by group, is in the README ("PayPal T-codes").
+pub fn kind_of(event_code: &str, credit: bool) -> Kind {
     let code = event_code.trim();
+    let group = code.get(..3).unwrap_or("");
     match code {
-        "T1107" => Kind::Refund,
-        "T1106" | "T1201" | "T1202" => Kind::Dispute,
-        "T1108" => Kind::Fee,
-        _ if code.starts_with("T00") => Kind::Charge,
-        _ if code.starts_with("T01") => Kind::Fee,
-        _ if code.starts_with("T04") => Kind::Payout,
-        _ if code.starts_with("T02") => Kind::Other,
+        // T11: reversals and refunds, one by one
+        "T1101" => return Kind::Payout,
+        "T1102" | "T1113" | "T1114" | "T1115" | "T1118" => return Kind::Transfer,
+        "T1104" => return Kind::Funding,
+        "T1105" | "T1110" | "T1111" => return Kind::Hold,
+        "T1106" | "T1116" | "T1119" => return Kind::Dispute,
+        "T1107" => return if credit { Kind::Transfer } else { Kind::Refund },
+        "T1108" | "T1109" => return Kind::Fee,
+        // T12: chargebacks are disputes, the rest adjustments
+        "T1201" | "T1202" | "T1205" | "T1207" | "T1208" => return Kind::Dispute,
+        _ => {}
+    }
+    match group {
+        "T00" => {
+            if credit {
+                Kind::Charge
+            } else {
+                Kind::Transfer
+            }
+        }
+        "T01" => Kind::Fee,
+        "T02" => Kind::Conversion,
+        "T03" | "T07" | "T16" | "T30" => Kind::Funding,
+        "T04" | "T06" | "T17" | "T18" => Kind::Payout,
+        "T05" | "T10" | "T20" | "T22" => Kind::Transfer,
+        "T08" | "T09" | "T11" | "T12" | "T14" | "T19" => Kind::Adjustment,
+        "T13" => Kind::Authorization,
+        "T15" | "T21" | "T50" => Kind::Hold,
         _ => Kind::Other,
     }
 }
@@ -53,12 +77,15 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
     )
 }
 
-fn reference(custom: Option<&str>, invoice: Option<&str>) -> Option<Box<str>> {
-    custom
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .or(invoice.map(str::trim).filter(|s| !s.is_empty()))
-        .map(Into::into)
+/// The candidate references: `custom_field` first, then `invoice_id` (merchants put the order number in
+/// either; PayPal's own sample has free text in `custom_field` and the order in `invoice_id`).
+fn references(custom: Option<&str>, invoice: Option<&str>) -> (Option<Box<str>>, Keys) {
+    let custom = custom.map(str::trim).filter(|s| !s.is_empty());
+    let invoice = invoice.map(str::trim).filter(|s| !s.is_empty());
+    match (custom, invoice) {
+        (Some(c), Some(i)) => (Some(c.into()), Keys::from_parts(&[i])),
+        (c, i) => (c.or(i).map(Into::into), Keys::default()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -172,11 +199,13 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             },
         };
         let code = t.transaction_event_code.unwrap_or_default();
+        let (reference, other_references) = references(t.custom_field.as_deref(), t.invoice_id.as_deref());
         out.records.push(ProcessorRecord {
             id: format!("{}/{}", t.transaction_id, code).into(),
             keys: [t.transaction_id.as_str()].into_iter().collect(),
-            reference: reference(t.custom_field.as_deref(), t.invoice_id.as_deref()),
-            kind: kind_of(&code),
+            reference,
+            other_references,
+            kind: kind_of(&code, amount.minor >= 0),
             amount,
             // PayPal reports the fee negative on a sale; keep the fee as a positive cost
             fee: fee.map(|f| -f),
@@ -310,11 +339,13 @@ fn settlement_row(
         None => None,
         Some(s) => Some(timestamp(s).map_err(|e| ("transaction initiation date".to_string(), e))?),
     };
+    let (reference, other_references) = references(get("custom field"), get("invoice id"));
     Ok(Some(ProcessorRecord {
         id: format!("{id}/{code}").into(),
         keys: Keys::from_iter([id]),
-        reference: reference(get("custom field"), get("invoice id")),
-        kind: kind_of(code),
+        reference,
+        other_references,
+        kind: kind_of(code, gross >= 0),
         amount: Money::new(gross, currency),
         // a fee debited from the merchant is a positive cost
         fee: fee.map(|f| -f),
@@ -400,6 +431,61 @@ mod tests {
         let p = parse_settlement_csv("k", 0, crlf.as_bytes(), true).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3);
         assert_eq!(p.invalid[0].1.location.line, 8);
+    }
+
+    #[test]
+    fn t_codes_are_read_with_their_direction() {
+        for (code, credit, kind) in [
+            ("T0000", true, Kind::Charge),
+            ("T0000", false, Kind::Transfer),
+            ("T0001", false, Kind::Transfer),
+            ("T0006", true, Kind::Charge),
+            ("T0006", false, Kind::Transfer),
+            ("T0106", false, Kind::Fee),
+            ("T0200", false, Kind::Conversion),
+            ("T0300", true, Kind::Funding),
+            ("T0400", false, Kind::Payout),
+            ("T0500", false, Kind::Transfer),
+            ("T0600", false, Kind::Payout),
+            ("T0700", true, Kind::Funding),
+            ("T0800", true, Kind::Adjustment),
+            ("T0900", true, Kind::Adjustment),
+            ("T1000", false, Kind::Transfer),
+            ("T1106", false, Kind::Dispute),
+            ("T1107", false, Kind::Refund),
+            ("T1107", true, Kind::Transfer),
+            ("T1108", true, Kind::Fee),
+            ("T1110", false, Kind::Hold),
+            ("T1111", true, Kind::Hold),
+            ("T1114", true, Kind::Transfer),
+            ("T1200", false, Kind::Adjustment),
+            ("T1201", false, Kind::Dispute),
+            ("T1202", true, Kind::Dispute),
+            ("T1300", true, Kind::Authorization),
+            ("T1400", true, Kind::Adjustment),
+            ("T1503", false, Kind::Hold),
+            ("T1600", true, Kind::Funding),
+            ("T1700", false, Kind::Payout),
+            ("T1800", false, Kind::Payout),
+            ("T1900", false, Kind::Adjustment),
+            ("T2000", false, Kind::Transfer),
+            ("T2101", false, Kind::Hold),
+            ("T2201", true, Kind::Transfer),
+            ("T9900", true, Kind::Other),
+            ("", true, Kind::Other),
+        ] {
+            assert_eq!(kind_of(code, credit), kind, "{code} credit={credit}");
+        }
+    }
+
+    #[test]
+    fn both_references_are_candidates() {
+        let p = parse_api_page("k", 0, PAGE).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            p.records[0].references().collect::<Vec<_>>(),
+            ["order_A10023", "INV-A10023"]
+        );
+        assert_eq!(p.records[1].references().collect::<Vec<_>>(), ["INV-A10023"]);
     }
 
     #[test]

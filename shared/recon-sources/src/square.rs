@@ -161,18 +161,21 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
                 continue;
             }
         };
-        let reference = it
-            .reference_id
-            .as_deref()
-            .or(it.order_id.as_deref())
+        // candidate references: reference_id (the seller's own), then order_id
+        let mut refs = [it.reference_id.as_deref(), it.order_id.as_deref()]
+            .into_iter()
+            .flatten()
             .map(str::trim)
             .filter(|s| !s.is_empty());
+        let reference = refs.next();
+        let other_references = Keys::from_iter(refs.filter(|r| Some(*r) != reference));
         // refunds return processing fees as negative amounts
         let fee = if refund { -fee } else { fee };
         out.records.push(ProcessorRecord {
             id: it.id.as_str().into(),
             keys: Keys::from_iter([it.id.as_str()]),
             reference: reference.map(Into::into),
+            other_references,
             kind: if refund { Kind::Refund } else { Kind::Charge },
             amount,
             fee: (!it.processing_fee.is_empty()).then_some(fee),

@@ -31,25 +31,83 @@ pub fn stripe_exponent(c: Currency) -> u8 {
     }
 }
 
-/// Kind from `reporting_category` (preferred) or `type`.
+/// Kind from `reporting_category` (preferred) or `type` (and, for the old `adjustment` type of disputes, the
+/// `dp_` source). The table is in the README ("Stripe balance transactions").
 pub fn kind_of(reporting_category: Option<&str>, txn_type: Option<&str>) -> Kind {
+    kind_of_source(reporting_category, txn_type, "")
+}
+
+/// [`kind_of`], knowing the source id.
+pub fn kind_of_source(reporting_category: Option<&str>, txn_type: Option<&str>, source: &str) -> Kind {
     match reporting_category.map(str::trim).filter(|s| !s.is_empty()) {
-        Some("charge") => Kind::Charge,
-        Some("refund") => Kind::Refund,
+        // a charge_failure reverses a charge (negative), a refund_failure a refund (positive): both are
+        // money the ledger must know of, linked by their shared source id, sign and amount
+        Some("charge" | "charge_failure") => Kind::Charge,
+        Some("refund" | "refund_failure") => Kind::Refund,
         Some("dispute" | "dispute_reversal") => Kind::Dispute,
         Some("payout" | "payout_reversal") => Kind::Payout,
-        Some("fee" | "network_cost" | "tax") => Kind::Fee,
-        Some("other_adjustment") => Kind::Adjustment,
+        Some("fee" | "network_cost" | "tax" | "platform_earning" | "platform_earning_refund") => Kind::Fee,
+        Some("other_adjustment" | "partial_capture_reversal") => Kind::Adjustment,
+        Some("topup" | "topup_reversal") => Kind::Funding,
+        Some("transfer" | "transfer_reversal" | "connect_collection_transfer") => Kind::Transfer,
+        Some(
+            "risk_reserved_funds"
+            | "connect_reserved_funds"
+            | "issuing_authorization_hold"
+            | "issuing_authorization_release",
+        ) => Kind::Hold,
         Some(_) => Kind::Other,
         None => match txn_type.unwrap_or("") {
-            "charge" | "payment" => Kind::Charge,
-            "refund" | "payment_refund" => Kind::Refund,
-            "payout" | "payout_cancel" | "payout_failure" => Kind::Payout,
-            "stripe_fee" | "stripe_fx_fee" | "application_fee" | "tax_fee" => Kind::Fee,
+            "charge" | "payment" | "payment_failure_refund" | "payment_reversal" => Kind::Charge,
+            "refund" | "payment_refund" | "refund_failure" => Kind::Refund,
+            "adjustment" if source.starts_with("dp_") => Kind::Dispute,
             "adjustment" => Kind::Adjustment,
+            "payout" | "payout_cancel" | "payout_failure" => Kind::Payout,
+            "stripe_fee" | "stripe_fx_fee" | "application_fee" | "application_fee_refund" | "tax_fee" => {
+                Kind::Fee
+            }
+            "transfer"
+            | "transfer_cancel"
+            | "transfer_failure"
+            | "transfer_refund"
+            | "connect_collection_transfer" => Kind::Transfer,
+            "topup" | "topup_reversal" => Kind::Funding,
+            "reserve_transaction"
+            | "reserved_funds"
+            | "payment_network_reserve_hold"
+            | "payment_network_reserve_release"
+            | "payout_minimum_balance_hold"
+            | "payout_minimum_balance_release"
+            | "issuing_authorization_hold"
+            | "issuing_authorization_release" => Kind::Hold,
             _ => Kind::Other,
         },
     }
+}
+
+/// The metadata keys whose values are candidate references, best first: `order_id`, then those named in
+/// `STRIPE_REFERENCE_METADATA_KEYS` (comma-separated; read once per process).
+pub fn reference_metadata_keys() -> &'static [String] {
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys = vec!["order_id".to_string()];
+        if let Ok(v) = std::env::var("STRIPE_REFERENCE_METADATA_KEYS") {
+            for k in v.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                if !keys.iter().any(|x| x == k) {
+                    keys.push(k.to_string());
+                }
+            }
+        }
+        keys
+    })
+}
+
+fn split_refs<'a>(mut refs: impl Iterator<Item = &'a str>) -> (Option<Box<str>>, Keys) {
+    let first = refs.next();
+    (
+        first.map(Into::into),
+        Keys::from_iter(refs.filter(|r| Some(*r) != first)),
+    )
 }
 
 fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&str>, kind: Kind) -> Keys {
@@ -109,7 +167,12 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
     let c_source = cols.find("source_id");
     let c_charge = cols.find("charge_id");
     let c_intent = cols.find("payment_intent_id");
-    let c_order = cols.find("payment_metadata[order_id]").or(cols.find("order_id"));
+    // candidate reference columns: payment_metadata[k] for every configured metadata key (order_id first)
+    let c_refs: Vec<usize> = reference_metadata_keys()
+        .iter()
+        .filter_map(|k| cols.find(&format!("payment_metadata[{k}]")))
+        .chain(cols.find("order_id"))
+        .collect();
 
     let mut out = Parsed::default();
     out.records.reserve(expected_rows);
@@ -143,9 +206,9 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
                 .map(crate::text::trim)
                 .filter(|s| !s.is_empty())
         };
-        let kind = kind_of(get(Some(c_cat)), None);
         let id = get(Some(c_id)).unwrap_or("");
         let source = get(c_source).unwrap_or("");
+        let kind = kind_of_source(get(Some(c_cat)), None, source);
         if !kind.is_reconciled() && source.is_empty() && id.is_empty() {
             // e.g. a fee row without a source: counted as excluded, never invalid
         } else if id.is_empty() {
@@ -203,10 +266,12 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
                 }
             },
         };
+        let (reference, other_references) = split_refs(c_refs.iter().filter_map(|&c| get(Some(c))));
         out.records.push(ProcessorRecord {
             id: id.into(),
             keys: keys(source, id, get(c_charge), get(c_intent), kind),
-            reference: get(c_order).map(Into::into),
+            reference,
+            other_references,
             kind,
             amount: Money::new(gross, currency),
             fee,
@@ -247,16 +312,6 @@ fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
         Some(Value::String(s)) => Some(s),
         Some(Value::Object(o)) => o.get("id").and_then(Value::as_str),
         _ => None,
-    }
-}
-
-fn status_of(source: &Value) -> ProcessorStatus {
-    match source.get("status").and_then(Value::as_str) {
-        Some("failed") => ProcessorStatus::Failed,
-        Some("canceled") => ProcessorStatus::Canceled,
-        Some("pending") => ProcessorStatus::Pending,
-        _ if source.get("refunded").and_then(Value::as_bool) == Some(true) => ProcessorStatus::Refunded,
-        _ => ProcessorStatus::Succeeded,
     }
 }
 
@@ -314,30 +369,38 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
                 continue;
             }
         };
-        let kind = kind_of(t.reporting_category.as_deref(), t.txn_type.as_deref());
-        let (source_id, disputed, intent, reference, status) = match &t.source {
-            Some(Value::String(s)) => (s.clone(), None, None, None, ProcessorStatus::Succeeded),
+        // A balance transaction is a money movement that happened: a charge/payment balance transaction is
+        // a capture that succeeded. An expanded `source` describes the object as it is *now* (`refunded`,
+        // `amount_refunded`, `status`, `disputed`, `captured` change after the fact, and the refund or
+        // dispute has balance transactions of its own), so only its identifiers and metadata are read.
+        let (source_id, disputed, intent, metadata) = match &t.source {
+            Some(Value::String(s)) => (s.clone(), None, None, None),
             Some(obj @ Value::Object(_)) => (
                 str_field(obj, "id").unwrap_or("").to_string(),
                 str_field(obj, "charge").map(String::from),
                 str_field(obj, "payment_intent").map(String::from),
-                obj.get("metadata")
-                    .and_then(|m| m.get("order_id"))
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                status_of(obj),
+                obj.get("metadata").and_then(Value::as_object),
             ),
-            _ => (String::new(), None, None, None, ProcessorStatus::Succeeded),
+            _ => (String::new(), None, None, None),
         };
+        let kind = kind_of_source(t.reporting_category.as_deref(), t.txn_type.as_deref(), &source_id);
+        let (reference, other_references) = split_refs(
+            reference_metadata_keys()
+                .iter()
+                .filter_map(|k| metadata.and_then(|m| m.get(k)).and_then(Value::as_str))
+                .map(str::trim)
+                .filter(|r| !r.is_empty()),
+        );
         out.records.push(ProcessorRecord {
             id: t.id.as_str().into(),
             keys: keys(&source_id, &t.id, disputed.as_deref(), intent.as_deref(), kind),
-            reference: reference.map(Into::into),
+            reference,
+            other_references,
             kind,
             amount: Money::new(amount, currency),
             fee,
             net,
-            status,
+            status: ProcessorStatus::Succeeded,
             occurred_at: t.created.map(|s| s.saturating_mul(1000)),
             location,
         });
@@ -384,6 +447,73 @@ mod tests {
         assert_eq!(p.records[6].kind, Kind::Payout);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 6);
+    }
+
+    #[test]
+    fn a_balance_transaction_is_a_movement_whatever_its_source_says_now() {
+        // the charge was refunded and disputed after the capture; the refund has its own balance transaction
+        let page = r#"{"object":"list","data":[
+ {"id":"txn_c","object":"balance_transaction","amount":2000,"created":1741568400,"currency":"usd","fee":88,"net":1912,"reporting_category":"charge","type":"charge","status":"pending",
+  "source":{"id":"ch_1","object":"charge","amount":2000,"amount_refunded":2000,"captured":true,"disputed":true,"refunded":true,"status":"succeeded","payment_intent":"pi_1","metadata":{"order_id":"ord_1","order_number":"N-1"}}},
+ {"id":"txn_r","object":"balance_transaction","amount":-2000,"created":1741568400,"currency":"usd","fee":0,"net":-2000,"reporting_category":"refund","type":"refund",
+  "source":{"id":"re_1","object":"refund","charge":"ch_1","payment_intent":"pi_1","status":"failed"}},
+ {"id":"txn_p","object":"balance_transaction","amount":500,"created":1741568400,"currency":"usd","fee":0,"net":500,"reporting_category":"charge","type":"payment",
+  "source":{"id":"py_1","object":"charge","status":"pending"}},
+ {"id":"txn_d","object":"balance_transaction","amount":-500,"created":1741568400,"currency":"usd","fee":0,"net":-500,"type":"adjustment","source":"dp_9"}]}"#;
+        let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(p.records.iter().all(|r| r.status == ProcessorStatus::Succeeded));
+        assert_eq!(p.records[0].reference.as_deref(), Some("ord_1"));
+        assert_eq!(
+            p.records[1].keys.iter().collect::<Vec<_>>(),
+            ["re_1", "txn_r"],
+            "a refund never holds its charge"
+        );
+        assert_eq!(
+            p.records[3].kind,
+            Kind::Dispute,
+            "an old-style dispute: type adjustment, dp_ source"
+        );
+    }
+
+    #[test]
+    fn every_listed_type_and_category_has_a_kind() {
+        for (cat, kind) in [
+            ("charge", Kind::Charge),
+            ("charge_failure", Kind::Charge),
+            ("refund", Kind::Refund),
+            ("refund_failure", Kind::Refund),
+            ("dispute", Kind::Dispute),
+            ("dispute_reversal", Kind::Dispute),
+            ("payout", Kind::Payout),
+            ("payout_reversal", Kind::Payout),
+            ("fee", Kind::Fee),
+            ("platform_earning", Kind::Fee),
+            ("other_adjustment", Kind::Adjustment),
+            ("topup", Kind::Funding),
+            ("transfer", Kind::Transfer),
+            ("risk_reserved_funds", Kind::Hold),
+            ("issuing_transaction", Kind::Other),
+        ] {
+            assert_eq!(kind_of(Some(cat), None), kind, "{cat}");
+        }
+        for (t, kind) in [
+            ("charge", Kind::Charge),
+            ("payment", Kind::Charge),
+            ("refund", Kind::Refund),
+            ("payment_refund", Kind::Refund),
+            ("payout", Kind::Payout),
+            ("payout_cancel", Kind::Payout),
+            ("payout_failure", Kind::Payout),
+            ("transfer", Kind::Transfer),
+            ("application_fee", Kind::Fee),
+            ("stripe_fee", Kind::Fee),
+            ("adjustment", Kind::Adjustment),
+            ("topup", Kind::Funding),
+            ("reserve_transaction", Kind::Hold),
+            ("advance", Kind::Other),
+        ] {
+            assert_eq!(kind_of(None, Some(t)), kind, "{t}");
+        }
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub enum Recorded {
     /// The same idempotency key was recorded before: nothing written, here is the earlier run.
     Existing {
         run_id: Uuid,
-        summary: Option<RunSummary>,
+        summary: Option<Box<RunSummary>>,
     },
 }
 
@@ -364,7 +364,7 @@ impl Store {
             let summary: Option<Value> = r.get(1);
             return Ok(Recorded::Existing {
                 run_id: r.get(0),
-                summary: summary.and_then(|s| serde_json::from_value(s).ok()),
+                summary: summary.and_then(|s| serde_json::from_value(s).ok()).map(Box::new),
             });
         }
         let p = run.processor.as_str();

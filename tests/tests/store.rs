@@ -195,3 +195,197 @@ async fn pending_items_carry_forward_and_resolve_as_timing_differences() {
         0
     );
 }
+
+/// The figures of one day's current run that must not depend on the history of reruns.
+fn figures(r: &recon_core::RunSummary) -> String {
+    format!(
+        "{} p={} l={} m={} c={} {:?} {:?} {:?}",
+        r.processor,
+        r.processor_count,
+        r.ledger_count,
+        r.matched_count,
+        r.clean_count,
+        r.discrepancy_counts,
+        r.total_discrepancy_amount,
+        r.severity
+    )
+}
+
+/// A universe of transactions, each on the processor side on some day and in the ledger on some day
+/// (either may be absent), written as the inbox of four days.
+fn write_days(root: &Path, txns: &[(Option<u8>, Option<u8>, u32)]) {
+    for d in 0..4u8 {
+        let date = format!("2025-01-{}", 15 + d);
+        let mut p = STRIPE_HEADER.to_string();
+        let mut l = LEDGER_HEADER.to_string();
+        for (k, &(pd, ld, cents)) in txns.iter().enumerate() {
+            let amount = format!("{}.{:02}", 100 + cents / 100, cents % 100);
+            if pd == Some(d) {
+                p.push_str(&format!(
+                    "txn_{k},{date} 10:00:00,usd,{amount},0,{amount},charge,ch_{k},ch_{k},pi_{k},o{k}\n"
+                ));
+            }
+            if ld == Some(d) {
+                l.push_str(&format!(
+                    "L{k},stripe,ch_{k},o{k},charge,{amount},USD,captured,{date}T10:00:00Z\n"
+                ));
+            }
+        }
+        write(root, &format!("inbox/stripe/{date}/p.csv"), &p);
+        write(root, &format!("inbox/ledger/{date}/l.csv"), &l);
+    }
+}
+
+async fn current_figures(db: &TestDb, s: &Store, days: u8) -> Vec<String> {
+    let _ = db;
+    let mut out = Vec::new();
+    for d in 0..days {
+        let date = NaiveDate::from_ymd_opt(2025, 1, 15 + u32::from(d)).unwrap();
+        let runs = s
+            .list_runs(Some(date), Some(Processor::Stripe), 50)
+            .await
+            .unwrap();
+        let current: Vec<_> = runs.iter().filter(|r| r.status != "superseded").collect();
+        assert_eq!(current.len(), 1, "one current run of {date}");
+        let summary: recon_core::RunSummary =
+            serde_json::from_value(current[0].summary.clone().unwrap()).unwrap();
+        out.push(format!("{date} {}", figures(&summary)));
+    }
+    out
+}
+
+#[tokio::test]
+async fn rerunning_an_older_day_leaves_later_days_figures_alone() {
+    // the faults issue's reproduction: run 15th, 16th, rerun 15th, run 17th (one clean pair), grace 1
+    let txns = [
+        (Some(0), Some(1), 250_000), // charged on the 15th, booked on the 16th: timing
+        (None, Some(0), 145_000),    // booked on the 15th, never charged: escalated on the 16th
+        (Some(2), Some(2), 1_000),   // the 17th's clean pair
+    ];
+    let reference = {
+        let db = TestDb::new().await;
+        let s = store(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        write_days(dir.path(), &txns);
+        for (i, d) in ["2025-01-15", "2025-01-16", "2025-01-17"].iter().enumerate() {
+            day(&s, dir.path(), d, 1, &format!("ref-{i}")).await;
+        }
+        current_figures(&db, &s, 3).await
+    };
+    let db = TestDb::new().await;
+    let s = store(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_days(dir.path(), &txns);
+    day(&s, dir.path(), "2025-01-15", 1, "e1").await;
+    day(&s, dir.path(), "2025-01-16", 1, "e2").await;
+    day(&s, dir.path(), "2025-01-15", 1, "e3").await; // rerun of an older day
+    let r17 = day(&s, dir.path(), "2025-01-17", 1, "e4").await;
+    assert_eq!(
+        r17.summary.runs[0].total_discrepancy_amount,
+        std::collections::BTreeMap::new(),
+        "the 17th has one clean pair and nothing at stake"
+    );
+    assert_eq!(current_figures(&db, &s, 3).await, reference);
+    day(&s, dir.path(), "2025-01-16", 1, "e5").await; // and rerunning the 16th afterwards
+    day(&s, dir.path(), "2025-01-17", 1, "e6").await;
+    assert_eq!(current_figures(&db, &s, 3).await, reference);
+    // nothing stays pending in a superseded run, and the view shows current runs only
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM discrepancies d JOIN reconciliation_runs r ON r.id = d.run_id
+             WHERE r.status = 'superseded' AND d.lifecycle = 'pending'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM missing_transactions m JOIN reconciliation_runs r ON r.id = m.run_id
+             WHERE r.status = 'superseded'"
+        )
+        .await,
+        0
+    );
+}
+
+/// Any sequence of runs and reruns over four days (each day first run in date order, reruns of any day
+/// already run interleaved) leaves every day's current figures equal to running the days once in order.
+#[test]
+fn reruns_in_any_sequence_give_the_figures_of_one_pass_in_date_order() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        ..Config::default()
+    });
+    let txn = (prop::option::of(0u8..4), prop::option::of(0u8..4), 0u32..3);
+    let strategy = (
+        prop::collection::vec(txn, 1..8),
+        prop::collection::vec(prop::collection::vec(0u8..4, 0..3), 4),
+        0u32..3,
+    );
+    runner
+        .run(&strategy, |(txns, reruns, grace)| {
+            rt.block_on(async {
+                let reference = {
+                    let db = TestDb::new().await;
+                    let s = store(&db).await;
+                    let dir = tempfile::tempdir().unwrap();
+                    write_days(dir.path(), &txns);
+                    for d in 0..4u8 {
+                        day(
+                            &s,
+                            dir.path(),
+                            &format!("2025-01-{}", 15 + d),
+                            grace,
+                            &format!("r{d}"),
+                        )
+                        .await;
+                    }
+                    current_figures(&db, &s, 4).await
+                };
+                let db = TestDb::new().await;
+                let s = store(&db).await;
+                let dir = tempfile::tempdir().unwrap();
+                write_days(dir.path(), &txns);
+                let mut n = 0;
+                for d in 0..4u8 {
+                    day(
+                        &s,
+                        dir.path(),
+                        &format!("2025-01-{}", 15 + d),
+                        grace,
+                        &format!("x{n}"),
+                    )
+                    .await;
+                    n += 1;
+                    for &e in &reruns[d as usize] {
+                        let e = e.min(d); // only days already run
+                        day(
+                            &s,
+                            dir.path(),
+                            &format!("2025-01-{}", 15 + e),
+                            grace,
+                            &format!("x{n}"),
+                        )
+                        .await;
+                        n += 1;
+                    }
+                }
+                let got = current_figures(&db, &s, 4).await;
+                prop_assert_eq!(
+                    got,
+                    reference,
+                    "txns {:?} reruns {:?} grace {}",
+                    &txns,
+                    &reruns,
+                    grace
+                );
+                Ok(())
+            })
+        })
+        .unwrap();
+}

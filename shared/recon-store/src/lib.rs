@@ -379,10 +379,13 @@ impl Store {
             .map_err(q("locking the current run"))?
             .map(|r| r.get(0));
         if let Some(old) = old {
+            // items of current runs that the superseded run had resolved are open again (the new run takes
+            // them again); items of superseded runs never come back
             tx.execute(
                 "UPDATE discrepancies SET lifecycle = 'pending', resolution = NULL, resolved_by = NULL,
                         resolved_at = NULL, resolution_note = NULL, resolved_in_run = NULL
-                 WHERE resolved_in_run = $1 AND resolved_by = 'recon'",
+                 WHERE resolved_in_run = $1 AND resolved_by = 'recon' AND resolution <> 'superseded'
+                   AND run_id IN (SELECT id FROM reconciliation_runs WHERE status <> 'superseded' AND id <> $1)",
                 &[&old],
             )
             .await
@@ -459,6 +462,18 @@ impl Store {
             )
             .await
             .map_err(q("linking the superseded run"))?;
+            // the superseded run's own pending items, and items of superseded runs it had resolved, are
+            // closed: the new run re-derives them (never pending forever)
+            tx.execute(
+                "UPDATE discrepancies SET lifecycle = 'resolved', resolution = 'superseded', resolved_by = 'recon',
+                        resolved_at = now(), resolution_note = $3, resolved_in_run = $2
+                 WHERE (run_id = $1 AND lifecycle = 'pending')
+                    OR (resolved_in_run = $1 AND resolved_by = 'recon'
+                        AND run_id IN (SELECT id FROM reconciliation_runs WHERE status = 'superseded'))",
+                &[&old, &run.run_id, &format!("run superseded by {}", run.run_id)],
+            )
+            .await
+            .map_err(q("closing the superseded run's pending items"))?;
         }
         if let Some(o) = run.outcome {
             for (cur, total) in &o.totals {
@@ -473,6 +488,7 @@ impl Store {
             }
             copy_discrepancies(&tx, run, &o.discrepancies).await?;
             resolve_carried(&tx, run, &o.carried).await?;
+            inherit_later_resolutions(&tx, run).await?;
         }
         tx.commit().await.map_err(q("committing the run"))?;
         Ok(Recorded::New {
@@ -688,6 +704,39 @@ async fn copy_discrepancies(
         .finish()
         .await
         .map_err(q("finishing COPY of discrepancies"))?;
+    Ok(())
+}
+
+/// A pending item is one item whatever run re-derives it: its identity is the processor, the side and the
+/// record's id. When a rerun of an older day finds pending an item that a current run of a *later* day already
+/// matched, escalated or carried on, the new copy takes that resolution at once (the earliest such later
+/// run's), so later days' figures never depend on whether an earlier day was rerun.
+async fn inherit_later_resolutions(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run: &NewRun<'_>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE discrepancies n
+            SET lifecycle = 'resolved', resolution = o.resolution, resolved_by = 'recon', resolved_at = now(),
+                resolution_note = o.resolution_note, resolved_in_run = o.resolved_in_run
+           FROM (SELECT DISTINCT ON (nd.id) nd.id AS nid, od.resolution, od.resolution_note, od.resolved_in_run
+                   FROM discrepancies nd
+                   JOIN discrepancies od
+                     ON od.id <> nd.id AND od.processor_name = nd.processor_name AND od.carry IS NOT NULL
+                    AND od.lifecycle = 'resolved' AND od.resolved_by = 'recon' AND od.resolution <> 'superseded'
+                    AND ((nd.processor_record_id IS NOT NULL AND od.processor_record_id = nd.processor_record_id
+                          AND od.ledger_id IS NULL)
+                      OR (nd.processor_record_id IS NULL AND od.ledger_id = nd.ledger_id
+                          AND od.processor_record_id IS NULL))
+                   JOIN reconciliation_runs lr
+                     ON lr.id = od.resolved_in_run AND lr.status <> 'superseded' AND lr.run_date > nd.run_date
+                  WHERE nd.run_id = $1 AND nd.lifecycle = 'pending'
+                  ORDER BY nd.id, lr.run_date) o
+          WHERE n.id = o.nid",
+        &[&run.run_id],
+    )
+    .await
+    .map_err(q("carrying later days' resolutions over to a rerun's pending items"))?;
     Ok(())
 }
 

@@ -727,3 +727,52 @@ async fn public_square_day_every_status_and_partial_refunds() {
     );
     assert_eq!(run["excluded_counts"], serde_json::json!({"not_settled": 6}));
 }
+
+#[tokio::test]
+async fn an_unbalanced_quote_in_the_ledger_costs_one_row_not_the_rest_of_the_day() {
+    let args = [
+        "--date",
+        "2025-01-15",
+        "--grace-days",
+        "0",
+        "--format",
+        "json",
+        "--no-notify",
+    ];
+    let db = TestDb::new().await;
+    let base = json(&recon(&db, demo_store().path(), &args));
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let key = store.path().join("inbox/ledger/2025-01-15/ledger.csv");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let broken = text.replacen(",ord_1005,", ",\"ord_1005,", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&key, broken).unwrap();
+    let out = recon(&db, store.path(), &args);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    let strip = |r: &Value| {
+        let mut r = r.clone();
+        r["run_id"] = Value::Null;
+        r
+    };
+    // PayPal's and Square's rows come after the broken one in the file: every one is still reconciled
+    for i in [1, 2] {
+        assert_eq!(
+            strip(&v["runs"][i]),
+            strip(&base["runs"][i]),
+            "{}",
+            v["runs"][i]["processor"]
+        );
+    }
+    let (s, b) = (
+        &v["runs"][0]["discrepancy_counts"],
+        &base["runs"][0]["discrepancy_counts"],
+    );
+    assert_eq!(n(s, "invalid_record"), n(b, "invalid_record") + 1);
+    assert_eq!(
+        n(s, "missing_in_ledger"),
+        n(b, "missing_in_ledger") + 1,
+        "its charge has no booking now"
+    );
+}

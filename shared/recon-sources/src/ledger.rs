@@ -7,7 +7,7 @@ use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, Processor,
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::text::{crlf_first_line, csv_with_header, line_of, raw_record, record_error, timestamp};
+use crate::text::{crlf_first_line, csv_with_header, for_each_row, raw_record, timestamp, BadRow};
 use crate::{Parsed, SourceError};
 
 /// A ledger row's fields as text, before validation.
@@ -100,7 +100,7 @@ pub fn parse_csv_reader<R: std::io::Read>(
     crlf: bool,
     expected_rows: usize,
 ) -> Result<Parsed, SourceError> {
-    let (mut rdr, cols) = csv_with_header(key, reader)?;
+    let (rdr, cols) = csv_with_header(key, reader)?;
     let idx = [
         cols.require(key, "ledger_id")?,
         cols.require(key, "processor")?,
@@ -114,26 +114,14 @@ pub fn parse_csv_reader<R: std::io::Read>(
     ];
     let mut out = Parsed::default();
     out.ledger.reserve(expected_rows);
-    let mut rec = csv::StringRecord::new();
-    loop {
-        let line = match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => line_of(rec.position(), crlf),
-            Err(e) => {
-                let line = line_of(e.position(), crlf);
-                let location = Location { object, line };
-                out.invalid
-                    .push((None, invalid(location, ("row", record_error(&e)), String::new())));
-                continue;
-            }
-        };
+    let ncols = cols.len();
+    let ledger = &mut out.ledger;
+    let mut row = |rec: &csv::StringRecord, line: u64| -> Result<(), BadRow> {
         let location = Location { object, line };
-        if rec.len() != cols.len() {
+        if rec.len() != ncols {
             let processor = rec.get(idx[1]).and_then(|p| p.parse().ok());
-            let why = format!("has {} fields, the header has {}", rec.len(), cols.len());
-            out.invalid
-                .push((processor, invalid(location, ("row", why), raw_record(&rec))));
-            continue;
+            let why = format!("has {} fields, the header has {}", rec.len(), ncols);
+            return Err((processor, invalid(location, ("row", why), raw_record(rec))));
         }
         let g = |i: usize| rec.get(idx[i]).unwrap_or("");
         let fields = Fields {
@@ -148,10 +136,25 @@ pub fn parse_csv_reader<R: std::io::Read>(
             booked_at: g(8),
         };
         match validate(&fields, location) {
-            Ok(row) => out.ledger.push(row),
-            Err((p, bad)) => out.invalid.push((p, invalid(location, bad, raw_record(&rec)))),
+            Ok(row) => {
+                ledger.push(row);
+                Ok(())
+            }
+            Err((p, bad)) => Err((p, invalid(location, bad, raw_record(rec)))),
         }
-    }
+    };
+    let processor_of = |rec: &csv::StringRecord| rec.get(idx[1]).and_then(|p| p.parse().ok());
+    for_each_row(
+        key,
+        rdr,
+        ncols,
+        crlf,
+        Side::Ledger,
+        object,
+        &mut out.invalid,
+        &processor_of,
+        &mut row,
+    )?;
     Ok(out)
 }
 
@@ -309,5 +312,72 @@ L-7,stripe,ch_7,ord_7,charge,,USD,captured,2025-01-15T12:00:00Z\r\n";
         assert_eq!(p.ledger[1].amount.minor, 1200);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 3);
+    }
+}
+
+#[cfg(test)]
+mod quote_tests {
+    use super::*;
+
+    fn ledger(n: usize, broken: Option<usize>, eol: &str) -> String {
+        let mut s = format!(
+            "ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at{eol}"
+        );
+        for i in 0..n {
+            let order = if Some(i) == broken {
+                format!("\"ord_{i}")
+            } else {
+                format!("ord_{i}")
+            };
+            let p = ["stripe", "paypal", "square"][i % 3];
+            s.push_str(&format!(
+                "L{i},{p},txn_{i},{order},charge,1{i}.00,USD,captured,2025-01-15T10:00:00Z{eol}"
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn an_unbalanced_quote_costs_one_row_not_the_rest_of_the_file() {
+        for eol in ["\n", "\r\n"] {
+            let text = ledger(30, Some(5), eol);
+            let p = parse_csv_reader("inbox/ledger/d/l.csv", 0, text.as_bytes(), eol == "\r\n", 0)
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            assert_eq!(p.ledger.len(), 29, "{eol:?}: {:?}", p.invalid);
+            assert_eq!(p.invalid.len(), 1, "{:#?}", p.invalid);
+            let (processor, bad) = &p.invalid[0];
+            assert_eq!(*processor, Some(Processor::Square), "row 5 is square's");
+            assert_eq!(bad.location.line, 7, "header is line 1, row i is line i + 2");
+            assert!(bad.raw.starts_with("L5,square,txn_5,\"ord_5"), "{}", bad.raw);
+            assert!(bad.reason.contains("not closed"), "{}", bad.reason);
+            let lines: Vec<u64> = p.ledger.iter().map(|r| r.location.line).collect();
+            assert!(lines.contains(&8) && lines.contains(&31), "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn two_unbalanced_quotes_and_a_legitimate_multiline_field() {
+        let mut text = ledger(10, Some(2), "\n");
+        text.push_str(
+            "L98,stripe,txn_98,\"ord_98\nsecond line\",charge,1.00,USD,captured,2025-01-15T10:00:00Z\n",
+        );
+        text.push_str("L99,stripe,txn_99,\"ord_99,charge,1.00,USD,captured,2025-01-15T10:00:00Z\n");
+        text.push_str("L100,square,txn_100,ord_100,charge,1.00,USD,captured,2025-01-15T10:00:00Z\n");
+        let p = parse_csv_reader("k", 0, text.as_bytes(), false, 0).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.ledger.iter().map(|r| &*r.ledger_id).collect();
+        assert!(
+            ids.contains(&"L98"),
+            "a quoted line break inside a valid row is kept"
+        );
+        assert!(ids.contains(&"L100"));
+        assert_eq!(p.ledger.len(), 11, "{:?}", p.invalid);
+        let bad_lines: Vec<u64> = p.invalid.iter().map(|(_, b)| b.location.line).collect();
+        assert_eq!(bad_lines, vec![4, 14]);
+        let l100 = p
+            .ledger
+            .iter()
+            .find(|r| &*r.ledger_id == "L100")
+            .map(|r| r.location.line);
+        assert_eq!(l100, Some(15));
     }
 }

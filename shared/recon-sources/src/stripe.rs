@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::text::{crlf_first_line, csv_with_header, line_of, raw_record, record_error, timestamp};
+use crate::text::{crlf_first_line, csv_with_header, for_each_row, raw_record, timestamp, BadRow};
 use crate::{Parsed, SourceError};
 
 /// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
@@ -153,7 +153,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
     crlf: bool,
     expected_rows: usize,
 ) -> Result<Parsed, SourceError> {
-    let (mut rdr, cols) = csv_with_header(key, reader)?;
+    let (rdr, cols) = csv_with_header(key, reader)?;
     let c_id = cols.require(key, "balance_transaction_id")?;
     let c_cur = cols.require(key, "currency")?;
     let c_gross = cols
@@ -176,30 +176,13 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
 
     let mut out = Parsed::default();
     out.records.reserve(expected_rows);
-    let mut rec = csv::StringRecord::new();
-    loop {
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = line_of(e.position(), crlf);
-                out.invalid.push(bad(
-                    Location { object, line },
-                    "row",
-                    record_error(&e),
-                    String::new(),
-                ));
-                continue;
-            }
-        }
-        let location = Location {
-            object,
-            line: line_of(rec.position(), crlf),
-        };
-        if rec.len() != cols.len() {
-            let why = format!("has {} fields, the header has {}", rec.len(), cols.len());
-            out.invalid.push(bad(location, "row", why, raw_record(&rec)));
-            continue;
+    let ncols = cols.len();
+    let records = &mut out.records;
+    let mut row = |rec: &csv::StringRecord, line: u64| -> Result<(), BadRow> {
+        let location = Location { object, line };
+        if rec.len() != ncols {
+            let why = format!("has {} fields, the header has {}", rec.len(), ncols);
+            return Err(bad(location, "row", why, raw_record(rec)));
         }
         let get = |c: Option<usize>| {
             c.and_then(|c| rec.get(c))
@@ -212,22 +195,15 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
         if !kind.is_reconciled() && source.is_empty() && id.is_empty() {
             // e.g. a fee row without a source: counted as excluded, never invalid
         } else if id.is_empty() {
-            out.invalid.push(bad(
+            return Err(bad(
                 location,
                 "balance_transaction_id",
                 "balance_transaction_id is empty".into(),
-                raw_record(&rec),
+                raw_record(rec),
             ));
-            continue;
         }
-        let currency = match Currency::parse(get(Some(c_cur)).unwrap_or("")) {
-            Ok(c) => c,
-            Err(e) => {
-                out.invalid
-                    .push(bad(location, "currency", e.to_string(), raw_record(&rec)));
-                continue;
-            }
-        };
+        let currency = Currency::parse(get(Some(c_cur)).unwrap_or(""))
+            .map_err(|e| bad(location, "currency", e.to_string(), raw_record(rec)))?;
         let money = |c: Option<usize>, name: &str| -> Result<Option<i64>, (String, String)> {
             match get(c) {
                 None => Ok(None),
@@ -246,28 +222,16 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
         let (gross, fee, net) = match amounts {
             Ok((Some(g), f, n)) => (g, f, n),
             Ok((None, _, _)) => {
-                out.invalid
-                    .push(bad(location, "gross", "gross is empty".into(), raw_record(&rec)));
-                continue;
+                return Err(bad(location, "gross", "gross is empty".into(), raw_record(rec)));
             }
-            Err((field, why)) => {
-                out.invalid.push(bad(location, &field, why, raw_record(&rec)));
-                continue;
-            }
+            Err((field, why)) => return Err(bad(location, &field, why, raw_record(rec))),
         };
         let occurred_at = match get(c_created) {
             None => None,
-            Some(t) => match timestamp(t) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    out.invalid
-                        .push(bad(location, "created_utc", e, raw_record(&rec)));
-                    continue;
-                }
-            },
+            Some(t) => Some(timestamp(t).map_err(|e| bad(location, "created_utc", e, raw_record(rec)))?),
         };
         let (reference, other_references) = split_refs(c_refs.iter().filter_map(|&c| get(Some(c))));
-        out.records.push(ProcessorRecord {
+        records.push(ProcessorRecord {
             id: id.into(),
             keys: keys(source, id, get(c_charge), get(c_intent), kind),
             reference,
@@ -280,7 +244,20 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
             occurred_at,
             location,
         });
-    }
+        Ok(())
+    };
+    let stripe = |_: &csv::StringRecord| Some(Processor::Stripe);
+    for_each_row(
+        key,
+        rdr,
+        ncols,
+        crlf,
+        Side::Processor,
+        object,
+        &mut out.invalid,
+        &stripe,
+        &mut row,
+    )?;
     Ok(out)
 }
 
@@ -541,5 +518,30 @@ mod tests {
         assert_eq!(p.records[2].kind, Kind::Fee);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 5);
+    }
+}
+
+#[cfg(test)]
+mod quote_tests {
+    use super::*;
+
+    #[test]
+    fn an_unbalanced_quote_in_a_report_costs_one_row() {
+        let mut csv = String::from("created_utc,balance_transaction_id,currency,gross,fee,net,reporting_category,source_id,description\n");
+        for i in 0..200 {
+            let desc = if i == 17 {
+                "\"Order 17, gift".to_string()
+            } else {
+                format!("Order {i}")
+            };
+            csv.push_str(&format!(
+                "2025-06-02 00:00:00,txn_{i},usd,1.00,0,1.00,charge,ch_{i},{desc}\n"
+            ));
+        }
+        let p = parse_report_csv("k", 0, &csv).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.records.len(), 199);
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.location.line, 19);
+        assert_eq!(p.invalid[0].0, Some(Processor::Stripe));
     }
 }

@@ -3,6 +3,8 @@
 use chrono::{DateTime, NaiveDateTime};
 use recon_core::Millis;
 
+use std::io::Read as _;
+
 use crate::SourceError;
 
 /// The whole object as UTF-8, or an error naming the first bad byte.
@@ -148,14 +150,15 @@ pub(crate) fn crlf_first_line(bytes: &[u8]) -> bool {
 }
 
 /// A flexible CSV reader over `reader` and the header's columns (names normalised).
-pub(crate) fn csv_with_header<R: std::io::Read>(
+pub(crate) fn csv_with_header<'a, R: std::io::Read + 'a>(
     key: &str,
     reader: R,
-) -> Result<(csv::Reader<R>, Columns), SourceError> {
+) -> Result<(csv::Reader<Input<'a>>, Columns), SourceError> {
+    let boxed: Box<dyn std::io::Read + 'a> = Box::new(reader);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 20)
-        .from_reader(reader);
+        .from_reader(Tee::new(boxed));
     let header = rdr
         .headers()
         .map_err(|e| SourceError::new(key, format!("cannot read the header: {e}")))?
@@ -168,5 +171,199 @@ pub fn trim(s: &str) -> &str {
     match (s.as_bytes().first(), s.as_bytes().last()) {
         (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
         _ => s.trim(),
+    }
+}
+
+/// A reader that keeps what it has handed out since the last [`Tee::forget`], so that a CSV record that
+/// swallowed several physical lines (an unbalanced quote) can be read again line by line.
+pub(crate) struct Tee<R> {
+    inner: R,
+    kept: Vec<u8>,
+    /// Absolute offset of `kept[0]`.
+    base: u64,
+}
+
+impl<R> Tee<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Tee {
+            inner,
+            kept: Vec::new(),
+            base: 0,
+        }
+    }
+
+    /// The bytes `from..to` (absolute offsets), when still kept.
+    pub(crate) fn span(&self, from: u64, to: u64) -> Option<&[u8]> {
+        let a = usize::try_from(from.checked_sub(self.base)?).ok()?;
+        let b = usize::try_from(to.checked_sub(self.base)?).ok()?;
+        self.kept.get(a..b)
+    }
+
+    /// Nothing before `offset` will be asked for again.
+    pub(crate) fn forget(&mut self, offset: u64) {
+        let dead = usize::try_from(offset.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.kept.len());
+        // drop the dead prefix in large steps: a drain per record would copy the buffer every time
+        if dead >= (4 << 20) || (dead > 0 && dead == self.kept.len()) {
+            self.kept.drain(..dead);
+            self.base += dead as u64;
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.kept.extend_from_slice(&out[..n]);
+        Ok(n)
+    }
+}
+
+/// A row a parser could not use: the processor it belongs to (when readable) and why.
+pub(crate) type BadRow = (Option<recon_core::Processor>, recon_core::InvalidRecord);
+
+/// The byte stream a CSV parser reads (boxed: a recovery re-reads kept bytes chained with the rest).
+pub(crate) type Input<'a> = Tee<Box<dyn std::io::Read + 'a>>;
+
+/// Does a record's text hold, after its first line, a line with as many separators as a whole row?
+fn looks_swallowed(bytes: &[u8], ncols: usize) -> bool {
+    let lead = bytes.iter().take_while(|&&c| c == b'\n' || c == b'\r').count();
+    bytes[lead..]
+        .split(|&c| c == b'\n')
+        .skip(1)
+        .any(|l| ncols > 1 && l.iter().filter(|&&c| c == b',').count() + 1 >= ncols)
+}
+
+/// How many unbalanced quotes one file may recover from before it is refused as a whole.
+const MAX_RECOVERIES: u32 = 1_000;
+
+/// Reads every record after the header of `rdr`, handing each to `row` with its 1-based physical line.
+/// `row` keeps a valid record itself and returns `Err` for one it cannot use. A record that spans several
+/// physical lines (a quote opened and never closed swallows the lines after it) and does not validate is
+/// one invalid record for its first physical line; reading resumes at the line after it, so no other row
+/// is lost.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn for_each_row<'a>(
+    key: &str,
+    mut rdr: csv::Reader<Input<'a>>,
+    ncols: usize,
+    crlf: bool,
+    side: recon_core::Side,
+    object: u32,
+    invalid: &mut Vec<BadRow>,
+    processor_of: &dyn Fn(&csv::StringRecord) -> Option<recon_core::Processor>,
+    row: &mut dyn FnMut(&csv::StringRecord, u64) -> Result<(), BadRow>,
+) -> Result<(), SourceError> {
+    let mut rec = csv::StringRecord::new();
+    // physical line of line 1 of the current reader, minus one (readers restart after a recovery)
+    let mut offset = 0u64;
+    let mut recoveries = 0u32;
+    loop {
+        let start = rdr.position().byte();
+        rdr.get_mut().forget(start);
+        match rdr.read_record(&mut rec) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(e) => {
+                let line = offset + line_of(e.position(), crlf);
+                invalid.push((
+                    None,
+                    recon_core::InvalidRecord {
+                        side,
+                        location: recon_core::Location { object, line },
+                        field: Some("row".into()),
+                        reason: record_error(&e),
+                        raw: String::new(),
+                    },
+                ));
+                continue;
+            }
+        }
+        let line = offset + line_of(rec.position(), crlf);
+        let from = rec.position().map(csv::Position::byte).unwrap_or(start);
+        let to = rdr.position().byte();
+        // a record over several lines whose continuation lines look like whole rows swallowed them, even
+        // when its fields happen to validate (a free-text last column takes anything)
+        let multi = rdr.position().line() > rec.position().map_or(0, csv::Position::line) + 1;
+        let swallowed = multi
+            && rdr
+                .get_ref()
+                .span(from, to)
+                .is_some_and(|b| looks_swallowed(b, ncols));
+        let bad = if swallowed {
+            None
+        } else {
+            match row(&rec, line) {
+                Ok(()) => continue,
+                Err(bad) => Some(bad),
+            }
+        };
+        // where the record's first physical line ends (its span starts before the previous line break)
+        let cut = rdr.get_ref().span(from, to).and_then(|b| {
+            let lead = b.iter().take_while(|&&c| c == b'\n' || c == b'\r').count();
+            let body = &b[lead..];
+            let nl = body.iter().position(|&c| c == b'\n')?;
+            // a line break only at the very end (before trailing CR/LF) is the record's own terminator
+            let after = &body[nl..];
+            if after.iter().all(|&c| c == b'\n' || c == b'\r') {
+                return None;
+            }
+            Some((
+                from + (lead + nl + 1) as u64,
+                String::from_utf8_lossy(&body[..nl]).trim_end().to_string(),
+            ))
+        });
+        let (cut, first) = match (cut, bad) {
+            (Some(c), _) => c,
+            (None, Some(bad)) => {
+                invalid.push(bad);
+                continue;
+            }
+            (None, None) => continue,
+        };
+        recoveries += 1;
+        if recoveries > MAX_RECOVERIES {
+            return Err(SourceError::new(
+                key,
+                format!("more than {MAX_RECOVERIES} rows open a quoted field they never close: not a usable CSV file"),
+            ));
+        }
+        // the first line alone, for the processor its columns name
+        let mut one = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(first.as_bytes());
+        let processor = match one.read_record(&mut rec) {
+            Ok(true) => processor_of(&rec),
+            _ => None,
+        };
+        {
+            invalid.push((
+                processor,
+                recon_core::InvalidRecord {
+                    side,
+                    location: recon_core::Location { object, line },
+                    field: Some("row".into()),
+                    reason: "a quoted field opened on this line is not closed before the line ends: the row is \
+                             skipped and reading resumes at the next line; fix the quote and send the file again"
+                        .into(),
+                    raw: first,
+                },
+            ));
+        }
+        // read again from the next physical line: what the reader had taken in, then the rest of the stream
+        let tee = rdr.into_inner();
+        let tail = tee
+            .span(cut, tee.base + tee.kept.len() as u64)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let rest: Box<dyn std::io::Read + 'a> = Box::new(std::io::Cursor::new(tail).chain(tee.inner));
+        rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(Tee::new(rest));
+        offset = line;
     }
 }

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::model::{
     InvalidRecord, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Millis, Processor, ProcessorRecord,
-    ProcessorStatus,
+    ProcessorStatus, Side,
 };
 use crate::money::{Currency, Money};
 use crate::severity::{Severity, SeverityConfig};
@@ -409,6 +409,34 @@ fn source_of(objects: &[String], carried: &[Carried], c: Option<u32>, loc: Locat
     }
 }
 
+/// The largest amount recon reconciles, in minor units (10^17: a trillion dollars a hundred thousand times
+/// over). Every difference of two such amounts fits an `i64`; sums are `i128`. A record beyond it is an
+/// `invalid_record`, never a clamped figure.
+pub const MAX_MINOR: i64 = 100_000_000_000_000_000;
+
+fn in_range(minor: i64) -> bool {
+    minor.unsigned_abs() <= MAX_MINOR.unsigned_abs()
+}
+
+fn range_invalid(side: Side, location: Location, amount: Money, id: &str) -> InvalidRecord {
+    InvalidRecord {
+        side,
+        location,
+        field: Some("amount".into()),
+        reason: format!(
+            "amount {} {} of {id} is beyond the largest amount recon reconciles ({} minor units): check the export",
+            amount, amount.currency, MAX_MINOR
+        ),
+        raw: String::new(),
+    }
+}
+
+/// The absolute amount at stake of a value known to be in range (both amounts of a pair are at most
+/// [`MAX_MINOR`], so a difference is at most twice that).
+fn stake_of(v: i128) -> i64 {
+    i64::try_from(v.unsigned_abs()).unwrap_or(i64::MAX)
+}
+
 /// How well a processor record fits a ledger row that names one of its keys, lower is better: kind, sign and
 /// amount agree (0); kind and sign (1); sign (2); kind (3); neither (4).
 fn fit(p: &ProcessorRecord, l: &LedgerRow) -> u8 {
@@ -509,6 +537,7 @@ pub(crate) fn reconcile_part(
         }
     }
     let mut out_of_window = OutOfWindow::default();
+    let mut out_of_range: Vec<InvalidRecord> = Vec::new();
     let p_lag = window_lag(Some(processor));
     let l_lag = window_lag(None);
     for (n, rec) in records.iter().enumerate() {
@@ -520,7 +549,9 @@ pub(crate) fn reconcile_part(
                 out_of_window.see(at);
             }
         }
-        if rec.kind.is_reconciled() {
+        if rec.kind.is_reconciled() && !in_range(rec.amount.minor) {
+            out_of_range.push(range_invalid(Side::Processor, rec.location, rec.amount, &rec.id));
+        } else if rec.kind.is_reconciled() {
             procs.push(PRef { rec, carried: None });
         } else {
             *excluded_counts.entry(rec.kind.as_str().to_string()).or_default() += 1;
@@ -535,7 +566,14 @@ pub(crate) fn reconcile_part(
                 out_of_window.see(at);
             }
         }
-        if row.kind == LedgerType::Adjustment {
+        if row.kind != LedgerType::Adjustment && !in_range(row.amount.minor) {
+            out_of_range.push(range_invalid(
+                Side::Ledger,
+                row.location,
+                row.amount,
+                &row.ledger_id,
+            ));
+        } else if row.kind == LedgerType::Adjustment {
             *excluded_counts
                 .entry("ledger_adjustment".to_string())
                 .or_default() += 1;
@@ -863,7 +901,7 @@ pub(crate) fn reconcile_part(
         let problem: Option<(Category, i64, bool, String)> = if pr.amount.currency != lr.amount.currency {
             Some((
                 Category::CurrencyMismatch,
-                pr.amount.minor.saturating_abs(),
+                stake_of(i128::from(pr.amount.minor)),
                 true,
                 format!(
                     "processor {} {} vs ledger {} {}",
@@ -873,7 +911,7 @@ pub(crate) fn reconcile_part(
         } else if diff.unsigned_abs() > u128::from(tol.unsigned_abs()) {
             Some((
                 Category::AmountMismatch,
-                i64::try_from(diff.unsigned_abs()).unwrap_or(i64::MAX),
+                stake_of(diff),
                 false,
                 format!(
                     "processor {} vs ledger {} {}",
@@ -884,7 +922,7 @@ pub(crate) fn reconcile_part(
             status_problem(pr, lr).map(|(why, high)| {
                 (
                     Category::StatusMismatch,
-                    pr.amount.minor.saturating_abs(),
+                    stake_of(i128::from(pr.amount.minor)),
                     high,
                     why,
                 )
@@ -1015,7 +1053,7 @@ pub(crate) fn reconcile_part(
 
     // --- invalid records ------------------------------------------------------------------------------------
     let invalid = if first_partition { invalid } else { &[] };
-    for inv in invalid {
+    for inv in invalid.iter().chain(&out_of_range) {
         let src = source_of(objects, &[], None, inv.location);
         let field = inv
             .field
@@ -1181,7 +1219,7 @@ fn proc_discrepancy(
         kind: Some(p.kind),
         processor_amount: Some(p.amount),
         ledger_amount: None,
-        amount_at_stake: p.amount.minor.saturating_abs(),
+        amount_at_stake: stake_of(i128::from(p.amount.minor)),
         currency: Some(p.amount.currency),
         occurred_at: p.occurred_at,
         processor_source: Some(source),
@@ -1217,7 +1255,7 @@ fn ledger_discrepancy(
         kind: Some(kind),
         processor_amount: None,
         ledger_amount: Some(l.amount),
-        amount_at_stake: l.amount.minor.saturating_abs(),
+        amount_at_stake: stake_of(i128::from(l.amount.minor)),
         currency: Some(l.amount.currency),
         occurred_at: l.booked_at,
         processor_source: None,

@@ -736,3 +736,45 @@ fn records_outside_the_day_are_counted_with_their_dates() {
     assert_eq!(s.out_of_window_earliest.as_deref(), Some("2025-03-05"));
     assert_eq!(s.out_of_window_latest.as_deref(), Some("2025-03-13"));
 }
+
+#[test]
+fn an_amount_beyond_range_is_an_invalid_record_never_a_clamped_figure() {
+    let huge = prec("txn_h", &["ch_h"], None, Kind::Charge, i64::MIN, "USD", 0);
+    let near = prec("txn_n", &["ch_n"], None, Kind::Charge, -(i64::MAX / 2), "USD", 1);
+    let l = [
+        lrow(
+            "L1",
+            Some("ch_h"),
+            None,
+            LedgerType::Charge,
+            12500,
+            "USD",
+            LedgerStatus::Captured,
+            0,
+        ),
+        lrow(
+            "L2",
+            Some("ch_n"),
+            None,
+            LedgerType::Charge,
+            i64::MAX,
+            "USD",
+            LedgerStatus::Captured,
+            1,
+        ),
+    ];
+    let o = run(&[huge, near], &l, &[], 0);
+    assert_eq!(o.counts.invalid_record, 3, "{:#?}", o.discrepancies);
+    assert_eq!(o.counts.amount_mismatch, 0);
+    assert_eq!(o.matched_count, 0);
+    assert_eq!(
+        o.counts.missing_in_processor, 1,
+        "L1 is valid and has no partner left"
+    );
+    assert_eq!(o.totals.get(&cur("USD")), Some(&12500));
+    assert!(o
+        .discrepancies
+        .iter()
+        .filter(|d| d.category == Category::InvalidRecord)
+        .all(|d| d.details.contains("beyond the largest amount")));
+}

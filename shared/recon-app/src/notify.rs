@@ -161,17 +161,18 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         .collect();
     let mut env = Environment::new();
     let terr = |e: minijinja::Error| AppError::Internal(format!("email template: {e}"));
-    env.add_template("html", include_str!("../templates/email.html"))
+    // `.html`: auto-escaped; `.txt`: plain text
+    env.add_template("email.html", include_str!("../templates/email.html"))
         .map_err(terr)?;
-    env.add_template("text", include_str!("../templates/email.txt"))
+    env.add_template("email.txt", include_str!("../templates/email.txt"))
         .map_err(terr)?;
     let ctx = context! { date => date, headline => &headline, runs => runs, top => top };
     let html = env
-        .get_template("html")
+        .get_template("email.html")
         .and_then(|t| t.render(&ctx))
         .map_err(terr)?;
     let text = env
-        .get_template("text")
+        .get_template("email.txt")
         .and_then(|t| t.render(&ctx))
         .map_err(terr)?;
     Ok(Email {

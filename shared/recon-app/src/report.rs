@@ -91,10 +91,10 @@ pub fn discrepancies_csv(ds: &[Discrepancy]) -> Result<Vec<u8>, AppError> {
             d.category.as_str(),
             d.severity.map(|s| s.as_str()).unwrap_or(""),
             d.lifecycle.as_str(),
-            d.processor_id.as_deref().unwrap_or(""),
-            d.ledger_id.as_deref().unwrap_or(""),
-            d.processor_txn_id.as_deref().unwrap_or(""),
-            d.reference.as_deref().unwrap_or(""),
+            &cell(d.processor_id.as_deref().unwrap_or("")),
+            &cell(d.ledger_id.as_deref().unwrap_or("")),
+            &cell(d.processor_txn_id.as_deref().unwrap_or("")),
+            &cell(d.reference.as_deref().unwrap_or("")),
             d.kind.map(|k| k.as_str()).unwrap_or(""),
             &d.processor_amount.map(|m| m.to_string()).unwrap_or_default(),
             &d.processor_amount
@@ -107,15 +107,25 @@ pub fn discrepancies_csv(ds: &[Discrepancy]) -> Result<Vec<u8>, AppError> {
             &amount,
             &d.currency.map(|c| c.code().to_string()).unwrap_or_default(),
             &occurred,
-            d.processor_source.as_deref().unwrap_or(""),
-            d.ledger_source.as_deref().unwrap_or(""),
-            &d.details,
-            d.raw.as_deref().unwrap_or(""),
+            &cell(d.processor_source.as_deref().unwrap_or("")),
+            &cell(d.ledger_source.as_deref().unwrap_or("")),
+            &cell(&d.details),
+            &cell(d.raw.as_deref().unwrap_or("")),
         ])
         .map_err(err)?;
     }
     w.into_inner()
         .map_err(|e| AppError::Internal(format!("writing discrepancies.csv: {e}")))
+}
+
+/// A text cell as a spreadsheet must not run it: text starting with `=`, `+`, `-`, `@`, tab or carriage
+/// return is prefixed with `'` (OWASP's advice for CSV injection). Amounts are written as plain numbers
+/// elsewhere and never pass through here.
+pub fn cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => std::borrow::Cow::Owned(format!("'{s}")),
+        _ => std::borrow::Cow::Borrowed(s),
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -194,7 +204,8 @@ pub fn render_html(
     manifests: &[String],
 ) -> Result<String, AppError> {
     let mut env = Environment::new();
-    env.add_template("report", include_str!("../templates/report.html"))
+    // the `.html` name turns auto-escaping on: every data value shown is escaped
+    env.add_template("report.html", include_str!("../templates/report.html"))
         .map_err(|e| AppError::Internal(format!("report template: {e}")))?;
     let counts = &run.discrepancy_counts;
     let mut cat_rows: Vec<(String, u64, &str)> = Category::ALL
@@ -245,7 +256,7 @@ pub fn render_html(
         .map(|o| top(run.processor.as_str(), &o.discrepancies, 50))
         .unwrap_or_default();
     let tmpl = env
-        .get_template("report")
+        .get_template("report.html")
         .map_err(|e| AppError::Internal(format!("report template: {e}")))?;
     tmpl.render(context! {
         date => date,
@@ -282,6 +293,86 @@ pub fn out_of_window_line(date: &str, run: &RunSummary) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hostile_outcome() -> (RunSummary, Outcome) {
+        use recon_core::{
+            reconcile, Currency, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus,
+            RunConfig, RunInput,
+        };
+        let usd = Currency::parse("USD").unwrap_or_else(|e| unreachable!("{e}"));
+        let rec = ProcessorRecord {
+            id: "<script>alert(1)</script>".into(),
+            keys: Keys::from_parts(&["=cmd|' /C calc'!A0"]),
+            reference: Some("<img src=x onerror=alert(2)>".into()),
+            other_references: Keys::default(),
+            kind: Kind::Charge,
+            amount: Money::new(-12_345, usd),
+            fee: None,
+            net: None,
+            status: ProcessorStatus::Succeeded,
+            occurred_at: None,
+            location: Location { object: 0, line: 1 },
+        };
+        let objects = vec!["inbox/stripe/<b>.json".to_string()];
+        let config = RunConfig {
+            grace_days: 0,
+            ..RunConfig::default()
+        };
+        let o = reconcile(RunInput {
+            processor: Processor::Stripe,
+            objects: &objects,
+            records: &[rec],
+            ledger: &[],
+            invalid: &[],
+            carried: &[],
+            config: &config,
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        (RunSummary::succeeded("r1".into(), &o), o)
+    }
+
+    #[test]
+    fn hostile_ids_are_escaped_in_the_report_and_the_email() {
+        let (summary, o) = hostile_outcome();
+        let html =
+            render_html("2025-01-15", &summary, Some(&o), &[], &[]).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(!html.contains("<script>alert"), "raw script in report.html");
+        assert!(!html.contains("<img src=x"), "raw img in report.html");
+        assert!(html.contains("&lt;script&gt;alert(1)"));
+        assert!(html.contains("Content-Security-Policy"));
+        let notice = crate::notify::RunNotice {
+            summary,
+            link: None,
+            top: top("stripe", &o.discrepancies, 10),
+        };
+        let email = crate::notify::compose(
+            "2025-01-15",
+            &[notice],
+            "a@example.com",
+            &["b@example.com".into()],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(!email.html.contains("<script>alert") && !email.html.contains("<img src=x"));
+        assert!(email.html.contains("&lt;script&gt;"));
+        let csv =
+            String::from_utf8(discrepancies_csv(&o.discrepancies).unwrap_or_default()).unwrap_or_default();
+        assert!(csv.contains(",-123.45,"), "amounts stay numbers: {csv}");
+        assert!(!csv.contains(",=cmd"), "{csv}");
+    }
+
+    #[test]
+    fn spreadsheet_formulas_are_neutralised_and_amounts_stay_numbers() {
+        for (raw, want) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("ch_1", "ch_1"),
+        ] {
+            assert_eq!(cell(raw), want);
+        }
+    }
 
     #[test]
     fn bars_are_proportional_and_escaped() {

@@ -59,6 +59,18 @@ struct Cli {
     command: Command,
 }
 
+/// A reconciliation day: `YYYY-MM-DD`, a year between 1990 and 2100.
+fn parse_day(s: &str) -> Result<NaiveDate, String> {
+    let ok = s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().filter(|_| ok);
+    match d {
+        Some(d) if (1990..=2100).contains(&chrono::Datelike::year(&d)) => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a reconciliation date: expected YYYY-MM-DD between 1990 and 2100"
+        )),
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum OutputFormat {
     Table,
@@ -70,7 +82,7 @@ enum Command {
     /// Reconcile one day in this process: stage inputs, match, record runs, write reports, notify.
     Run {
         /// The day to reconcile (UTC), YYYY-MM-DD; default yesterday.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_day)]
         date: Option<NaiveDate>,
         /// Comma-separated processors; default all (stripe,paypal,square).
         #[arg(long, value_delimiter = ',')]
@@ -85,7 +97,7 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
         /// Later runs an unmatched item stays pending before it is reported missing (0: at once).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=366))]
         grace_days: u32,
         /// Match each run as this many hash partitions and merge them (the same result; how the state
         /// machine shards a day too large for one invocation).
@@ -102,7 +114,7 @@ enum Command {
     },
     /// Start the Step Functions state machine for a day (a manual run in AWS).
     Start {
-        #[arg(long)]
+        #[arg(long, value_parser = parse_day)]
         date: NaiveDate,
         /// Comma-separated processors; default all.
         #[arg(long, value_delimiter = ',')]
@@ -112,7 +124,7 @@ enum Command {
     },
     /// List runs, newest first.
     Runs {
-        #[arg(long)]
+        #[arg(long, value_parser = parse_day)]
         date: Option<NaiveDate>,
         #[arg(long)]
         processor: Option<Processor>,

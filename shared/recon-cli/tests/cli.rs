@@ -776,3 +776,18 @@ async fn an_unbalanced_quote_in_the_ledger_costs_one_row_not_the_rest_of_the_day
         "its charge has no booking now"
     );
 }
+
+#[test]
+fn implausible_dates_and_grace_days_are_refused_up_front() {
+    for args in [
+        vec!["run", "--date=-0001-01-01"],
+        vec!["run", "--date", "2025-1-5"],
+        vec!["run", "--date", "2025-01-15", "--grace-days", "4294967295"],
+        vec!["start", "--date", "99999-01-01", "--state-machine-arn", "arn:x"],
+    ] {
+        let out = Command::new(RECON).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid value"), "{args:?}: {err}");
+    }
+}

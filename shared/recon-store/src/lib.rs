@@ -409,7 +409,12 @@ impl Store {
         let excluded = serde_json::to_value(&s.excluded_counts).unwrap_or(Value::Null);
         let summary = serde_json::to_value(s).unwrap_or(Value::Null);
         let carried_n = i(run.outcome.map(|o| o.carried_count).unwrap_or(0));
-        let grace = i64::from(run.grace_days) as i32;
+        let grace = i32::try_from(run.grace_days).map_err(|_| {
+            StoreError::Query(
+                "recording the run",
+                format!("grace_days {} is out of range", run.grace_days),
+            )
+        })?;
         tx.execute(
             "INSERT INTO reconciliation_runs (id, run_date, processor_name, status, severity, trigger, execution_arn,
                 idempotency_key, grace_days, processor_count, ledger_count, matched_count, clean_count,

@@ -791,3 +791,59 @@ fn implausible_dates_and_grace_days_are_refused_up_front() {
         assert!(err.contains("invalid value"), "{args:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn two_runs_of_one_day_at_once_both_succeed_and_one_is_current() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let spawn = || {
+        Command::new(RECON)
+            .args([
+                "run",
+                "--store",
+                store.path().to_str().unwrap(),
+                "--database-url",
+                &db.url,
+            ])
+            .args([
+                "--date",
+                "2025-01-15",
+                "--grace-days",
+                "0",
+                "--format",
+                "json",
+                "--no-notify",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(json(&out)["runs"].as_array().map(Vec::len), Some(3));
+    }
+    let out = Command::new(RECON)
+        .args([
+            "runs",
+            "--date",
+            "2025-01-15",
+            "--database-url",
+            &db.url,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let runs = json(&out);
+    let runs = runs.as_array().cloned().unwrap_or_default();
+    let current = runs.iter().filter(|r| r["status"] != "superseded").count();
+    assert_eq!((current, runs.len()), (3, 6), "{runs:?}");
+}

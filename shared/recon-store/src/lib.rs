@@ -368,6 +368,32 @@ impl Store {
             });
         }
         let p = run.processor.as_str();
+        // runs of one processor and date are recorded one at a time: a second waits (bounded) for the first
+        // to commit, then supersedes it, instead of failing on the one-current-run index
+        tx.batch_execute("SET LOCAL lock_timeout = '60s'")
+            .await
+            .map_err(q("setting the lock timeout"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('recon-run'), hashtext($1))",
+            &[&format!("{p}/{}", run.date)],
+        )
+        .await
+        .map_err(q("waiting for another run of the same processor and date"))?;
+        // the same idempotency key may have been recorded while this one waited
+        if let Some(r) = tx
+            .query_opt(
+                "SELECT id, summary FROM reconciliation_runs WHERE idempotency_key = $1",
+                &[&run.idempotency_key],
+            )
+            .await
+            .map_err(q("checking the idempotency key"))?
+        {
+            let summary: Option<Value> = r.get(1);
+            return Ok(Recorded::Existing {
+                run_id: r.get(0),
+                summary: summary.and_then(|s| serde_json::from_value(s).ok()).map(Box::new),
+            });
+        }
         // the current run of this date and processor, locked; it becomes superseded
         let old: Option<Uuid> = tx
             .query_opt(

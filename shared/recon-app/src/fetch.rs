@@ -44,6 +44,41 @@ pub struct Manifest {
     /// API cursor information (empty for files).
     pub cursors: Vec<String>,
     pub manifest_key: String,
+    /// What was in the inbox and not staged, with the reason (a warning in the run summary).
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+}
+
+/// An inbox entry that was not staged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Why an inbox key is not staged, if it is not: a folder marker (an empty key ending in `/`, as the S3
+/// console makes), a partial upload (`.tmp-` name), or not a regular file (a symbolic link or device:
+/// refused, never read).
+fn skip_reason(relative: &str) -> Option<&'static str> {
+    if relative.is_empty() || relative.ends_with('/') {
+        return Some("a folder marker, not a file");
+    }
+    if relative.split('/').any(|p| p.starts_with(".tmp-")) {
+        return Some(
+            "a temporary file (.tmp- name): an upload still in progress? rename it and rerun the day",
+        );
+    }
+    None
+}
+
+/// The raw key of a dropped file: its path relative to the inbox folder, kept whole (`a/b.csv` and `a_b.csv`
+/// stay apart); `manifest.json` at the top is staged as `files/manifest.json`, never over the manifest.
+fn raw_key_of(prefix: &str, relative: &str) -> String {
+    if relative == "manifest.json" {
+        format!("{prefix}files/{relative}")
+    } else {
+        format!("{prefix}{relative}")
+    }
 }
 
 /// The UTC day reconciled.
@@ -132,6 +167,7 @@ struct Staged<'a> {
     objects: Vec<StagedObject>,
     loaded: Vec<Loaded>,
     failure: Option<SourceError>,
+    skipped: Vec<Skipped>,
 }
 
 impl Staged<'_> {
@@ -148,6 +184,7 @@ impl Staged<'_> {
             objects,
             loaded,
             failure,
+            skipped,
         } = self;
         let manifest = Manifest {
             source_name: source_name.to_string(),
@@ -161,6 +198,7 @@ impl Staged<'_> {
             fetched_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             cursors,
             manifest_key: format!("{prefix}manifest.json"),
+            skipped,
         };
         let body = serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
         store
@@ -344,6 +382,7 @@ pub async fn stage_pages<S: ObjectStore>(
         objects,
         loaded,
         failure,
+        skipped: Vec::new(),
     };
     staged.finish(store).await
 }
@@ -374,16 +413,33 @@ pub async fn stage_inbox<S: ObjectStore>(
     let mut objects = Vec::new();
     let mut loaded = Vec::new();
     let mut failure: Option<SourceError> = None;
-    for (n, inbox_key) in files.iter().enumerate() {
-        let name = inbox_key
-            .strip_prefix(&inbox)
-            .unwrap_or(inbox_key)
-            .replace('/', "_");
-        let raw_key = format!("{prefix}{name}");
+    let mut skipped = Vec::new();
+    let mut n = 0u32;
+    for inbox_key in &files {
+        let relative = inbox_key.strip_prefix(&inbox).unwrap_or(inbox_key);
+        let reason = match skip_reason(relative) {
+            Some(r) => Some(r.to_string()),
+            None if !store.is_regular(inbox_key).await.map_err(AppError::Object)? => Some(
+                "not a regular file (a symbolic link, device or folder): refused, its content unread; put the file \
+                 itself there"
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if let Some(reason) = reason {
+            tracing::warn!(key = %inbox_key, %reason, "inbox entry not staged");
+            skipped.push(Skipped {
+                key: inbox_key.clone(),
+                reason,
+            });
+            continue;
+        }
+        let raw_key = raw_key_of(&prefix, relative);
         // stage first, unchanged, then read back what was staged
         store.copy(inbox_key, &raw_key).await.map_err(AppError::Object)?;
         let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
-        let object = first_object + u32::try_from(n).unwrap_or(u32::MAX - first_object);
+        let object = first_object.saturating_add(n);
+        n += 1;
         let k = raw_key.clone();
         let (digest, len, parsed) =
             tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
@@ -413,6 +469,17 @@ pub async fn stage_inbox<S: ObjectStore>(
             });
         }
     }
+    if objects.is_empty() && !skipped.is_empty() {
+        let list: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{} ({})", s.key, s.reason))
+            .collect();
+        return Err(AppError::NoInput {
+            source_name: source_name.to_string(),
+            date,
+            hint: format!("nothing in {inbox} could be staged: {}", list.join("; ")),
+        });
+    }
     let staged = Staged {
         source_name,
         date,
@@ -423,6 +490,7 @@ pub async fn stage_inbox<S: ObjectStore>(
         objects,
         loaded,
         failure,
+        skipped,
     };
     staged.finish(store).await
 }

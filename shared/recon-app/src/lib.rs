@@ -336,6 +336,12 @@ pub async fn run_match_with<S: ObjectStore>(
         }
     };
     debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "matched");
+    let mut summary = summary;
+    summary.warnings = manifests
+        .iter()
+        .flat_map(|m| &m.skipped)
+        .map(|s| format!("{} was not staged: {}", s.key, s.reason))
+        .collect();
     let manifest_keys: Vec<String> = manifests.iter().map(|m| m.manifest_key.clone()).collect();
 
     // reports first, then the database row that points at them

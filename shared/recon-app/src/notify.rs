@@ -118,6 +118,7 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         totals: &'a std::collections::BTreeMap<String, String>,
         excluded: &'a std::collections::BTreeMap<String, u64>,
         out_of_window: Option<String>,
+        warnings: &'a [String],
         link: Option<&'a str>,
     }
     let runs: Vec<R<'_>> = notices
@@ -155,6 +156,7 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
                 totals: &s.total_discrepancy_amount,
                 excluded: &s.excluded_counts,
                 out_of_window: crate::report::out_of_window_line(date, s),
+                warnings: &s.warnings,
                 link: n.link.as_deref(),
             }
         })

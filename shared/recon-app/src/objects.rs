@@ -40,6 +40,19 @@ pub trait ObjectStore: Send + Sync {
     fn link(&self, key: &str) -> impl Future<Output = Result<String, ObjectError>> + Send;
     /// Where this store is, for messages (`./.recon/store`, `s3://bucket`).
     fn describe(&self) -> String;
+    /// Is the object a regular file inside the store (not a symbolic link, device or folder)? S3 objects
+    /// always are.
+    fn is_regular(&self, key: &str) -> impl Future<Output = Result<bool, ObjectError>> + Send {
+        let _ = key;
+        async { Ok(true) }
+    }
+}
+
+/// Is `name` one of [`LocalStore`]'s own temporary files (`.tmp-{uuid}-{name}`, written then renamed)?
+fn own_temp_file(name: &str) -> bool {
+    name.strip_prefix(".tmp-")
+        .and_then(|r| r.get(..36))
+        .is_some_and(|u| uuid::Uuid::parse_str(u).is_ok())
 }
 
 /// A local directory laid out with the S3 keys.
@@ -55,6 +68,36 @@ impl LocalStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The path of `key` when it is a regular file inside the store; an error naming it otherwise (its
+    /// content is never read).
+    fn regular(&self, op: &'static str, key: &str) -> Result<PathBuf, ObjectError> {
+        let p = self.path(op, key)?;
+        let refuse = |why: String| ObjectError {
+            op,
+            key: key.into(),
+            reason: why,
+            retryable: false,
+        };
+        let meta = std::fs::symlink_metadata(&p).map_err(io(op, key))?;
+        if !meta.file_type().is_file() {
+            return Err(refuse(
+                "not a regular file (a symbolic link, device or folder): refused, its content unread; put the \
+                 file itself there"
+                    .into(),
+            ));
+        }
+        let inside = match (std::fs::canonicalize(&p), std::fs::canonicalize(&self.root)) {
+            (Ok(f), Ok(r)) => f.starts_with(r),
+            _ => false,
+        };
+        if !inside {
+            return Err(refuse(
+                "resolves outside the store: refused, its content unread".into(),
+            ));
+        }
+        Ok(p)
     }
 
     fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, ObjectError> {
@@ -88,11 +131,12 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
+        // never followed: a symbolic link to a directory is listed as an entry, not walked
         if entry.file_type()?.is_dir() {
             walk(&path, root, out)?;
         } else if let Ok(rel) = path.strip_prefix(root) {
             let key = rel.to_string_lossy().replace('\\', "/");
-            if !key.split('/').any(|p| p.starts_with(".tmp-")) {
+            if !key.split('/').any(own_temp_file) {
                 out.push(key);
             }
         }
@@ -100,14 +144,34 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Moves a fully written temporary file to its key. Raw data (`raw/...`) is never overwritten: the move
+/// fails when the key exists (a hard link is atomic and refuses an existing name); other keys are replaced.
+async fn publish(tmp: &Path, dst: &Path, key: &str, op: &'static str) -> Result<(), ObjectError> {
+    if key.starts_with("raw/") {
+        let linked = tokio::fs::hard_link(tmp, dst).await;
+        let _ = tokio::fs::remove_file(tmp).await;
+        return linked.map_err(|e| ObjectError {
+            op,
+            key: key.into(),
+            reason: if e.kind() == std::io::ErrorKind::AlreadyExists {
+                "already exists: raw data is never overwritten".into()
+            } else {
+                e.to_string()
+            },
+            retryable: false,
+        });
+    }
+    tokio::fs::rename(tmp, dst).await.map_err(io(op, key))
+}
+
 impl ObjectStore for LocalStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
-        let p = self.path("get", key)?;
+        let p = self.regular("get", key)?;
         tokio::fs::read(&p).await.map_err(io("get", key))
     }
 
     async fn open(&self, key: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), ObjectError> {
-        let p = self.path("open", key)?;
+        let p = self.regular("open", key)?;
         let f = std::fs::File::open(&p).map_err(io("open", key))?;
         let size = f.metadata().ok().map(|m| m.len());
         Ok((Box::new(f), size))
@@ -126,7 +190,7 @@ impl ObjectStore for LocalStore {
             .unwrap_or_default();
         let tmp = dir.join(format!(".tmp-{}-{name}", uuid::Uuid::new_v4()));
         tokio::fs::write(&tmp, bytes).await.map_err(io("put", key))?;
-        tokio::fs::rename(&tmp, &p).await.map_err(io("put", key))
+        publish(&tmp, &p, key, "put").await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
@@ -141,15 +205,28 @@ impl ObjectStore for LocalStore {
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
-        let src = self.path("copy", from)?;
+        let src = self.regular("copy", from)?;
         let dst = self.path("copy", to)?;
-        if let Some(d) = dst.parent() {
-            tokio::fs::create_dir_all(d).await.map_err(io("copy", to))?;
+        let dir = dst
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
+        tokio::fs::create_dir_all(&dir).await.map_err(io("copy", to))?;
+        let name = dst
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".tmp-{}-{name}", uuid::Uuid::new_v4()));
+        tokio::fs::copy(&src, &tmp).await.map_err(io("copy", from))?;
+        publish(&tmp, &dst, to, "copy").await
+    }
+
+    async fn is_regular(&self, key: &str) -> Result<bool, ObjectError> {
+        match self.regular("stat", key) {
+            Ok(_) => Ok(true),
+            Err(e) if e.reason.contains("refused") => Ok(false),
+            Err(e) => Err(e),
         }
-        tokio::fs::copy(&src, &dst)
-            .await
-            .map(|_| ())
-            .map_err(io("copy", from))
     }
 
     async fn link(&self, key: &str) -> Result<String, ObjectError> {

@@ -145,6 +145,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            // raw data is never overwritten: a conditional put fails when the key exists
+            .set_if_none_match(key.starts_with("raw/").then(|| "*".to_string()))
             .body(ByteStream::from(bytes))
             .send()
             .await

@@ -117,6 +117,9 @@ pub fn day(d: &DaySummary) -> String {
         if let Some(line) = recon_app::report::out_of_window_line(&d.date, r) {
             out.push_str(&format!("{}: {line}\n", r.processor.as_str()));
         }
+        for w in &r.warnings {
+            out.push_str(&format!("{} WARNING: {w}\n", r.processor.as_str()));
+        }
     }
     if d.unattributed_invalid_records > 0 {
         out.push_str(&format!(

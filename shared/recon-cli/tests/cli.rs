@@ -847,3 +847,104 @@ async fn two_runs_of_one_day_at_once_both_succeed_and_one_is_current() {
     let current = runs.iter().filter(|r| r["status"] != "superseded").count();
     assert_eq!((current, runs.len()), (3, 6), "{runs:?}");
 }
+
+#[tokio::test]
+async fn staging_keeps_every_file_apart_and_says_what_it_did_not_stage() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let root = store.path();
+    let day = "inbox/ledger/2025-01-15";
+    let header = "ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n";
+    write(root, &format!("{day}/a/b.csv"), header.as_bytes());
+    write(
+        root,
+        &format!("{day}/a_b.csv"),
+        header.replace('\n', "\r\n").as_bytes(),
+    );
+    write(root, &format!("{day}/manifest.json"), header.as_bytes());
+    write(root, &format!("{day}/.tmp-upload.csv"), header.as_bytes());
+    std::os::unix::fs::symlink("/etc/passwd", root.join(format!("{day}/passwd.csv"))).unwrap();
+    let out = recon(
+        &db,
+        root,
+        &[
+            "--date",
+            "2025-01-15",
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("root:"), "the link's target is never read");
+    let v = json(&out);
+    for run in v["runs"].as_array().unwrap() {
+        let w: Vec<String> = run["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w
+            .iter()
+            .any(|w| w.contains(".tmp-upload.csv") && w.contains("temporary")));
+        assert!(w
+            .iter()
+            .any(|w| w.contains("passwd.csv") && w.contains("not a regular file")));
+    }
+    // the ledger's manifest: every file under its own relative path, none over the manifest
+    let raw = root.join("raw/ledger/2025-01-15");
+    let fetch = std::fs::read_dir(&raw).unwrap().next().unwrap().unwrap().path();
+    let m: Value = serde_json::from_slice(&std::fs::read(fetch.join("manifest.json")).unwrap()).unwrap();
+    let keys: Vec<&str> = m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    for suffix in ["/a/b.csv", "/a_b.csv", "/files/manifest.json", "/ledger.csv"] {
+        assert!(keys.iter().any(|k| k.ends_with(suffix)), "{suffix} in {keys:?}");
+    }
+    assert_eq!(m["skipped"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        std::fs::read(fetch.join("a_b.csv")).unwrap(),
+        header.replace('\n', "\r\n").as_bytes()
+    );
+    assert!(!fetch.join("passwd.csv").exists());
+}
+
+#[tokio::test]
+async fn raw_data_is_never_overwritten_locally() {
+    use recon_app::objects::{LocalStore, ObjectStore};
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::new(dir.path());
+    s.put("raw/ledger/2025-01-15/f1/a.csv", b"one".to_vec(), "text/csv")
+        .await
+        .unwrap();
+    let again = s
+        .put("raw/ledger/2025-01-15/f1/a.csv", b"two".to_vec(), "text/csv")
+        .await;
+    assert!(again.is_err());
+    assert_eq!(s.get("raw/ledger/2025-01-15/f1/a.csv").await.unwrap(), b"one");
+    // reports may be rewritten
+    s.put("reports/x/summary.json", b"1".to_vec(), "application/json")
+        .await
+        .unwrap();
+    s.put("reports/x/summary.json", b"2".to_vec(), "application/json")
+        .await
+        .unwrap();
+}

@@ -41,6 +41,9 @@ pub struct RunSummary {
     pub out_of_window_earliest: Option<String>,
     #[serde(default)]
     pub out_of_window_latest: Option<String>,
+    /// What the operator should know that is not a discrepancy: inbox entries not staged, with the reason.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `YYYY-MM-DD` (UTC) of a time in milliseconds since the epoch.
@@ -80,6 +83,7 @@ impl RunSummary {
             out_of_window_count: o.out_of_window.count,
             out_of_window_earliest: o.out_of_window.earliest.map(utc_date),
             out_of_window_latest: o.out_of_window.latest.map(utc_date),
+            warnings: Vec::new(),
         }
     }
 
@@ -101,6 +105,7 @@ impl RunSummary {
             out_of_window_count: 0,
             out_of_window_earliest: None,
             out_of_window_latest: None,
+            warnings: Vec::new(),
         }
     }
 }

@@ -186,7 +186,17 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
         if let Err(e) = &input {
             error!(processor = %p, date = %date, error = %e, "run fails");
         }
-        runs.push(run_match(deps, &req, input).await?);
+        match run_match(deps, &req, input).await {
+            Ok(r) => runs.push(r),
+            // one processor's run that cannot be written never stops the others: it is recorded as failed
+            // with the reason (when the database is up; otherwise the error stands)
+            Err(e @ AppError::Store(_)) => {
+                error!(processor = %p, date = %date, error = %e, "recording the run failed; recording it as failed");
+                let reason = format!("recording the run failed: {e}");
+                runs.push(run_match(deps, &req, Err(reason)).await.map_err(|_| e)?);
+            }
+            Err(e) => return Err(e),
+        }
     }
     let summary = DaySummary {
         date: date.to_string(),

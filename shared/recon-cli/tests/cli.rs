@@ -948,3 +948,55 @@ async fn raw_data_is_never_overwritten_locally() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_nul_character_is_one_invalid_record_and_every_processor_still_runs() {
+    let args = [
+        "--date",
+        "2025-01-15",
+        "--grace-days",
+        "0",
+        "--format",
+        "json",
+        "--no-notify",
+    ];
+    let db = TestDb::new().await;
+    let base = json(&recon(&db, demo_store().path(), &args));
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let ledger = store.path().join("inbox/ledger/2025-01-15/ledger.csv");
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    std::fs::write(&ledger, text.replacen(",ord_1005,", ",ord_10\u{0}05,", 1)).unwrap();
+    let page = store
+        .path()
+        .join("inbox/stripe/2025-01-15/balance_transactions-page-00001.json");
+    let text = std::fs::read_to_string(&page).unwrap();
+    let changed = text.replacen(
+        "\"txn_3QhDemo0013LkdIwHu7ix0aB1\"",
+        "\"txn_3QhDemo0013Lkd\\u0000Iw\"",
+        1,
+    );
+    assert_ne!(changed, text);
+    std::fs::write(&page, changed).unwrap();
+    let out = recon(&db, store.path(), &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["runs"].as_array().map(Vec::len), Some(3));
+    let (s, b) = (
+        &v["runs"][0]["discrepancy_counts"],
+        &base["runs"][0]["discrepancy_counts"],
+    );
+    assert_eq!(n(s, "invalid_record"), n(b, "invalid_record") + 2, "{s}");
+    for i in [1, 2] {
+        assert_eq!(v["runs"][i]["status"], "succeeded");
+        assert_eq!(
+            v["runs"][i]["discrepancy_counts"],
+            base["runs"][i]["discrepancy_counts"]
+        );
+    }
+}

@@ -431,6 +431,49 @@ fn range_invalid(side: Side, location: Location, amount: Money, id: &str) -> Inv
     }
 }
 
+/// The first text field of a processor record holding a NUL character (legal in JSON, `\u0000`, but text
+/// PostgreSQL cannot store).
+fn processor_nul(r: &ProcessorRecord) -> Option<&'static str> {
+    let has = |s: &str| s.contains('\0');
+    if has(&r.id) {
+        Some("id")
+    } else if r.reference.as_deref().is_some_and(has) || r.other_references.iter().any(has) {
+        Some("reference")
+    } else {
+        None
+    }
+}
+
+fn ledger_nul(r: &LedgerRow) -> Option<&'static str> {
+    let has = |s: &str| s.contains('\0');
+    if has(&r.ledger_id) {
+        Some("ledger_id")
+    } else if r.processor_txn_id.as_deref().is_some_and(has) {
+        Some("processor_txn_id")
+    } else if r.order_id.as_deref().is_some_and(has) {
+        Some("order_id")
+    } else {
+        None
+    }
+}
+
+fn nul_invalid(side: Side, location: Location, field: &str, raw: &str) -> InvalidRecord {
+    InvalidRecord {
+        side,
+        location,
+        field: Some(field.into()),
+        reason: format!(
+            "{field} contains a NUL character (\\0), which no text column can hold: fix the export"
+        ),
+        raw: raw.to_string(),
+    }
+}
+
+/// Text as it can be stored and shown: NUL characters written as `\0`.
+fn storable(s: &str) -> String {
+    s.replace('\0', "\\0")
+}
+
 /// The absolute amount at stake of a value known to be in range (both amounts of a pair are at most
 /// [`MAX_MINOR`], so a difference is at most twice that).
 fn stake_of(v: i128) -> i64 {
@@ -549,7 +592,14 @@ pub(crate) fn reconcile_part(
                 out_of_window.see(at);
             }
         }
-        if rec.kind.is_reconciled() && !in_range(rec.amount.minor) {
+        if let Some(field) = processor_nul(rec) {
+            out_of_range.push(nul_invalid(
+                Side::Processor,
+                rec.location,
+                field,
+                &format!("{rec:?}"),
+            ));
+        } else if rec.kind.is_reconciled() && !in_range(rec.amount.minor) {
             out_of_range.push(range_invalid(Side::Processor, rec.location, rec.amount, &rec.id));
         } else if rec.kind.is_reconciled() {
             procs.push(PRef { rec, carried: None });
@@ -566,7 +616,14 @@ pub(crate) fn reconcile_part(
                 out_of_window.see(at);
             }
         }
-        if row.kind != LedgerType::Adjustment && !in_range(row.amount.minor) {
+        if let Some(field) = ledger_nul(row) {
+            out_of_range.push(nul_invalid(
+                Side::Ledger,
+                row.location,
+                field,
+                &format!("{row:?}"),
+            ));
+        } else if row.kind != LedgerType::Adjustment && !in_range(row.amount.minor) {
             out_of_range.push(range_invalid(
                 Side::Ledger,
                 row.location,
@@ -1076,8 +1133,8 @@ pub(crate) fn reconcile_part(
             occurred_at: None,
             processor_source: (inv.side == crate::model::Side::Processor).then(|| src.clone()),
             ledger_source: (inv.side == crate::model::Side::Ledger).then(|| src.clone()),
-            details: format!("{src}: {}{field}", inv.reason),
-            raw: Some(inv.raw.clone()),
+            details: storable(&format!("{src}: {}{field}", inv.reason)),
+            raw: Some(storable(&inv.raw)),
             carried_from: None,
             carry: None,
         });

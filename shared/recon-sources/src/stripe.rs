@@ -360,6 +360,19 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             ),
             _ => (String::new(), None, None, None),
         };
+        if [Some(source_id.as_str()), disputed.as_deref(), intent.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|k| k.contains('\0'))
+        {
+            out.invalid.push(bad(
+                location,
+                "source",
+                "an identifier contains a NUL character (\\u0000), which no text column can hold".into(),
+                raw.get().to_string(),
+            ));
+            continue;
+        }
         let kind = kind_of_source(t.reporting_category.as_deref(), t.txn_type.as_deref(), &source_id);
         let (reference, other_references) = split_refs(
             reference_metadata_keys()

@@ -381,3 +381,42 @@ mod quote_tests {
         assert_eq!(l100, Some(15));
     }
 }
+
+#[cfg(test)]
+mod utf8_tests {
+    use super::*;
+
+    fn with_bad_byte_at_row(rows: usize, bad: usize) -> Vec<u8> {
+        let mut s =
+            b"ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n".to_vec();
+        for i in 0..rows {
+            let p = ["stripe", "paypal", "square"][i % 3];
+            s.extend_from_slice(format!("L{i},{p},txn_{i},ord_").as_bytes());
+            if i == bad {
+                s.push(0xff);
+            }
+            s.extend_from_slice(format!("{i},charge,1.00,USD,captured,2025-01-15T10:00:00Z\n").as_bytes());
+        }
+        s
+    }
+
+    #[test]
+    fn a_bad_byte_is_that_rows_problem_wherever_it_is() {
+        // near the start (inside the detection head) and far past it: the same outcome
+        for (rows, bad) in [(10, 4), (5_000, 4_000)] {
+            let bytes = with_bad_byte_at_row(rows, bad);
+            let (format, p) = crate::parse_object("inbox/ledger/d/l.csv", 0, &bytes)
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            assert_eq!(format, crate::Format::LedgerCsv);
+            assert_eq!(p.ledger.len(), rows - 1);
+            assert_eq!(p.invalid.len(), 1);
+            let (processor, inv) = &p.invalid[0];
+            let want: Processor = ["stripe", "paypal", "square"][bad % 3]
+                .parse()
+                .unwrap_or(Processor::Stripe);
+            assert_eq!(*processor, Some(want), "the row's own processor column");
+            assert_eq!(inv.location.line, bad as u64 + 2);
+            assert!(inv.reason.contains("not UTF-8"));
+        }
+    }
+}

@@ -100,12 +100,10 @@ pub const HEAD: usize = 64 * 1024;
 
 /// Recognises the format of an object from its first bytes (or all of it, when shorter than [`HEAD`]).
 pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        // a multi-byte character cut at the end of the head is fine
-        Err(e) if e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
-        Err(_) => text::utf8(key, bytes)?,
-    };
+    // decoded leniently: a bad byte in some row of the head is that row's problem (the CSV parsers decode
+    // row by row), not the file's; JSON pages are decoded whole by their parsers
+    let lossy = String::from_utf8_lossy(bytes);
+    let text: &str = &lossy;
     let body = text.trim_start_matches('\u{feff}').trim_start();
     let first_line = body.lines().next().unwrap_or("");
     if body.starts_with('{') || body.starts_with('[') {

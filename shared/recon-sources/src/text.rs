@@ -262,9 +262,40 @@ pub(crate) fn for_each_row<'a>(
     loop {
         let start = rdr.position().byte();
         rdr.get_mut().forget(start);
-        match rdr.read_record(&mut rec) {
+        // the previous record's buffers are reused for this one
+        let mut bytes = std::mem::take(&mut rec).into_byte_record();
+        match rdr.read_byte_record(&mut bytes) {
             Ok(false) => return Ok(()),
-            Ok(true) => {}
+            Ok(true) => {
+                // decoded row by row: a row with bytes that are not UTF-8 is an invalid record of the processor
+                // its columns name, wherever it is in the file
+                match csv::StringRecord::from_byte_record(bytes) {
+                    Ok(r) => rec = r,
+                    Err(e) => {
+                        let field = e.utf8_error().field() + 1;
+                        let bytes = e.into_byte_record();
+                        let lossy: csv::StringRecord = bytes
+                            .iter()
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect();
+                        let line = offset + line_of(bytes.position(), crlf);
+                        invalid.push((
+                            processor_of(&lossy),
+                            recon_core::InvalidRecord {
+                                side,
+                                location: recon_core::Location { object, line },
+                                field: Some("row".into()),
+                                reason: format!(
+                                    "field {field} is not UTF-8: re-export the file as UTF-8 (the row is shown with \
+                                     the bad bytes replaced by U+FFFD)"
+                                ),
+                                raw: raw_record(&lossy),
+                            },
+                        ));
+                        continue;
+                    }
+                }
+            }
             Err(e) => {
                 let line = offset + line_of(e.position(), crlf);
                 invalid.push((

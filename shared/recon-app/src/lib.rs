@@ -92,6 +92,32 @@ pub struct LedgerSide {
     pub rows: Vec<LedgerRow>,
     pub invalid: Vec<InvalidRecord>,
     pub objects: Vec<(u32, String)>,
+    /// The day's ledger rows whose processor column is unknown or unreadable (the same for every run).
+    pub unattributed: Vec<InvalidRecord>,
+}
+
+/// How many unattributed ledger rows a summary's warnings list one by one (all are stored).
+const UNATTRIBUTED_LISTED: usize = 20;
+
+/// The day's unattributed ledger rows as stored ones: source (`key:line`), field, reason, raw text.
+fn unattributed_rows(l: &LedgerSide) -> Vec<recon_store::Unattributed> {
+    let objects = object_table(&[&l.objects]);
+    l.unattributed
+        .iter()
+        .map(|inv| recon_store::Unattributed {
+            source: format!(
+                "{}:{}",
+                objects
+                    .get(inv.location.object as usize)
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+                inv.location.line
+            ),
+            field: inv.field.clone(),
+            reason: inv.reason.replace('\0', "\\0"),
+            raw: inv.raw.replace('\0', "\\0"),
+        })
+        .collect()
 }
 
 /// Who started a run and under which idempotency key.
@@ -296,6 +322,7 @@ pub async fn run_match_with<S: ObjectStore>(
         .collect();
     let carried: Vec<Carried> = carried_items.into_iter().map(|c| c.carried).collect();
 
+    let mut unattributed: Vec<recon_store::Unattributed> = Vec::new();
     let (summary, outcome, manifests) = match input {
         MatchData::Partitions { parts, manifests } => {
             let n = parts.len();
@@ -310,6 +337,7 @@ pub async fn run_match_with<S: ObjectStore>(
         ),
         MatchData::Input(Ok((p, l))) => {
             let manifests: Vec<Manifest> = p.manifests.iter().chain(&l.manifests).cloned().collect();
+            unattributed = unattributed_rows(&l);
             let result = on_sides(
                 req.processor,
                 (p, l),
@@ -341,6 +369,18 @@ pub async fn run_match_with<S: ObjectStore>(
         .iter()
         .flat_map(|m| &m.skipped)
         .map(|s| format!("{} was not staged: {}", s.key, s.reason))
+        .chain(unattributed.iter().take(UNATTRIBUTED_LISTED).map(|u| {
+            format!(
+                "ledger row {} belongs to no processor's run: {} (raw: {})",
+                u.source, u.reason, u.raw
+            )
+        }))
+        .chain((unattributed.len() > UNATTRIBUTED_LISTED).then(|| {
+            format!(
+                "and {} more ledger rows that belong to no processor's run (table unattributed_ledger_rows)",
+                unattributed.len() - UNATTRIBUTED_LISTED
+            )
+        }))
         .collect();
     let manifest_keys: Vec<String> = manifests.iter().map(|m| m.manifest_key.clone()).collect();
 
@@ -394,6 +434,7 @@ pub async fn run_match_with<S: ObjectStore>(
         started_at,
         finished_at: Utc::now(),
         first_seen: &first_seen,
+        unattributed: &unattributed,
     };
     match deps.db.record_run(&new).await.map_err(AppError::Store)? {
         Recorded::Existing {

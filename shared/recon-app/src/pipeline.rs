@@ -180,6 +180,7 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
                     rows: l.rows.remove(&p).unwrap_or_default(),
                     invalid: l.invalid.remove(&p).unwrap_or_default(),
                     objects: l.objects.clone(),
+                    unattributed: l.unattributed.clone(),
                 },
             )),
         };
@@ -273,6 +274,7 @@ pub fn sides(
             rows: l.rows.remove(&p).unwrap_or_default(),
             invalid: l.invalid.remove(&p).unwrap_or_default(),
             objects: l.objects,
+            unattributed: l.unattributed,
         },
     ))
 }

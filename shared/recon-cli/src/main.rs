@@ -339,14 +339,28 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let Some((run, ds)) = db.show_run(run_id).await? else {
                 bail!("no run {run_id}; `recon runs` lists them");
             };
+            let un = db.unattributed(run.run_date).await?;
             match format {
                 OutputFormat::Json => {
                     println!(
                         "{}",
-                        serde_json::to_string_pretty(&serde_json::json!({"run": run, "discrepancies": ds}))?
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"run": run, "discrepancies": ds, "unattributed_ledger_rows": un})
+                        )?
                     )
                 }
-                OutputFormat::Table => print!("{}", table::show(&run, &ds)),
+                OutputFormat::Table => {
+                    print!("{}", table::show(&run, &ds));
+                    if !un.is_empty() {
+                        println!(
+                            "\nledger rows of {} that belong to no processor's run:",
+                            run.run_date
+                        );
+                        for u in &un {
+                            println!("  {}  {}  raw: {}", u.source, u.reason, u.raw);
+                        }
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

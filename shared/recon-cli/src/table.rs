@@ -123,7 +123,8 @@ pub fn day(d: &DaySummary) -> String {
     }
     if d.unattributed_invalid_records > 0 {
         out.push_str(&format!(
-            "\n{} ledger rows have an unreadable processor column and belong to no run (see the log)\n",
+            "\n{} ledger rows have an unknown or unreadable processor column and belong to no run (listed in each \
+             run's warnings, kept in unattributed_ledger_rows, shown by `recon show`)\n",
             d.unattributed_invalid_records
         ));
     }

@@ -896,6 +896,7 @@ async fn staging_keeps_every_file_apart_and_says_what_it_did_not_stage() {
             .unwrap()
             .iter()
             .map(|w| w.as_str().unwrap().to_string())
+            .filter(|w| w.contains("was not staged"))
             .collect();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w
@@ -999,4 +1000,62 @@ async fn a_nul_character_is_one_invalid_record_and_every_processor_still_runs() 
             base["runs"][i]["discrepancy_counts"]
         );
     }
+}
+
+#[tokio::test]
+async fn unattributed_ledger_rows_are_kept_shown_and_listed() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let out = recon(
+        &db,
+        store.path(),
+        &["--date", "2025-01-15", "--grace-days", "0", "--format", "json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["unattributed_invalid_records"], 1);
+    for run in v["runs"].as_array().unwrap() {
+        let w = run["warnings"].to_string();
+        assert!(
+            w.contains("belongs to no processor's run") && w.contains("venmo"),
+            "{w}"
+        );
+        assert!(w.contains("ledger.csv:"), "names the key and line: {w}");
+    }
+    // the report and the email show it
+    let report = std::fs::read_dir(store.path().join("reports/2025-01-15/stripe"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("report.html");
+    assert!(std::fs::read_to_string(report).unwrap().contains("venmo"));
+    let outbox = store.path().join("outbox");
+    let eml = std::fs::read_dir(&outbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(std::fs::read_to_string(eml).unwrap().contains("venmo"));
+    // recon show lists it from the database
+    let run_id = v["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let shown = Command::new(RECON)
+        .args(["show", &run_id, "--database-url", &db.url, "--format", "json"])
+        .output()
+        .unwrap();
+    let shown = json(&shown);
+    let rows = shown["unattributed_ledger_rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rows.len(), 1, "{shown}");
+    assert!(rows[0]["raw"].as_str().unwrap().contains("venmo"));
+    assert!(rows[0]["source"].as_str().unwrap().contains("ledger.csv:"));
 }

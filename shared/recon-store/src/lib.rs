@@ -144,6 +144,18 @@ pub struct NewRun<'a> {
     pub finished_at: DateTime<Utc>,
     /// First-seen dates of the carried items, by carried id.
     pub first_seen: &'a HashMap<i64, NaiveDate>,
+    /// The day's ledger rows that belong to no processor's run (kept once per source location).
+    pub unattributed: &'a [Unattributed],
+}
+
+/// A ledger row whose processor column is unknown or unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unattributed {
+    /// Object key and line.
+    pub source: String,
+    pub field: Option<String>,
+    pub reason: String,
+    pub raw: String,
 }
 
 /// The result of [`Store::record_run`].
@@ -521,11 +533,42 @@ impl Store {
             resolve_carried(&tx, run, &o.carried).await?;
             inherit_later_resolutions(&tx, run).await?;
         }
+        for u in run.unattributed {
+            tx.execute(
+                "INSERT INTO unattributed_ledger_rows (run_date, source, field, reason, raw_record, first_run_id)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_date, source) DO NOTHING",
+                &[&run.date, &u.source, &u.field, &u.reason, &u.raw, &run.run_id],
+            )
+            .await
+            .map_err(q("keeping the unattributed ledger rows"))?;
+        }
         tx.commit().await.map_err(q("committing the run"))?;
         Ok(Recorded::New {
             run_id: run.run_id,
             superseded: old,
         })
+    }
+
+    /// The ledger rows of `date` that belong to no processor's run.
+    pub async fn unattributed(&self, date: NaiveDate) -> Result<Vec<Unattributed>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT source, field, reason, raw_record FROM unattributed_ledger_rows WHERE run_date = $1
+                 ORDER BY source",
+                &[&date],
+            )
+            .await
+            .map_err(q("listing the unattributed ledger rows"))?;
+        Ok(rows
+            .iter()
+            .map(|r| Unattributed {
+                source: r.get(0),
+                field: r.get(1),
+                reason: r.get(2),
+                raw: r.get(3),
+            })
+            .collect())
     }
 
     /// Runs, newest first.

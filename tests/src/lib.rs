@@ -70,3 +70,65 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A TCP proxy in front of PostgreSQL that cuts the connection (both ways) as soon as the client sends
+/// `trigger` (for example `FROM STDIN`: the start of a COPY), once; later connections pass through.
+pub struct CutProxy {
+    pub port: u16,
+}
+
+impl CutProxy {
+    pub fn start(target: std::net::SocketAddr, trigger: &'static [u8]) -> CutProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let cut_done = Arc::new(AtomicBool::new(false));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) = match (client.try_clone(), server.try_clone()) {
+                    (Ok(c), Ok(s)) => (c, s),
+                    _ => continue,
+                };
+                let (mut s_in, mut c_out) = (server, client);
+                let cut = cut_done.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let hit = buf[..n].windows(trigger.len()).any(|w| w == trigger);
+                        if hit && !cut.swap(true, Ordering::SeqCst) {
+                            let _ = c_in.shutdown(std::net::Shutdown::Both);
+                            let _ = s_out.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CutProxy { port }
+    }
+}

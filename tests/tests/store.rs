@@ -389,3 +389,45 @@ fn reruns_in_any_sequence_give_the_figures_of_one_pass_in_date_order() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_statement_timeout_and_a_terminated_connection_are_retryable() {
+    let db = TestDb::new().await;
+    let plain = store(&db).await;
+    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    // a statement cancelled by statement_timeout (57014) while another transaction holds the table
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}options=-c%20statement_timeout%3D300", db.url);
+    let timed = Store::new(&DbConfig::from_url(&url).unwrap()).unwrap();
+    c.batch_execute("BEGIN; LOCK TABLE reconciliation_runs IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let err = timed
+        .find_by_key("k")
+        .await
+        .err()
+        .expect("the statement times out");
+    assert!(err.is_retryable(), "{err}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+
+    // the server ends the session under it (pg_terminate_backend, a fast shutdown)
+    assert!(plain.find_by_key("k").await.is_ok());
+    c.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap();
+    let err = plain
+        .find_by_key("k")
+        .await
+        .err()
+        .expect("the pooled connection is gone");
+    assert!(err.is_retryable(), "{err}");
+    assert!(recon_store::retryable_sqlstate("57P01") && recon_store::retryable_sqlstate("08006"));
+    assert!(!recon_store::retryable_sqlstate("22P02"));
+}

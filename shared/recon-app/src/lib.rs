@@ -51,6 +51,9 @@ pub enum AppError {
     Store(StoreError),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A dependency throttled, timed out or answered 5xx: retry later (Step Functions backs off).
+    #[error("temporarily unavailable: {0}")]
+    Transient(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -70,6 +73,7 @@ impl AppError {
             AppError::Store(e) if e.is_retryable() => "Retryable",
             AppError::Store(_) => "DatabaseError",
             AppError::InvalidInput(_) => "InvalidInput",
+            AppError::Transient(_) => "Retryable",
             AppError::Internal(_) => "InternalError",
         }
     }

@@ -191,6 +191,9 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
             Ok(r) => runs.push(r),
             // one processor's run that cannot be written never stops the others: it is recorded as failed
             // with the reason (when the database is up; otherwise the error stands)
+            // a database that is unavailable is retried whole (nothing was written); any other write failure
+            // is recorded as that processor's failed run
+            Err(AppError::Store(se)) if se.is_retryable() => return Err(AppError::Store(se)),
             Err(e @ AppError::Store(_)) => {
                 error!(processor = %p, date = %date, error = %e, "recording the run failed; recording it as failed");
                 let reason = format!("recording the run failed: {e}");

@@ -55,16 +55,21 @@ impl Aws {
 }
 
 /// Is an SDK error worth retrying (throttling, timeouts, 5xx, connection problems)?
-fn retryable<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+pub(crate) fn retryable<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
 where
+    E: std::fmt::Debug,
     R: std::fmt::Debug,
 {
     use aws_sdk_s3::error::SdkError;
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(s) => {
-            let dbg = format!("{:?}", s.raw());
-            dbg.contains("status: StatusCode(5") || dbg.contains("SlowDown") || dbg.contains("Throttl")
+            let dbg = format!("{:?} {:?}", s.raw(), s.err());
+            dbg.contains("status: StatusCode(5")
+                || dbg.contains("SlowDown")
+                || dbg.contains("Throttl")
+                || dbg.contains("TooManyRequests")
+                || dbg.contains("RequestLimitExceeded")
         }
         _ => false,
     }

@@ -15,18 +15,34 @@ struct DbSecret {
     dbname: Option<String>,
 }
 
+/// A Secrets Manager error: throttling, timeouts, 5xx and connection problems are `Retryable`; anything else
+/// (not found, access denied) names the secret and stops.
+fn secret_error<E: std::fmt::Debug, R: std::fmt::Debug>(
+    arn: &str,
+    e: &aws_sdk_secretsmanager::error::SdkError<E, R>,
+) -> AppError {
+    let what = match e {
+        aws_sdk_secretsmanager::error::SdkError::ServiceError(s) => format!("{:?}", s.err()),
+        other => format!("{other:?}"),
+    };
+    // only the error's kind, never a dump of the request or response
+    let short: String = what.chars().take(160).collect();
+    if crate::retryable(e) {
+        AppError::Transient(format!(
+            "reading secret {arn}: throttled or unavailable ({short}); retry later"
+        ))
+    } else {
+        AppError::InvalidInput(format!("cannot read secret {arn}: {short}"))
+    }
+}
+
 async fn secret_string(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<SecretString, AppError> {
     let out = client
         .get_secret_value()
         .secret_id(arn)
         .send()
         .await
-        .map_err(|e| {
-            AppError::InvalidInput(format!(
-                "cannot read secret {arn}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            ))
-        })?;
+        .map_err(|e| secret_error(arn, &e))?;
     out.secret_string()
         .map(|s| SecretString::from(s.to_string()))
         .ok_or_else(|| AppError::InvalidInput(format!("secret {arn} has no SecretString")))
@@ -102,4 +118,20 @@ pub async fn processors(
     let raw = secret_string(client, arn).await?;
     serde_json::from_str(raw.expose_secret())
         .map_err(|_| AppError::InvalidInput(format!("secret {arn} is not the processor credentials JSON")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_and_timeouts_are_retryable() {
+        let e: aws_sdk_secretsmanager::error::SdkError<(), ()> =
+            aws_sdk_secretsmanager::error::SdkError::timeout_error("read timed out");
+        let err = secret_error("arn:aws:secretsmanager:us-east-1:1:secret:db", &e);
+        assert_eq!(err.error_name(), "Retryable", "{err}");
+        assert!(err
+            .to_string()
+            .contains("arn:aws:secretsmanager:us-east-1:1:secret:db"));
+    }
 }

@@ -1059,3 +1059,86 @@ async fn unattributed_ledger_rows_are_kept_shown_and_listed() {
     assert!(rows[0]["raw"].as_str().unwrap().contains("venmo"));
     assert!(rows[0]["source"].as_str().unwrap().contains("ledger.csv:"));
 }
+
+#[tokio::test]
+async fn a_connection_cut_mid_copy_writes_nothing_and_a_rerun_completes() {
+    let db = TestDb::new().await;
+    // migrate directly first, so that the cut hits the run's COPY
+    let ok = Command::new(RECON)
+        .args(["migrate", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    // postgres://user@host:port/db -> the same through the proxy
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let (user, hostport) = authority
+        .rsplit_once('@')
+        .map_or(("", authority), |(u, h)| (u, h));
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .map_or((hostport, 5432u16), |(h, p)| (h, p.parse().unwrap()));
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let target: std::net::SocketAddr = format!("{host}:{port}").parse().unwrap();
+    let proxy = recon_tests::CutProxy::start(target, b"FROM STDIN");
+    let at = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
+    let proxied = format!("{scheme}://{at}127.0.0.1:{}/{path}", proxy.port);
+    let store = demo_store();
+    let args = [
+        "--date",
+        "2025-01-15",
+        "--grace-days",
+        "0",
+        "--format",
+        "json",
+        "--no-notify",
+    ];
+    let cut = Command::new(RECON)
+        .args([
+            "run",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--database-url",
+            &proxied,
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        cut.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    let err = String::from_utf8_lossy(&cut.stderr);
+    assert!(err.contains("unavailable") || err.contains("retry"), "{err}");
+    let listed = Command::new(RECON)
+        .args([
+            "runs",
+            "--date",
+            "2025-01-15",
+            "--database-url",
+            &db.url,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        json(&listed).as_array().map(Vec::len),
+        Some(0),
+        "nothing of the cut run is visible"
+    );
+    let again = recon(&db, store.path(), &args);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(json(&again)["runs"].as_array().map(Vec::len), Some(3));
+}

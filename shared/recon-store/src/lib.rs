@@ -47,15 +47,25 @@ impl StoreError {
     }
 }
 
+/// SQLSTATEs worth retrying: connection exceptions (class 08), the server shutting down or starting
+/// (57P01-57P03), too many connections (53300), a lock or statement timeout (55P03, 57014), serialization
+/// failure and deadlock (40001, 40P01), and a unique race on the one-current-run index (23505).
+pub fn retryable_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "55P03" | "57014" | "40001" | "40P01" | "23505"
+        )
+}
+
 fn q(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| {
         if e.is_closed() || e.as_db_error().is_none() {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(format!("{what}: {e}"))
         } else {
             let code = e.code().map(|c| c.code().to_string()).unwrap_or_default();
-            // 40001 serialization_failure, 40P01 deadlock, 23505 unique race on the current-run index
-            if code == "40001" || code == "40P01" {
-                StoreError::Unavailable(format!("{what}: {e}"))
+            if retryable_sqlstate(&code) {
+                StoreError::Unavailable(format!("{what}: {e} (SQLSTATE {code})"))
             } else {
                 let detail = e
                     .as_db_error()

@@ -406,11 +406,7 @@ async fn a_statement_timeout_and_a_terminated_connection_are_retryable() {
     c.batch_execute("BEGIN; LOCK TABLE reconciliation_runs IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let err = timed
-        .find_by_key("k")
-        .await
-        .err()
-        .expect("the statement times out");
+    let err = timed.find_by_key("k").await.expect_err("the statement times out");
     assert!(err.is_retryable(), "{err}");
     c.batch_execute("ROLLBACK").await.unwrap();
 
@@ -425,8 +421,7 @@ async fn a_statement_timeout_and_a_terminated_connection_are_retryable() {
     let err = plain
         .find_by_key("k")
         .await
-        .err()
-        .expect("the pooled connection is gone");
+        .expect_err("the pooled connection is gone");
     assert!(err.is_retryable(), "{err}");
     assert!(recon_store::retryable_sqlstate("57P01") && recon_store::retryable_sqlstate("08006"));
     assert!(!recon_store::retryable_sqlstate("22P02"));

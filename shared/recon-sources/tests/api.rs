@@ -134,6 +134,30 @@ async fn stripe_bad_key_fails_at_once_with_a_clear_message() {
 }
 
 #[tokio::test]
+async fn an_error_body_echoing_the_key_never_carries_it_further() {
+    let server = MockServer::start().await;
+    // a 400 (not retried) whose body echoes the configured key verbatim
+    Mock::given(method("GET")).and(path("/v1/balance_transactions"))
+        .respond_with(ResponseTemplate::new(400).set_body_string(r#"{"error":{"type":"invalid_request_error","code":"parameter_unknown","message":"Received unknown parameter with key sk_test_123 (request by sk_test_123)"}}"#))
+        .mount(&server).await;
+    let err = recon_sources::api::stripe::fetch_day(
+        &http_client(),
+        &stripe_cfg(&server),
+        &RetryPolicy::quick(),
+        day(),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(!msg.contains("sk_test_123"), "{msg}");
+    assert!(
+        msg.contains("type=invalid_request_error") && msg.contains("code=parameter_unknown"),
+        "{msg}"
+    );
+    assert!(msg.contains("400"), "{msg}");
+}
+
+#[tokio::test]
 async fn stripe_5xx_forever_is_a_named_retryable_error() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

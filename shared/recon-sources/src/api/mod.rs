@@ -123,6 +123,8 @@ pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
+    /// The credentials this request carried, to keep them out of any message made from the answer.
+    pub secrets: Vec<String>,
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -139,9 +141,131 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     (when.with_timezone(&Utc) - Utc::now()).to_std().ok()
 }
 
-fn message_of(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.chars().take(300).collect()
+/// What an error answer says, fit to show: the processor's error type/code and message when the body is
+/// one of their error shapes (Stripe `error.{type,code,message}`, PayPal `name`/`error`/`message`/
+/// `error_description`, Square `errors[].{category,code,detail}`), else the text; the credentials of the
+/// request and anything shaped like a credential replaced by `[redacted]`; at most 200 characters.
+pub(crate) fn message_of(body: &[u8], secrets: &[String]) -> String {
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => structured(&v).unwrap_or_else(|| v.to_string()),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let mut text = text;
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(s.as_str(), "[redacted]");
+    }
+    let text = redact_credential_shapes(&text);
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+fn structured(v: &serde_json::Value) -> Option<String> {
+    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_string);
+    let parts = |fields: Vec<(&str, Option<String>)>| {
+        let p: Vec<String> = fields
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+            .collect();
+        (!p.is_empty()).then(|| p.join(" "))
+    };
+    if let Some(e) = v.get("error").filter(|e| e.is_object()) {
+        return parts(vec![
+            ("type", s(e, "type")),
+            ("code", s(e, "code")),
+            ("message", s(e, "message")),
+        ]);
+    }
+    if let Some(e) = v.get("errors").and_then(|e| e.get(0)) {
+        return parts(vec![
+            ("category", s(e, "category")),
+            ("code", s(e, "code")),
+            ("detail", s(e, "detail")),
+        ]);
+    }
+    parts(vec![
+        ("name", s(v, "name")),
+        ("error", s(v, "error")),
+        ("message", s(v, "message")),
+        ("error_description", s(v, "error_description")),
+        ("debug_id", s(v, "debug_id")),
+    ])
+}
+
+/// Words that look like credentials: Stripe keys (`sk_`, `rk_`, `pk_`, `whsec_`), Square tokens (`EAAA…`),
+/// PayPal access tokens (`A21AA…`), and whatever follows `Bearer ` or `Basic `.
+fn redact_credential_shapes(text: &str) -> String {
+    const PREFIXES: [&str; 9] = [
+        "sk_live_", "sk_test_", "rk_live_", "rk_test_", "pk_live_", "pk_test_", "whsec_", "EAAA", "A21AA",
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut after_scheme = false;
+    for word in text.split_inclusive(|c: char| !(c.is_ascii_alphanumeric() || "_-.+/=".contains(c))) {
+        let (core, sep) = match word.char_indices().last() {
+            Some((at, c)) if !(c.is_ascii_alphanumeric() || "_-.+/=".contains(c)) => word.split_at(at),
+            _ => (word, ""),
+        };
+        let credential = (after_scheme && core.len() >= 8) || PREFIXES.iter().any(|p| core.starts_with(p));
+        if credential {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(core);
+        }
+        out.push_str(sep);
+        after_scheme = matches!(core, "Bearer" | "bearer" | "Basic" | "basic");
+    }
+    out
+}
+
+/// The credentials a request carries in its `Authorization` header (a bearer token; a basic pair, decoded).
+fn credentials_of(req: &reqwest::Request) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in req.headers().get_all(reqwest::header::AUTHORIZATION) {
+        let Ok(v) = v.to_str() else { continue };
+        let Some((scheme, token)) = v.split_once(' ') else {
+            continue;
+        };
+        out.push(token.trim().to_string());
+        if scheme.eq_ignore_ascii_case("basic") {
+            if let Some(pair) = base64_decode(token.trim()).and_then(|b| String::from_utf8(b).ok()) {
+                out.extend(pair.split(':').map(str::to_string));
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        })
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&b| b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * i as u32);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
 }
 
 /// Sends a request with retries. `build` makes a fresh request each attempt; `valid` says whether a 2xx body
@@ -154,6 +278,8 @@ pub(crate) async fn send(
     valid: impl Fn(&[u8]) -> bool,
 ) -> Result<Answer, ApiError> {
     let mut last = String::new();
+    let secrets = build().build().map(|r| credentials_of(&r)).unwrap_or_default();
+    let message_of = |body: &[u8]| message_of(body, &secrets);
     for attempt in 0..policy.max_attempts {
         // Ok(answer) ends the loop; Err((why, retry_after)) tries again
         let outcome: Result<Answer, (String, Option<Duration>)> =
@@ -172,6 +298,7 @@ pub(crate) async fn send(
                                         status,
                                         headers,
                                         body,
+                                        secrets: secrets.clone(),
                                     })
                                 } else {
                                     Err((
@@ -207,6 +334,7 @@ pub(crate) async fn send(
                                         status,
                                         headers,
                                         body,
+                                        secrets: secrets.clone(),
                                     })
                                 }
                             }
@@ -241,7 +369,7 @@ pub(crate) fn rejected(source_name: &str, request: &str, a: &Answer) -> ApiError
         source_name: source_name.into(),
         status: a.status.as_u16(),
         request: request.into(),
-        message: message_of(&a.body),
+        message: message_of(&a.body, &a.secrets),
     }
 }
 
@@ -261,4 +389,37 @@ pub fn http_client() -> reqwest::Client {
 
 pub(crate) fn is_json(b: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_keep_type_and_code_and_lose_credentials() {
+        let stripe = br#"{"error":{"type":"invalid_request_error","code":"api_key_expired","message":"Expired API Key provided: sk_live_51H8abcdefSECRET. Get a new one.","doc_url":"https://stripe.com/docs"}}"#;
+        let m = message_of(stripe, &[]);
+        assert!(
+            m.contains("type=invalid_request_error") && m.contains("code=api_key_expired"),
+            "{m}"
+        );
+        assert!(!m.contains("sk_live_51H8abcdefSECRET"), "{m}");
+        let echo = b"<html>bad token Bearer abcdefghijklmnop and my-configured-secret-value</html>";
+        let m = message_of(echo, &["my-configured-secret-value".to_string()]);
+        assert!(
+            !m.contains("abcdefghijklmnop") && !m.contains("my-configured-secret-value"),
+            "{m}"
+        );
+        let square = br#"{"errors":[{"category":"AUTHENTICATION_ERROR","code":"UNAUTHORIZED","detail":"The token EAAAl0ngT0k3n is not valid"}]}"#;
+        let m = message_of(square, &[]);
+        assert!(
+            m.contains("category=AUTHENTICATION_ERROR") && !m.contains("EAAAl0ngT0k3n"),
+            "{m}"
+        );
+        let paypal = br#"{"error":"invalid_client","error_description":"Client Authentication failed"}"#;
+        assert!(message_of(paypal, &[]).contains("error=invalid_client"));
+        let long = vec![b'x'; 5000];
+        assert!(message_of(&long, &[]).chars().count() <= 201);
+        assert_eq!(base64_decode("aWQ6c2VjcmV0").as_deref(), Some(&b"id:secret"[..]));
+    }
 }

@@ -1142,3 +1142,88 @@ async fn a_connection_cut_mid_copy_writes_nothing_and_a_rerun_completes() {
     );
     assert_eq!(json(&again)["runs"].as_array().map(Vec::len), Some(3));
 }
+
+#[tokio::test]
+async fn a_run_killed_midway_leaves_nothing_half_done_and_a_rerun_completes() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let args = [
+        "--date",
+        "2025-01-15",
+        "--grace-days",
+        "0",
+        "--format",
+        "json",
+        "--no-notify",
+    ];
+    // kill -9 at several points of a run: before, during and after its writes
+    for delay_ms in [5u64, 40, 120, 300] {
+        let mut child = Command::new(RECON)
+            .args([
+                "run",
+                "--store",
+                store.path().to_str().unwrap(),
+                "--database-url",
+                &db.url,
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let out = Command::new(RECON)
+            .args([
+                "runs",
+                "--date",
+                "2025-01-15",
+                "--database-url",
+                &db.url,
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(0) {
+            let runs = json(&out);
+            for r in runs.as_array().unwrap() {
+                assert_ne!(r["status"], "running", "no half-written run is ever visible: {r}");
+            }
+        }
+    }
+    let again = recon(&db, store.path(), &args);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let v = json(&again);
+    assert_eq!(v["runs"].as_array().map(Vec::len), Some(3));
+    let out = Command::new(RECON)
+        .args([
+            "runs",
+            "--date",
+            "2025-01-15",
+            "--database-url",
+            &db.url,
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let runs = json(&out);
+    let current: Vec<&Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] != "superseded")
+        .collect();
+    assert_eq!(current.len(), 3, "one current run per processor: {runs}");
+    // every staged raw folder has its manifest or was never completed: the rerun's inputs are intact
+    for r in v["runs"].as_array().unwrap() {
+        assert_eq!(r["status"], "succeeded");
+    }
+}

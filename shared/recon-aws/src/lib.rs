@@ -259,16 +259,26 @@ impl Mailer for SesMailer {
             .send()
             .await
             .map_err(|e| {
-                AppError::Object(ObjectError {
-                    op: "send email",
-                    key: email.subject.clone(),
-                    reason: aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
-                    retryable: matches!(
-                        e,
-                        aws_sdk_sesv2::error::SdkError::TimeoutError(_)
-                            | aws_sdk_sesv2::error::SdkError::DispatchFailure(_)
-                    ),
-                })
+                // throttling (TooManyRequests), timeouts and 5xx are retried by Step Functions; the error's
+                // kind only, never a dump of the request
+                let kind = match &e {
+                    aws_sdk_sesv2::error::SdkError::ServiceError(s) => format!("{:?}", s.err()),
+                    other => format!("{other:?}"),
+                };
+                let kind: String = kind.chars().take(200).collect();
+                if retryable(&e) {
+                    AppError::Transient(format!(
+                        "sending the email {:?}: throttled or unavailable ({kind})",
+                        email.subject
+                    ))
+                } else {
+                    AppError::Object(ObjectError {
+                        op: "send email",
+                        key: email.subject.clone(),
+                        reason: kind,
+                        retryable: false,
+                    })
+                }
             })?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }

@@ -1,0 +1,129 @@
+//! AWS faults the state machine must see under the right error name: S3 answering 503 (then success, and
+//! for good), SES throttling (then success, and for good). A local HTTP stub stands in for the service.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use recon_app::notify::{Email, Mailer};
+use recon_app::objects::ObjectStore;
+use recon_aws::{S3Store, SesMailer};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn creds() -> aws_sdk_s3::config::Credentials {
+    aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests")
+}
+
+fn s3(server: &MockServer) -> S3Store {
+    let cfg = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds())
+        .endpoint_url(server.uri())
+        .force_path_style(true)
+        .build();
+    S3Store::new(aws_sdk_s3::Client::from_conf(cfg), "recon-bucket")
+}
+
+fn ses(server: &MockServer) -> SesMailer {
+    let cfg = aws_sdk_sesv2::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(server.uri())
+        .build();
+    SesMailer {
+        client: aws_sdk_sesv2::Client::from_conf(cfg),
+        configuration_set: None,
+    }
+}
+
+#[tokio::test]
+async fn s3_503_is_retried_by_the_sdk_then_named_retryable() {
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path("/recon-bucket/reports/2025-01-15/stripe/r/summary.json"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("<Error><Code>SlowDown</Code></Error>"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path_regex("^/recon-bucket/reports/.*"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let store = s3(&server);
+    store
+        .put(
+            "reports/2025-01-15/stripe/r/summary.json",
+            b"{}".to_vec(),
+            "application/json",
+        )
+        .await
+        .expect("a 503 then a 200 is a success");
+
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_string("<Error><Code>ServiceUnavailable</Code></Error>"),
+        )
+        .mount(&server)
+        .await;
+    let err = s3(&server)
+        .put(
+            "raw/stripe/2025-01-15/f/page-00001.json",
+            b"{}".to_vec(),
+            "application/json",
+        )
+        .await
+        .expect_err("503 for good");
+    let err = recon_app::AppError::Object(err);
+    assert_eq!(err.error_name(), "Retryable", "{err}");
+}
+
+fn email() -> Email {
+    Email {
+        from: "recon@example.com".into(),
+        to: vec!["operations@example.com".into()],
+        subject: "[recon] 2025-01-15: CRITICAL discrepancies".into(),
+        html: "<p>x</p>".into(),
+        text: "x".into(),
+    }
+}
+
+#[tokio::test]
+async fn ses_throttling_is_retried_then_named_retryable() {
+    let throttled = || {
+        ResponseTemplate::new(429)
+            .insert_header("x-amzn-ErrorType", "TooManyRequestsException")
+            .set_body_string(r#"{"message":"Maximum sending rate exceeded."}"#)
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(throttled())
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"MessageId":"m-1"}"#))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    assert_eq!(ses(&server).send(&email()).await.unwrap(), "m-1");
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(throttled())
+        .mount(&server)
+        .await;
+    let err = ses(&server).send(&email()).await.expect_err("throttled for good");
+    assert_eq!(err.error_name(), "Retryable", "{err}");
+    assert!(err.to_string().len() < 600, "a short message, no SDK dump: {err}");
+}

@@ -312,6 +312,7 @@ pub async fn stage<S: ObjectStore>(
     date: NaiveDate,
     first_object: u32,
 ) -> Result<Fetched, AppError> {
+    mark_unfinished_fetches(store, source_name, date).await;
     let inbox = format!("inbox/{source_name}/{date}/");
     let has_files = !store.list(&inbox).await.map_err(AppError::Object)?.is_empty();
     if has_files || !apis.configured(source_name) {
@@ -319,6 +320,35 @@ pub async fn stage<S: ObjectStore>(
     }
     let pages = apis.fetch(source_name, date).await.map_err(AppError::Api)?;
     stage_pages(store, source_name, date, first_object, pages).await
+}
+
+/// A fetch that crashed before writing its manifest leaves raw objects no run uses. Raw data is never
+/// deleted; such a folder (older than [`crate::objects::ABANDONED_AFTER`]) gets an `INCOMPLETE.txt` saying so.
+/// Best effort: a failure here is logged, never fatal.
+pub async fn mark_unfinished_fetches<S: ObjectStore>(store: &S, source_name: &str, date: NaiveDate) {
+    let prefix = format!("raw/{source_name}/{date}/");
+    let Ok(keys) = store.list(&prefix).await else {
+        return;
+    };
+    for (fetch_id, files) in crate::objects::folders(&prefix, &keys) {
+        if files
+            .iter()
+            .any(|f| *f == "manifest.json" || *f == "INCOMPLETE.txt")
+            || !crate::objects::older_than_grace(fetch_id)
+        {
+            continue;
+        }
+        let note = format!(
+            "fetch {fetch_id} of {source_name} for {date} stopped before writing its manifest: these {} objects are \
+             kept unchanged but no run used them. Rerun the day to fetch again.\n",
+            files.len()
+        );
+        let key = format!("{prefix}{fetch_id}/INCOMPLETE.txt");
+        match store.put(&key, note.into_bytes(), "text/plain").await {
+            Ok(()) => tracing::warn!(%key, "unfinished fetch marked"),
+            Err(e) => tracing::warn!(%key, error = %e, "could not mark an unfinished fetch"),
+        }
+    }
 }
 
 /// Stages API pages exactly as received (each written before it is parsed), then the manifest.

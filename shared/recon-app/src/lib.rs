@@ -284,6 +284,40 @@ async fn on_sides<T: Send + 'static>(
     .await
 }
 
+/// Reports are written before their run is recorded; a crash in between leaves a report folder of a run that
+/// does not exist. Such folders (older than [`objects::ABANDONED_AFTER`]) get a `NOT-RECORDED.txt` saying so.
+/// Best effort: a failure here is logged, never fatal.
+async fn mark_unrecorded_reports<S: ObjectStore>(deps: &Deps<'_, S>, req: &RunRequest) {
+    let prefix = format!("reports/{}/{}/", req.date, req.processor);
+    let Ok(keys) = deps.objects.list(&prefix).await else {
+        return;
+    };
+    let folders = objects::folders(&prefix, &keys);
+    let candidates: Vec<Uuid> = folders
+        .iter()
+        .filter(|(id, files)| objects::older_than_grace(id) && !files.contains(&"NOT-RECORDED.txt"))
+        .filter_map(|(id, _)| Uuid::parse_str(id).ok())
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let Ok(known) = deps.db.existing_runs(&candidates).await else {
+        return;
+    };
+    for id in candidates.into_iter().filter(|id| !known.contains(id)) {
+        let key = format!("{prefix}{id}/NOT-RECORDED.txt");
+        let note = format!(
+            "run {id} wrote these reports but was never recorded (the process stopped before its database \
+             transaction committed): they describe no run. The day's current run is in `recon runs --date {}`.\n",
+            req.date
+        );
+        match deps.objects.put(&key, note.into_bytes(), "text/plain").await {
+            Ok(()) => warn!(%key, "report folder of an unrecorded run marked"),
+            Err(e) => warn!(%key, error = %e, "could not mark a report folder"),
+        }
+    }
+}
+
 /// Reconciles one processor's day from [`MatchData`]; see [`run_match`].
 #[tracing::instrument(name = "run", skip_all, fields(processor = %req.processor, date = %req.date, run_id = tracing::field::Empty))]
 pub async fn run_match_with<S: ObjectStore>(
@@ -388,6 +422,7 @@ pub async fn run_match_with<S: ObjectStore>(
         .collect();
     let manifest_keys: Vec<String> = manifests.iter().map(|m| m.manifest_key.clone()).collect();
 
+    mark_unrecorded_reports(deps, req).await;
     // reports first, then the database row that points at them
     let summary_key = format!("{prefix}summary.json");
     let csv_key = format!("{prefix}discrepancies.csv");

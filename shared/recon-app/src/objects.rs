@@ -238,3 +238,32 @@ impl ObjectStore for LocalStore {
         self.root.display().to_string()
     }
 }
+
+/// How old an unfinished fetch or an unrecorded report folder must be before it is marked (a younger one
+/// may belong to a run still in progress).
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Was this UUIDv7 (a fetch id or run id) made more than [`ABANDONED_AFTER`] ago?
+pub fn older_than_grace(id: &str) -> bool {
+    let Ok(u) = uuid::Uuid::parse_str(id) else {
+        return false;
+    };
+    let Some(ts) = u.get_timestamp() else { return false };
+    let (secs, _) = ts.to_unix();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    now.saturating_sub(secs) > ABANDONED_AFTER.as_secs()
+}
+
+/// The distinct folder names one level under `prefix` among `keys`, with the file names seen in each.
+pub fn folders<'a>(prefix: &str, keys: &'a [String]) -> std::collections::BTreeMap<&'a str, Vec<&'a str>> {
+    let mut out: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for k in keys {
+        if let Some((folder, rest)) = k.strip_prefix(prefix).and_then(|r| r.split_once('/')) {
+            out.entry(folder).or_default().push(rest);
+        }
+    }
+    out
+}

@@ -1227,3 +1227,73 @@ async fn a_run_killed_midway_leaves_nothing_half_done_and_a_rerun_completes() {
         assert_eq!(r["status"], "succeeded");
     }
 }
+
+#[tokio::test]
+async fn leftovers_of_a_crashed_run_are_marked_on_the_next_run() {
+    let db = TestDb::new().await;
+    let store = demo_store();
+    let root = store.path();
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 7200;
+    let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, two_hours_ago, 0)).to_string();
+    let young = uuid::Uuid::now_v7().to_string();
+    for id in [&old, &young] {
+        write(
+            root,
+            &format!("reports/2025-01-15/stripe/{id}/summary.json"),
+            b"{}",
+        );
+        write(
+            root,
+            &format!("raw/ledger/2025-01-15/{id}/ledger.csv"),
+            b"ledger_id\n",
+        );
+    }
+    let out = recon(
+        &db,
+        root,
+        &[
+            "--date",
+            "2025-01-15",
+            "--grace-days",
+            "0",
+            "--format",
+            "json",
+            "--no-notify",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root
+        .join(format!("reports/2025-01-15/stripe/{old}/NOT-RECORDED.txt"))
+        .exists());
+    assert!(root
+        .join(format!("raw/ledger/2025-01-15/{old}/INCOMPLETE.txt"))
+        .exists());
+    // a young folder may belong to a run in progress: left alone
+    assert!(!root
+        .join(format!("reports/2025-01-15/stripe/{young}/NOT-RECORDED.txt"))
+        .exists());
+    assert!(!root
+        .join(format!("raw/ledger/2025-01-15/{young}/INCOMPLETE.txt"))
+        .exists());
+    // the recorded run's folder is not marked, and the raw copy is untouched
+    let run_id = json(&out)["runs"][0]["run_id"].as_str().unwrap().to_string();
+    assert!(root
+        .join(format!("reports/2025-01-15/stripe/{run_id}/report.html"))
+        .exists());
+    assert!(!root
+        .join(format!("reports/2025-01-15/stripe/{run_id}/NOT-RECORDED.txt"))
+        .exists());
+    assert_eq!(
+        std::fs::read(root.join(format!("raw/ledger/2025-01-15/{old}/ledger.csv"))).unwrap(),
+        b"ledger_id\n"
+    );
+}

@@ -559,6 +559,16 @@ impl Store {
         })
     }
 
+    /// Which of these run ids are recorded.
+    pub async fn existing_runs(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query("SELECT id FROM reconciliation_runs WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(q("looking up run ids"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The ledger rows of `date` that belong to no processor's run.
     pub async fn unattributed(&self, date: NaiveDate) -> Result<Vec<Unattributed>, StoreError> {
         let c = self.client().await?;

@@ -127,3 +127,31 @@ async fn ses_throttling_is_retried_then_named_retryable() {
     assert_eq!(err.error_name(), "Retryable", "{err}");
     assert!(err.to_string().len() < 600, "a short message, no SDK dump: {err}");
 }
+
+#[tokio::test]
+async fn secrets_manager_throttling_is_named_retryable_and_names_the_secret() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("x-amzn-ErrorType", "ThrottlingException")
+                .set_body_string(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+        )
+        .mount(&server)
+        .await;
+    let cfg = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(server.uri())
+        .build();
+    let client = aws_sdk_secretsmanager::Client::from_conf(cfg);
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:recon-dev/db";
+    let err = recon_aws::secrets::database(&client, arn)
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.error_name(), "Retryable", "{err}");
+    assert!(err.to_string().contains(arn), "{err}");
+}

@@ -122,6 +122,19 @@ async fn s3_store_puts_gets_lists_copies_and_links() {
         s3.get("raw/stripe/2025-01-15/f/a b.csv").await.unwrap(),
         b"x,y\n1,2\n"
     );
+    // raw data is never overwritten, by a put or a copy
+    assert!(s3
+        .put("raw/stripe/2025-01-15/f/a b.csv", b"other".to_vec(), "text/csv")
+        .await
+        .is_err());
+    assert!(s3
+        .copy("inbox/stripe/2025-01-15/c.csv", "raw/stripe/2025-01-15/f/a b.csv")
+        .await
+        .is_err());
+    assert_eq!(
+        s3.get("raw/stripe/2025-01-15/f/a b.csv").await.unwrap(),
+        b"x,y\n1,2\n"
+    );
     let link = s3.link("raw/stripe/2025-01-15/f/a b.csv").await.unwrap();
     assert!(
         link.contains("X-Amz-Signature") && link.contains("X-Amz-Expires"),

@@ -177,6 +177,24 @@ impl ObjectStore for S3Store {
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
+        if to.starts_with("raw/")
+            && self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(to)
+                .send()
+                .await
+                .is_ok()
+        {
+            // the conditional copy below refuses it too where S3 enforces If-None-Match on copies
+            return Err(ObjectError {
+                op: "copy",
+                key: to.to_string(),
+                reason: "already exists: raw data is never overwritten".into(),
+                retryable: false,
+            });
+        }
         let source = format!(
             "{}/{}",
             self.bucket,
@@ -187,6 +205,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(to)
             .copy_source(source)
+            // raw data is never overwritten: a conditional copy fails when the key exists
+            .set_if_none_match(to.starts_with("raw/").then(|| "*".to_string()))
             .send()
             .await
             .map(|_| ())

@@ -220,6 +220,23 @@ impl<R: std::io::Read> std::io::Read for Tee<R> {
     }
 }
 
+/// An invalid record for a whole row (`field` = `row`).
+fn row_invalid(
+    side: recon_core::Side,
+    object: u32,
+    line: u64,
+    reason: String,
+    raw: String,
+) -> recon_core::InvalidRecord {
+    recon_core::InvalidRecord {
+        side,
+        location: recon_core::Location { object, line },
+        field: Some("row".into()),
+        reason,
+        raw,
+    }
+}
+
 /// A row a parser could not use: the processor it belongs to (when readable) and why.
 pub(crate) type BadRow = (Option<recon_core::Processor>, recon_core::InvalidRecord);
 
@@ -281,16 +298,10 @@ pub(crate) fn for_each_row<'a>(
                         let line = offset + line_of(bytes.position(), crlf);
                         invalid.push((
                             processor_of(&lossy),
-                            recon_core::InvalidRecord {
-                                side,
-                                location: recon_core::Location { object, line },
-                                field: Some("row".into()),
-                                reason: format!(
+                            row_invalid(side, object, line, format!(
                                     "field {field} is not UTF-8: re-export the file as UTF-8 (the row is shown with \
                                      the bad bytes replaced by U+FFFD)"
-                                ),
-                                raw: raw_record(&lossy),
-                            },
+                                ), raw_record(&lossy)),
                         ));
                         continue;
                     }
@@ -300,13 +311,7 @@ pub(crate) fn for_each_row<'a>(
                 let line = offset + line_of(e.position(), crlf);
                 invalid.push((
                     None,
-                    recon_core::InvalidRecord {
-                        side,
-                        location: recon_core::Location { object, line },
-                        field: Some("row".into()),
-                        reason: record_error(&e),
-                        raw: String::new(),
-                    },
+                    row_invalid(side, object, line, record_error(&e), String::new()),
                 ));
                 continue;
             }
@@ -372,15 +377,9 @@ pub(crate) fn for_each_row<'a>(
         {
             invalid.push((
                 processor,
-                recon_core::InvalidRecord {
-                    side,
-                    location: recon_core::Location { object, line },
-                    field: Some("row".into()),
-                    reason: "a quoted field opened on this line is not closed before the line ends: the row is \
+                row_invalid(side, object, line, "a quoted field opened on this line is not closed before the line ends: the row is \
                              skipped and reading resumes at the next line; fix the quote and send the file again"
-                        .into(),
-                    raw: first,
-                },
+                        .into(), first),
             ));
         }
         // read again from the next physical line: what the reader had taken in, then the rest of the stream

@@ -375,20 +375,6 @@ impl Store {
             .transaction()
             .await
             .map_err(q("starting the run transaction"))?;
-        if let Some(r) = tx
-            .query_opt(
-                "SELECT id, summary FROM reconciliation_runs WHERE idempotency_key = $1",
-                &[&run.idempotency_key],
-            )
-            .await
-            .map_err(q("checking the idempotency key"))?
-        {
-            let summary: Option<Value> = r.get(1);
-            return Ok(Recorded::Existing {
-                run_id: r.get(0),
-                summary: summary.and_then(|s| serde_json::from_value(s).ok()).map(Box::new),
-            });
-        }
         let p = run.processor.as_str();
         // runs of one processor and date are recorded one at a time: a second waits (bounded) for the first
         // to commit, then supersedes it, instead of failing on the one-current-run index
@@ -401,7 +387,7 @@ impl Store {
         )
         .await
         .map_err(q("waiting for another run of the same processor and date"))?;
-        // the same idempotency key may have been recorded while this one waited
+        // a retry of the same execution records nothing new (also when it was recorded while this one waited)
         if let Some(r) = tx
             .query_opt(
                 "SELECT id, summary FROM reconciliation_runs WHERE idempotency_key = $1",

@@ -18,6 +18,7 @@ run:
 ## test: every test (unit, property, PostgreSQL, moto, CLI and Lambda end to end); starts what it needs
 test:
 	@scripts/validate.sh
+	@scripts/deny.sh
 	@scripts/with-postgres.sh scripts/with-moto.sh bash -c '$(CARGO) test --workspace --no-fail-fast && scripts/lambda-e2e.sh && scripts/sfn-e2e.sh'
 
 fmt:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deny.sh: the supply-chain checks that work offline: licenses we accept, no banned or wildcard dependencies,
+# deny.sh: the supply-chain checks that need only the crates registry: licenses we accept, no banned or wildcard dependencies,
 # crates.io as the only source (deny.toml). Installs cargo-deny (pinned) under target/tools when missing.
 # Advisories need the RustSec database from the internet: GitHub Actions runs `cargo deny check advisories`.
 set -euo pipefail

@@ -248,8 +248,6 @@ pub async fn match_partition<S: ObjectStore>(
     .map_err(|e| AppError::Internal(format!("{what}: {e}")))
 }
 
-/// Runs `matcher` over one processor's sides and the carried items on a blocking thread; the records are
-/// freed afterwards on a thread of their own (a million records take a while to free: off the critical path).
 /// The run configuration for one date: the shared one, with the date's window set.
 fn day_config(config: &RunConfig, date: NaiveDate) -> RunConfig {
     let mut c = config.clone();
@@ -257,6 +255,8 @@ fn day_config(config: &RunConfig, date: NaiveDate) -> RunConfig {
     c
 }
 
+/// Runs `matcher` over one processor's sides and the carried items on a blocking thread; the records are
+/// freed afterwards on a thread of their own (a million records take a while to free: off the critical path).
 async fn on_sides<T: Send + 'static>(
     processor: Processor,
     (p, l): (ProcessorSide, LedgerSide),

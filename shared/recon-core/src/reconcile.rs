@@ -409,8 +409,8 @@ fn source_of(objects: &[String], carried: &[Carried], c: Option<u32>, loc: Locat
     }
 }
 
-/// The largest amount recon reconciles, in minor units (10^17: a trillion dollars a hundred thousand times
-/// over). Every difference of two such amounts fits an `i64`; sums are `i128`. A record beyond it is an
+/// The largest amount recon reconciles, in minor units (10^17: a thousand trillion dollars, far beyond any
+/// real payment). Every difference of two such amounts fits an `i64`; sums are `i128`. A record beyond it is an
 /// `invalid_record`, never a clamped figure.
 pub const MAX_MINOR: i64 = 100_000_000_000_000_000;
 

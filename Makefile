@@ -61,7 +61,7 @@ bench-core:
 ## fuzz: every parser's fuzz target for FUZZ_SECONDS each (cargo-fuzz; not part of `make test`)
 FUZZ_SECONDS ?= 60
 fuzz:
-	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.1
 	cd fuzz && for t in detect_and_parse ledger_csv stripe_report_csv paypal_settlement json_pages money; do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 

@@ -754,6 +754,8 @@ async fn an_unbalanced_quote_in_the_ledger_costs_one_row_not_the_rest_of_the_day
     let strip = |r: &Value| {
         let mut r = r.clone();
         r["run_id"] = Value::Null;
+        // warnings name the staged key, whose fetch id differs from run to run
+        r["warnings"] = Value::Null;
         r
     };
     // PayPal's and Square's rows come after the broken one in the file: every one is still reconciled

@@ -47,7 +47,17 @@ pub struct Manifest {
     /// What was in the inbox and not staged, with the reason (a warning in the run summary).
     #[serde(default)]
     pub skipped: Vec<Skipped>,
+    /// Ledger rows whose processor column is unknown or unreadable: the first [`UNATTRIBUTED_KEPT`] (raw text cut
+    /// to 300 characters: manifests travel in Step Functions payloads) and how many there are. Every run of the
+    /// day, whole or sharded, warns of them from here.
+    #[serde(default)]
+    pub unattributed: Vec<recon_store::Unattributed>,
+    #[serde(default)]
+    pub unattributed_count: u64,
 }
+
+/// How many unattributed ledger rows a manifest carries.
+pub const UNATTRIBUTED_KEPT: usize = 20;
 
 /// An inbox entry that was not staged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +196,34 @@ impl Staged<'_> {
             failure,
             skipped,
         } = self;
+        let unattributed = if source_name == "ledger" {
+            loaded
+                .iter()
+                .flat_map(|l| {
+                    l.parsed
+                        .invalid
+                        .iter()
+                        .filter(|(p, _)| p.is_none())
+                        .map(|(_, inv)| recon_store::Unattributed {
+                            source: format!("{}:{}", l.key, inv.location.line),
+                            field: inv.field.clone(),
+                            reason: inv.reason.replace('\0', "\\0").chars().take(300).collect(),
+                            raw: inv.raw.replace('\0', "\\0").chars().take(300).collect(),
+                        })
+                })
+                .take(UNATTRIBUTED_KEPT)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let unattributed_count = if source_name == "ledger" {
+            loaded
+                .iter()
+                .map(|l| l.parsed.invalid.iter().filter(|(p, _)| p.is_none()).count() as u64)
+                .sum()
+        } else {
+            0
+        };
         let manifest = Manifest {
             source_name: source_name.to_string(),
             date: date.to_string(),
@@ -199,6 +237,8 @@ impl Staged<'_> {
             cursors,
             manifest_key: format!("{prefix}manifest.json"),
             skipped,
+            unattributed,
+            unattributed_count,
         };
         let body = serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::Internal(e.to_string()))?;
         store

@@ -103,7 +103,7 @@ pub struct LedgerSide {
 /// How many unattributed ledger rows a summary's warnings list one by one (all are stored).
 const UNATTRIBUTED_LISTED: usize = 20;
 
-/// The day's unattributed ledger rows as stored ones: source (`key:line`), field, reason, raw text.
+/// The day's unattributed ledger rows, every one, as stored: source (`key:line`), field, reason, raw text.
 fn unattributed_rows(l: &LedgerSide) -> Vec<recon_store::Unattributed> {
     let objects = object_table(&[&l.objects]);
     l.unattributed
@@ -360,7 +360,7 @@ pub async fn run_match_with<S: ObjectStore>(
         .collect();
     let carried: Vec<Carried> = carried_items.into_iter().map(|c| c.carried).collect();
 
-    let mut unattributed: Vec<recon_store::Unattributed> = Vec::new();
+    let mut all_unattributed: Vec<recon_store::Unattributed> = Vec::new();
     let (summary, outcome, manifests) = match input {
         MatchData::Partitions { parts, manifests } => {
             let n = parts.len();
@@ -375,7 +375,7 @@ pub async fn run_match_with<S: ObjectStore>(
         ),
         MatchData::Input(Ok((p, l))) => {
             let manifests: Vec<Manifest> = p.manifests.iter().chain(&l.manifests).cloned().collect();
-            unattributed = unattributed_rows(&l);
+            all_unattributed = unattributed_rows(&l);
             let result = on_sides(
                 req.processor,
                 (p, l),
@@ -402,21 +402,33 @@ pub async fn run_match_with<S: ObjectStore>(
         }
     };
     debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "matched");
+    // unattributed ledger rows come with the ledger's manifest: the same warnings for a whole and a sharded
+    // run; a whole run stores every one of them (from its ledger side), a sharded one those its manifest lists
+    let listed: Vec<recon_store::Unattributed> = manifests
+        .iter()
+        .flat_map(|m| m.unattributed.iter().cloned())
+        .collect();
+    let total: u64 = manifests.iter().map(|m| m.unattributed_count).sum();
+    let unattributed = if all_unattributed.is_empty() {
+        listed.clone()
+    } else {
+        all_unattributed
+    };
     let mut summary = summary;
     summary.warnings = manifests
         .iter()
         .flat_map(|m| &m.skipped)
         .map(|s| format!("{} was not staged: {}", s.key, s.reason))
-        .chain(unattributed.iter().take(UNATTRIBUTED_LISTED).map(|u| {
+        .chain(listed.iter().take(UNATTRIBUTED_LISTED).map(|u| {
             format!(
                 "ledger row {} belongs to no processor's run: {} (raw: {})",
                 u.source, u.reason, u.raw
             )
         }))
-        .chain((unattributed.len() > UNATTRIBUTED_LISTED).then(|| {
+        .chain((total > UNATTRIBUTED_LISTED as u64).then(|| {
             format!(
                 "and {} more ledger rows that belong to no processor's run (table unattributed_ledger_rows)",
-                unattributed.len() - UNATTRIBUTED_LISTED
+                total - UNATTRIBUTED_LISTED as u64
             )
         }))
         .collect();

@@ -159,7 +159,7 @@ pub struct NewRun<'a> {
 }
 
 /// A ledger row whose processor column is unknown or unreadable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Unattributed {
     /// Object key and line.
     pub source: String,

@@ -56,6 +56,17 @@ pub struct Manifest {
     pub unattributed_count: u64,
 }
 
+/// A ledger row of no processor as it is kept: its object key and line, field, reason and raw text (NUL
+/// written as `\0`).
+pub(crate) fn unattributed_of(key: &str, inv: &recon_core::InvalidRecord) -> recon_store::Unattributed {
+    recon_store::Unattributed {
+        source: format!("{key}:{}", inv.location.line),
+        field: inv.field.clone(),
+        reason: inv.reason.replace('\0', "\\0"),
+        raw: inv.raw.replace('\0', "\\0"),
+    }
+}
+
 /// How many unattributed ledger rows a manifest carries.
 pub const UNATTRIBUTED_KEPT: usize = 20;
 
@@ -204,11 +215,11 @@ impl Staged<'_> {
                         .invalid
                         .iter()
                         .filter(|(p, _)| p.is_none())
-                        .map(|(_, inv)| recon_store::Unattributed {
-                            source: format!("{}:{}", l.key, inv.location.line),
-                            field: inv.field.clone(),
-                            reason: inv.reason.replace('\0', "\\0").chars().take(300).collect(),
-                            raw: inv.raw.replace('\0', "\\0").chars().take(300).collect(),
+                        .map(|(_, inv)| {
+                            let mut u = unattributed_of(&l.key, inv);
+                            u.reason = u.reason.chars().take(300).collect();
+                            u.raw = u.raw.chars().take(300).collect();
+                            u
                         })
                 })
                 .take(UNATTRIBUTED_KEPT)

@@ -108,18 +108,12 @@ fn unattributed_rows(l: &LedgerSide) -> Vec<recon_store::Unattributed> {
     let objects = object_table(&[&l.objects]);
     l.unattributed
         .iter()
-        .map(|inv| recon_store::Unattributed {
-            source: format!(
-                "{}:{}",
-                objects
-                    .get(inv.location.object as usize)
-                    .map(String::as_str)
-                    .unwrap_or("?"),
-                inv.location.line
-            ),
-            field: inv.field.clone(),
-            reason: inv.reason.replace('\0', "\\0"),
-            raw: inv.raw.replace('\0', "\\0"),
+        .map(|inv| {
+            let key = objects
+                .get(inv.location.object as usize)
+                .map(String::as_str)
+                .unwrap_or("?");
+            fetch::unattributed_of(key, inv)
         })
         .collect()
 }

@@ -1,28 +1,37 @@
 //! # recon-core
 //!
-//! The pure reconciliation domain: exact money ([`money`]), the canonical record ([`model`]), matching and
-//! classification ([`reconcile`]), severity ([`severity`]) and the run summary ([`summary`]).
+//! The pure reconciliation domain: exact money ([`money`]), the canonical record ([`model`]), what a run
+//! reconciles ([`run`]) and carries from earlier runs ([`carry`]), matching in phases ([`matching`]), its
+//! discrepancies ([`discrepancy`]) and outcome ([`outcome`]), sharding ([`partition`]), severity
+//! ([`severity`]) and the run summary ([`summary`]).
 //!
-//! No I/O, no async, no AWS, no SQL: sources parse into [`model`] types, [`reconcile::reconcile`] turns one
-//! run's records into an [`reconcile::Outcome`], and the edges persist and report it. Everything here is
-//! deterministic: the same records in any order give the same outcome.
+//! No I/O, no async, no AWS, no SQL: sources parse into [`model`] types, [`reconcile`] turns one run's records
+//! into an [`Outcome`], and the edges persist and report it. Everything here is deterministic: the same
+//! records in any order give the same outcome. Modules depend one way: model, carry, run, discrepancy,
+//! outcome, partition, matching.
 
+pub mod carry;
+pub mod discrepancy;
+pub mod matching;
 pub mod model;
 pub mod money;
+pub mod outcome;
 pub mod partition;
-pub mod reconcile;
+pub mod run;
 pub mod severity;
 pub mod summary;
 
+pub use carry::{Carried, CarriedRecord, CarryOutcome};
+pub use discrepancy::{Category, Discrepancy, Lifecycle};
+pub use matching::candidates::MAX_MINOR;
+pub use matching::{reconcile, reconcile_partition, reconcile_sharded};
 pub use model::{
     InvalidRecord, Keys, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Millis, Processor,
     ProcessorRecord, ProcessorStatus, Side,
 };
 pub use money::{Currency, Money, MoneyError};
-pub use partition::{merge, plan, reconcile_partition, reconcile_sharded, Plan};
-pub use reconcile::{
-    reconcile, Carried, CarriedRecord, CarryOutcome, Category, ConservationError, Discrepancy,
-    DiscrepancyCounts, Lifecycle, OutOfWindow, Outcome, RunConfig, RunInput, NOT_SETTLED,
-};
+pub use outcome::{merge, ConservationError, DiscrepancyCounts, OutOfWindow, Outcome, NOT_SETTLED};
+pub use partition::{plan, Plan, Selection};
+pub use run::{window_lag, RunConfig, RunInput};
 pub use severity::{Severity, SeverityConfig, Thresholds};
 pub use summary::{DaySummary, RunStatus, RunSummary};

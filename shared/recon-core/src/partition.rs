@@ -14,16 +14,13 @@
 //! every worker that plans the same inputs gets the same plan. Records of kinds that are never matched
 //! (payouts, fees, ledger adjustments) and invalid records go to partition 0.
 
-use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::HashTable;
 
+use crate::carry::CarriedRecord;
 use crate::model::{LedgerRow, ProcessorRecord};
-use crate::reconcile::{
-    reconcile_part, run_severity, sort_discrepancies, CarriedRecord, ConservationError, Lifecycle, Outcome,
-    RunInput,
-};
+use crate::run::RunInput;
 
 /// The partition of every record of a run: `records[i]` for `input.records[i]`, and likewise for the ledger
 /// rows and carried items.
@@ -45,6 +42,42 @@ impl Plan {
             }
         }
         v
+    }
+}
+
+/// Which records one matching pass takes: all of them, or one partition of a [`Plan`].
+#[derive(Clone, Copy, Debug)]
+pub enum Selection<'p> {
+    All,
+    Part { plan: &'p Plan, index: u32 },
+}
+
+impl Selection<'_> {
+    fn takes(self, of: impl Fn(&Plan) -> &[u32], i: usize) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Part { plan, index } => of(plan).get(i).copied().unwrap_or(0) == index,
+        }
+    }
+
+    /// Is processor record `i` of the input in this selection?
+    pub fn record(self, i: usize) -> bool {
+        self.takes(|p| &p.records, i)
+    }
+
+    /// Is ledger row `i` in it?
+    pub fn ledger_row(self, i: usize) -> bool {
+        self.takes(|p| &p.ledger, i)
+    }
+
+    /// Is carried item `i` in it?
+    pub fn carried(self, i: usize) -> bool {
+        self.takes(|p| &p.carried, i)
+    }
+
+    /// Invalid records belong to partition 0 (and to the whole run).
+    pub fn holds_invalid(self) -> bool {
+        matches!(self, Selection::All | Selection::Part { index: 0, .. })
     }
 }
 
@@ -236,99 +269,4 @@ pub fn plan(input: &RunInput<'_>, n: u32) -> Plan {
         ledger: ledger_node.into_iter().map(&mut part_of).collect(),
         carried: carried_node.into_iter().map(&mut part_of).collect(),
     }
-}
-
-/// Reconciles partition `index` of `plan` (which must have been made from the same input).
-pub fn reconcile_partition(
-    input: RunInput<'_>,
-    plan: &Plan,
-    index: u32,
-) -> Result<Outcome, ConservationError> {
-    reconcile_part(input, Some((plan, index)))
-}
-
-/// Merges the outcomes of every partition of one run into the run's outcome: counts, totals and excluded
-/// counts add up, discrepancies and carry outcomes are put in the unpartitioned order, and the run severity
-/// is decided again over the whole run (the 1 % rule needs the whole run's counts). An empty list gives
-/// the outcome of an empty run of `processor`.
-pub fn merge(processor: crate::model::Processor, parts: Vec<Outcome>) -> Outcome {
-    let mut out = Outcome {
-        processor,
-        processor_count: 0,
-        ledger_count: 0,
-        matched_count: 0,
-        clean_count: 0,
-        processor_duplicates: 0,
-        ledger_duplicates: 0,
-        processor_pending: 0,
-        ledger_pending: 0,
-        counts: Default::default(),
-        totals: BTreeMap::new(),
-        excluded_counts: BTreeMap::new(),
-        severity: None,
-        discrepancies: Vec::new(),
-        carried: Vec::new(),
-        carried_count: 0,
-        not_settled: 0,
-        out_of_window: Default::default(),
-    };
-    for p in parts {
-        out.processor_count += p.processor_count;
-        out.ledger_count += p.ledger_count;
-        out.matched_count += p.matched_count;
-        out.clean_count += p.clean_count;
-        out.processor_duplicates += p.processor_duplicates;
-        out.ledger_duplicates += p.ledger_duplicates;
-        out.processor_pending += p.processor_pending;
-        out.ledger_pending += p.ledger_pending;
-        out.counts += p.counts;
-        for (c, v) in p.totals {
-            *out.totals.entry(c).or_default() += v;
-        }
-        for (k, v) in p.excluded_counts {
-            *out.excluded_counts.entry(k).or_default() += v;
-        }
-        out.discrepancies.extend(p.discrepancies);
-        out.carried.extend(p.carried);
-        out.carried_count += p.carried_count;
-        out.not_settled += p.not_settled;
-        out.out_of_window.merge(p.out_of_window);
-    }
-    out.totals.retain(|_, v| *v != 0);
-    let highest = out
-        .discrepancies
-        .iter()
-        .filter(|d| d.lifecycle == Lifecycle::Open)
-        .filter_map(|d| d.severity)
-        .max();
-    out.severity = run_severity(highest, &out.counts, out.processor_count);
-    sort_discrepancies(&mut out.discrepancies);
-    out.carried.sort();
-    out
-}
-
-/// Plans, reconciles every partition (two at a time) and merges: the same outcome as
-/// [`crate::reconcile::reconcile`], computed the way a sharded run computes it.
-pub fn reconcile_sharded(input: RunInput<'_>, n: u32) -> Result<Outcome, ConservationError> {
-    let plan = plan(&input, n);
-    let mut parts = Vec::with_capacity(plan.partitions as usize);
-    let mut next = 0u32;
-    while next < plan.partitions {
-        let pair = std::thread::scope(|s| {
-            let second =
-                (next + 1 < plan.partitions).then(|| s.spawn(|| reconcile_partition(input, &plan, next + 1)));
-            let first = reconcile_partition(input, &plan, next);
-            let second = second.map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| reconcile_partition(input, &plan, next + 1))
-            });
-            (first, second)
-        });
-        parts.push(pair.0?);
-        if let Some(s) = pair.1 {
-            parts.push(s?);
-        }
-        next += 2;
-    }
-    Ok(merge(input.processor, parts))
 }

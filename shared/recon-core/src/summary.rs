@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Processor;
 use crate::money::format_minor;
-use crate::reconcile::{DiscrepancyCounts, Outcome};
+use crate::outcome::{DiscrepancyCounts, Outcome};
 use crate::severity::Severity;
 
 /// `succeeded` or `failed` (a run that is written is never `running` in a summary).

@@ -1,0 +1,286 @@
+//! Phase 1, candidates: which of the run's records take part in matching. Today's records of reconciled
+//! kinds and the carried items, put in "first" order (carried items, then by object and line), so that
+//! input order never decides anything later. Records that cannot be matched are set aside here: kinds that
+//! are never reconciled (counted in `excluded_counts`), amounts beyond [`MAX_MINOR`] and text no column can
+//! hold (both become `invalid_record`s). Records dated outside the run's window are counted.
+
+use std::collections::BTreeMap;
+
+use crate::carry::{Carried, CarriedRecord};
+use crate::model::{InvalidRecord, LedgerRow, LedgerType, Location, ProcessorRecord, Side};
+use crate::money::Money;
+use crate::outcome::OutOfWindow;
+use crate::partition::Selection;
+use crate::run::{in_window, window_lag, RunInput};
+
+/// The largest amount recon reconciles, in minor units (10^17: a thousand trillion dollars, far beyond any
+/// real payment). Every difference of two such amounts fits an `i64`; sums are `i128`. A record beyond it is an
+/// `invalid_record`, never a clamped figure.
+pub const MAX_MINOR: i64 = 100_000_000_000_000_000;
+
+/// A processor-side candidate: today's record or a carried one.
+#[derive(Clone, Copy)]
+pub(crate) struct PRef<'a> {
+    pub rec: &'a ProcessorRecord,
+    /// Index into the carried items (u32: candidate lists of millions stay at 16 bytes an entry).
+    pub carried: Option<u32>,
+}
+
+/// A ledger-side candidate.
+#[derive(Clone, Copy)]
+pub(crate) struct LRef<'a> {
+    pub row: &'a LedgerRow,
+    pub carried: Option<u32>,
+}
+
+/// The candidates of one run (or partition), in "first" order.
+pub(crate) struct Candidates<'a> {
+    pub procs: Vec<PRef<'a>>,
+    pub ledg: Vec<LRef<'a>>,
+    pub excluded_counts: BTreeMap<String, u64>,
+    pub out_of_window: OutOfWindow,
+    /// Records refused here (amount out of range, NUL in a text field).
+    pub refused: Vec<InvalidRecord>,
+    pub carried_count: u64,
+}
+
+/// Where candidates came from: the run's object keys and carried items, for sources and carry ids.
+#[derive(Clone, Copy)]
+pub(crate) struct Origins<'a> {
+    pub objects: &'a [String],
+    pub carried: &'a [Carried],
+}
+
+impl Origins<'_> {
+    /// `key:line` of a record, or the original source of a carried one.
+    pub fn source(&self, carried: Option<u32>, loc: Location) -> String {
+        match carried {
+            Some(i) => self
+                .carried
+                .get(i as usize)
+                .map(|c| c.source.clone())
+                .unwrap_or_default(),
+            None => {
+                let key = self
+                    .objects
+                    .get(loc.object as usize)
+                    .map(String::as_str)
+                    .unwrap_or("?");
+                format!("{key}:{}", loc.line)
+            }
+        }
+    }
+
+    /// The store id of a carried candidate.
+    pub fn carried_id(&self, carried: Option<u32>) -> Option<i64> {
+        carried.and_then(|i| self.carried.get(i as usize)).map(|c| c.id)
+    }
+
+    /// Days a candidate has been unmatched (0 for today's records).
+    pub fn age(&self, carried: Option<u32>) -> u32 {
+        carried
+            .and_then(|i| self.carried.get(i as usize))
+            .map(|c| c.age_days)
+            .unwrap_or(0)
+    }
+}
+
+fn order_key(carried: Option<u32>, loc: Location) -> (u8, u64, u64) {
+    match carried {
+        Some(i) => (0, i as u64, 0),
+        None => (1, u64::from(loc.object), loc.line),
+    }
+}
+
+fn in_range(minor: i64) -> bool {
+    minor.unsigned_abs() <= MAX_MINOR.unsigned_abs()
+}
+
+fn range_invalid(side: Side, location: Location, amount: Money, id: &str) -> InvalidRecord {
+    InvalidRecord {
+        side,
+        location,
+        field: Some("amount".into()),
+        reason: format!(
+            "amount {} {} of {id} is beyond the largest amount recon reconciles ({} minor units): check the export",
+            amount, amount.currency, MAX_MINOR
+        ),
+        raw: String::new(),
+    }
+}
+
+/// The first text field of a processor record holding a NUL character (legal in JSON, `\u0000`, but text
+/// PostgreSQL cannot store).
+fn processor_nul(r: &ProcessorRecord) -> Option<&'static str> {
+    let has = |s: &str| s.contains('\0');
+    if has(&r.id) {
+        Some("id")
+    } else if r.reference.as_deref().is_some_and(has) || r.other_references.iter().any(has) {
+        Some("reference")
+    } else {
+        None
+    }
+}
+
+fn ledger_nul(r: &LedgerRow) -> Option<&'static str> {
+    let has = |s: &str| s.contains('\0');
+    if has(&r.ledger_id) {
+        Some("ledger_id")
+    } else if r.processor_txn_id.as_deref().is_some_and(has) {
+        Some("processor_txn_id")
+    } else if r.order_id.as_deref().is_some_and(has) {
+        Some("order_id")
+    } else {
+        None
+    }
+}
+
+fn nul_invalid(side: Side, location: Location, field: &str, raw: &str) -> InvalidRecord {
+    InvalidRecord {
+        side,
+        location,
+        field: Some(field.into()),
+        reason: format!(
+            "{field} contains a NUL character (\\0), which no text column can hold: fix the export"
+        ),
+        raw: raw.to_string(),
+    }
+}
+
+/// The candidates of the selected records of `input`.
+pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates<'a> {
+    let RunInput {
+        processor,
+        records,
+        ledger,
+        carried,
+        config,
+        ..
+    } = *input;
+    let mut c = Candidates {
+        procs: Vec::with_capacity(records.len()),
+        ledg: Vec::with_capacity(ledger.len()),
+        excluded_counts: BTreeMap::new(),
+        out_of_window: OutOfWindow::default(),
+        refused: Vec::new(),
+        carried_count: 0,
+    };
+    for (i, item) in carried.iter().enumerate() {
+        if !sel.carried(i) {
+            continue;
+        }
+        c.carried_count += 1;
+        let carried = Some(i as u32);
+        match &item.record {
+            CarriedRecord::Processor(rec) => c.procs.push(PRef { rec, carried }),
+            CarriedRecord::Ledger(row) => c.ledg.push(LRef { row, carried }),
+        }
+    }
+    let p_lag = window_lag(Some(processor));
+    let l_lag = window_lag(None);
+    for (n, rec) in records.iter().enumerate() {
+        if !sel.record(n) {
+            continue;
+        }
+        if let (Some(day), Some(at)) = (config.day_start, rec.occurred_at) {
+            if !in_window(day, p_lag, at) {
+                c.out_of_window.see(at);
+            }
+        }
+        if let Some(field) = processor_nul(rec) {
+            c.refused.push(nul_invalid(
+                Side::Processor,
+                rec.location,
+                field,
+                &format!("{rec:?}"),
+            ));
+        } else if rec.kind.is_reconciled() && !in_range(rec.amount.minor) {
+            c.refused
+                .push(range_invalid(Side::Processor, rec.location, rec.amount, &rec.id));
+        } else if rec.kind.is_reconciled() {
+            c.procs.push(PRef { rec, carried: None });
+        } else {
+            *c.excluded_counts
+                .entry(rec.kind.as_str().to_string())
+                .or_default() += 1;
+        }
+    }
+    for (n, row) in ledger.iter().enumerate() {
+        if !sel.ledger_row(n) {
+            continue;
+        }
+        if let (Some(day), Some(at)) = (config.day_start, row.booked_at) {
+            if !in_window(day, l_lag, at) {
+                c.out_of_window.see(at);
+            }
+        }
+        if let Some(field) = ledger_nul(row) {
+            c.refused.push(nul_invalid(
+                Side::Ledger,
+                row.location,
+                field,
+                &format!("{row:?}"),
+            ));
+        } else if row.kind == LedgerType::Adjustment {
+            *c.excluded_counts
+                .entry("ledger_adjustment".to_string())
+                .or_default() += 1;
+        } else if !in_range(row.amount.minor) {
+            c.refused.push(range_invalid(
+                Side::Ledger,
+                row.location,
+                row.amount,
+                &row.ledger_id,
+            ));
+        } else {
+            c.ledg.push(LRef { row, carried: None });
+        }
+    }
+    c.procs.sort_by_key(|p| order_key(p.carried, p.rec.location));
+    c.ledg.sort_by_key(|l| order_key(l.carried, l.row.location));
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::testkit::{input, prec, row};
+    use crate::model::Kind;
+
+    #[test]
+    fn given_records_in_any_order_when_gathered_then_they_are_in_location_order() {
+        let records = [prec("b", 100, 2), prec("a", 100, 1)];
+        let (objects, config) = (Vec::new(), Default::default());
+        let c = gather(&input(&objects, &records, &[], &config), Selection::All);
+        let ids: Vec<&str> = c.procs.iter().map(|p| &*p.rec.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn given_a_payout_and_an_adjustment_when_gathered_then_they_are_counted_not_matched() {
+        let mut payout = prec("po_1", 100, 1);
+        payout.kind = Kind::Payout;
+        let mut adj = row("L1", Some("x"), 100, 1);
+        adj.kind = LedgerType::Adjustment;
+        let (records, ledger) = ([payout], [adj]);
+        let (objects, config) = (Vec::new(), Default::default());
+        let c = gather(&input(&objects, &records, &ledger, &config), Selection::All);
+        assert!(c.procs.is_empty() && c.ledg.is_empty());
+        assert_eq!(c.excluded_counts.get("payout"), Some(&1));
+        assert_eq!(c.excluded_counts.get("ledger_adjustment"), Some(&1));
+    }
+
+    #[test]
+    fn given_an_amount_beyond_the_range_or_a_nul_when_gathered_then_it_is_refused() {
+        let records = [
+            prec("p\0", 100, 1),
+            prec("big", MAX_MINOR + 1, 2),
+            prec("ok", MAX_MINOR, 3),
+        ];
+        let (objects, config) = (Vec::new(), Default::default());
+        let c = gather(&input(&objects, &records, &[], &config), Selection::All);
+        assert_eq!(c.procs.len(), 1);
+        let fields: Vec<_> = c.refused.iter().map(|r| r.field.as_deref()).collect();
+        assert_eq!(fields, [Some("id"), Some("amount")]);
+    }
+}

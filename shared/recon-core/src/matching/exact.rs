@@ -1,0 +1,232 @@
+//! Phase 3, the exact link: a ledger row links to the processor record holding its `processor_txn_id` as
+//! one of its keys. One candidate links. Several (a dispute's withdrawal and its reversal share the `dp_`
+//! source; a charge and its failure share the `ch_`): the one whose kind, sign and amount agree with the
+//! row links ([`fit`]); when more than one fits equally (same fit, same key rank), the row is left unlinked
+//! and the ambiguity noted. Two rows naming the same record: the later is a double booking (`duplicate`).
+//! Input order never decides.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::candidates::{Candidates, Origins};
+use super::duplicates::TxnIndex;
+use super::{Links, NONE};
+use crate::discrepancy::{Category, Discrepancy};
+use crate::model::{Kind, LedgerRow, LedgerType, ProcessorRecord};
+
+/// How well a processor record fits a ledger row that names one of its keys, lower is better: kind, sign and
+/// amount agree (0); kind and sign (1); sign (2); kind (3); neither (4).
+pub(crate) fn fit(p: &ProcessorRecord, l: &LedgerRow) -> u8 {
+    let kind = matches!(
+        (l.kind, p.kind),
+        (LedgerType::Charge, Kind::Charge)
+            | (LedgerType::Refund, Kind::Refund)
+            | (LedgerType::Dispute, Kind::Dispute)
+    );
+    let sign = p.amount.minor.signum() == l.amount.minor.signum();
+    let amount = p.amount == l.amount;
+    match (kind, sign, amount) {
+        (true, true, true) => 0,
+        (true, true, false) => 1,
+        (false, true, _) => 2,
+        (true, false, _) => 3,
+        (false, false, _) => 4,
+    }
+}
+
+/// For each ledger candidate, its best-ranked processor candidate packed as `rank << 32 | index`
+/// (`u64::MAX`: none) and how many candidates it has. The probes (3-4 per record, each a likely cache miss)
+/// run on two threads; `fetch_min` and `fetch_add` are commutative, so the result does not depend on thread
+/// timing.
+fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool]) -> (Vec<u64>, Vec<u32>) {
+    let (np, nl) = (c.procs.len(), c.ledg.len());
+    let best: Vec<AtomicU64> = (0..nl).map(|_| AtomicU64::new(u64::MAX)).collect();
+    let hits: Vec<AtomicU32> = (0..nl).map(|_| AtomicU32::new(0)).collect();
+    let probe = |from: usize, to: usize| {
+        for (i, p) in c.procs.iter().enumerate().take(to).skip(from) {
+            if p_dup[i] {
+                continue;
+            }
+            for (rank, k) in p.rec.keys.iter().enumerate() {
+                if let Some(j) = txns.find(k) {
+                    let packed = ((rank as u64) << 32) | i as u64;
+                    if let (Some(b), Some(h)) = (best.get(j as usize), hits.get(j as usize)) {
+                        b.fetch_min(packed, Ordering::Relaxed);
+                        h.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    };
+    let half = np / 2;
+    std::thread::scope(|s| {
+        let other = s.spawn(|| probe(half, np));
+        probe(0, half);
+        if other.join().is_err() {
+            // the thread died before finishing: count from scratch on this one
+            for (b, h) in best.iter().zip(&hits) {
+                b.store(u64::MAX, Ordering::Relaxed);
+                h.store(0, Ordering::Relaxed);
+            }
+            probe(0, np);
+        }
+    });
+    (
+        best.into_iter().map(AtomicU64::into_inner).collect(),
+        hits.into_iter().map(AtomicU32::into_inner).collect(),
+    )
+}
+
+/// Rows with several candidates: every candidate collected (a second pass, only on days that have such
+/// rows) and the best fit chosen; equal bests are ambiguous and noted on both sides.
+fn settle_contested(
+    c: &Candidates<'_>,
+    txns: &TxnIndex<'_>,
+    best: &mut [u64],
+    hits: &[u32],
+    links: &mut Links,
+) {
+    let mut cands: Vec<(u32, u32, u32)> = Vec::new(); // (ledger row, rank, processor index)
+    for (i, p) in c.procs.iter().enumerate() {
+        if links.p_dup[i] {
+            continue;
+        }
+        for (rank, k) in p.rec.keys.iter().enumerate() {
+            if let Some(j) = txns.find(k) {
+                if hits[j as usize] > 1 {
+                    cands.push((j, rank as u32, i as u32));
+                }
+            }
+        }
+    }
+    cands.sort_unstable();
+    for group in cands.chunk_by(|a, b| a.0 == b.0) {
+        let j = group[0].0 as usize;
+        let row = c.ledg[j].row;
+        // lowest (fit, rank) wins; equal bests are ambiguous
+        let scored = group
+            .iter()
+            .map(|&(_, rank, i)| ((fit(c.procs[i as usize].rec, row), rank), i));
+        let top = scored.clone().map(|(s, _)| s).min();
+        let winners: Vec<u32> = scored.filter(|(s, _)| Some(*s) == top).map(|(_, i)| i).collect();
+        match winners.as_slice() {
+            [i] => best[j] = u64::from(*i),
+            _ => {
+                best[j] = u64::MAX;
+                let ids: Vec<&str> = winners.iter().map(|&i| &*c.procs[i as usize].rec.id).collect();
+                let t = row.processor_txn_id.as_deref().unwrap_or("");
+                let note = format!(
+                    "ambiguous: processor records {} all hold {t} and fit ledger {} ({} {} {}) equally; \
+                     not linked",
+                    ids.join(", "),
+                    row.ledger_id,
+                    row.kind.as_str(),
+                    row.amount,
+                    row.amount.currency
+                );
+                for &i in &winners {
+                    links.p_note.insert(i as usize, note.clone());
+                }
+                links.l_note.insert(j, note);
+            }
+        }
+    }
+}
+
+/// Links every ledger candidate that names a processor record's key.
+pub(crate) fn link(
+    c: &Candidates<'_>,
+    txns: &TxnIndex<'_>,
+    o: Origins<'_>,
+    links: &mut Links,
+    found: &mut Vec<Discrepancy>,
+) {
+    let (mut best, hits) = probe_all(c, txns, &links.p_dup);
+    if hits.iter().any(|&h| h > 1) {
+        settle_contested(c, txns, &mut best, &hits, links);
+    }
+    for (j, l) in c.ledg.iter().enumerate() {
+        let packed = best[j];
+        if links.l_dup[j] || packed == u64::MAX {
+            continue;
+        }
+        let i = (packed & 0xFFFF_FFFF) as usize;
+        if links.link_p[i] == NONE {
+            links.link(i, j);
+        } else {
+            links.l_dup[j] = true;
+            let other = &c.ledg[links.link_p[i] as usize].row.ledger_id;
+            let why = format!(
+                "double booking: ledger {} and {} both point at processor record {}",
+                other, l.row.ledger_id, c.procs[i].rec.id
+            );
+            found.push(Discrepancy::of_ledger(
+                Category::Duplicate,
+                l.row,
+                o.source(l.carried, l.row.location),
+                why,
+                o.carried_id(l.carried),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::testkit::{linked, prec, row};
+    use crate::model::ProcessorStatus;
+
+    #[test]
+    fn fit_prefers_kind_sign_and_amount() {
+        let l = row("L1", Some("ch_1"), 500, 1);
+        let mut failure = prec("f", -500, 1);
+        failure.kind = Kind::Refund;
+        failure.status = ProcessorStatus::Failed;
+        assert_eq!(fit(&prec("c", 500, 1), &l), 0);
+        assert_eq!(fit(&prec("c", 400, 1), &l), 1);
+        assert_eq!(fit(&failure, &l), 4);
+    }
+
+    #[test]
+    fn given_a_charge_and_its_failure_on_one_key_when_linked_then_the_charge_wins() {
+        let mut failure = prec("txn_f", -500, 1);
+        failure.kind = Kind::Refund;
+        failure.keys = ["txn_f", "ch_1"].iter().collect();
+        let mut charge = prec("txn_c", 500, 2);
+        charge.keys = ["txn_c", "ch_1"].iter().collect();
+        let (links, _) = linked(&[failure, charge], &[row("L1", Some("ch_1"), 500, 1)]);
+        assert_eq!(links.link_l, [1]);
+    }
+
+    #[test]
+    fn given_two_equal_fits_when_linked_then_nothing_links_and_both_sides_say_why() {
+        let mut a = prec("a", 500, 1);
+        a.keys = ["a", "dp_1"].iter().collect();
+        let mut b = prec("b", 500, 2);
+        b.keys = ["b", "dp_1"].iter().collect();
+        let (links, _) = linked(&[b, a], &[row("L1", Some("dp_1"), 500, 1)]);
+        assert_eq!(links.link_l, [NONE]);
+        assert!(links.l_note[&0].contains("processor records a, b all hold dp_1"));
+        assert_eq!(links.p_note.len(), 2);
+    }
+
+    #[test]
+    fn given_two_rows_naming_one_record_when_linked_then_the_second_is_a_double_booking() {
+        let (links, found) = linked(
+            &[prec("ch_1", 500, 1)],
+            &[row("L1", Some("ch_1"), 500, 1), row("L2", Some("ch_1"), 500, 2)],
+        );
+        // L2 is a duplicate already (processor id booked twice); the double-booking rule needs two ids
+        assert_eq!(links.link_l[0], 0);
+        assert!(links.l_dup[1]);
+        assert_eq!(found.len(), 1);
+        let mut p = prec("txn_1", 500, 1);
+        p.keys = ["txn_1", "ch_1"].iter().collect();
+        let (links, found) = linked(
+            &[p],
+            &[row("L1", Some("txn_1"), 500, 1), row("L2", Some("ch_1"), 500, 2)],
+        );
+        assert_eq!(links.link_p, [0]);
+        assert!(found[0].details.starts_with("double booking: ledger L1 and L2"));
+    }
+}

@@ -1,0 +1,238 @@
+//! Matching and classification of one run (one date, one processor): spec section 6, in phases, each in its
+//! own file with its tests beside it:
+//!
+//! 1. [`candidates`]: which records take part, in "first" order; out-of-range and unstorable records refused;
+//! 2. [`duplicates`]: the same record twice on either side;
+//! 3. [`exact`]: a ledger row's `processor_txn_id` against the processor records' keys;
+//! 4. [`fallback`]: order id + amount + currency, when unique on both sides;
+//! 5. [`classify`]: a linked pair is clean or a currency, amount or status mismatch;
+//! 6. [`unlinked`]: the rest is missing on one side, pending or not settled;
+//!
+//! then [`crate::outcome`] counts the run and checks conservation. The phases share one [`Links`].
+//!
+//! Deterministic: whenever two records collide, the one with the smaller [`crate::Location`] (earlier
+//! object, earlier line) is "first", so the result does not depend on the order records are handed in.
+
+pub(crate) mod candidates;
+pub(crate) mod classify;
+pub(crate) mod duplicates;
+pub(crate) mod exact;
+pub(crate) mod fallback;
+pub(crate) mod unlinked;
+
+use rustc_hash::FxHashMap;
+
+use crate::discrepancy::Discrepancy;
+use crate::outcome::{conclude, merge, ConservationError, Outcome, Tally};
+use crate::partition::{plan, Plan, Selection};
+use crate::run::RunInput;
+use candidates::Origins;
+
+/// "No partner" in [`Links`].
+pub(crate) const NONE: u32 = u32::MAX;
+
+pub(crate) fn hash(s: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(s)
+}
+
+/// What the phases decide about the candidates, indexed like [`candidates::Candidates`]' two lists.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    /// Duplicates (never linked).
+    pub p_dup: Vec<bool>,
+    pub l_dup: Vec<bool>,
+    /// The partner's index, or [`NONE`].
+    pub link_p: Vec<u32>,
+    pub link_l: Vec<u32>,
+    /// Why a candidate could not be linked (ambiguity), said in its report.
+    pub p_note: FxHashMap<usize, String>,
+    pub l_note: FxHashMap<usize, String>,
+}
+
+impl Links {
+    pub fn new(np: usize, nl: usize) -> Links {
+        Links {
+            p_dup: vec![false; np],
+            l_dup: vec![false; nl],
+            link_p: vec![NONE; np],
+            link_l: vec![NONE; nl],
+            p_note: FxHashMap::default(),
+            l_note: FxHashMap::default(),
+        }
+    }
+
+    /// Links processor candidate `i` with ledger candidate `j`.
+    pub fn link(&mut self, i: usize, j: usize) {
+        self.link_p[i] = j as u32;
+        self.link_l[j] = i as u32;
+    }
+}
+
+/// Reconciles one run. Fails only when the conservation equations do not hold (a bug, never bad input).
+pub fn reconcile(input: RunInput<'_>) -> Result<Outcome, ConservationError> {
+    reconcile_selected(input, Selection::All)
+}
+
+/// Reconciles partition `index` of `plan` (which must have been made from the same input).
+pub fn reconcile_partition(
+    input: RunInput<'_>,
+    plan: &Plan,
+    index: u32,
+) -> Result<Outcome, ConservationError> {
+    reconcile_selected(input, Selection::Part { plan, index })
+}
+
+/// Plans, reconciles every partition (two at a time) and merges: the same outcome as [`reconcile`],
+/// computed the way a sharded run computes it.
+pub fn reconcile_sharded(input: RunInput<'_>, n: u32) -> Result<Outcome, ConservationError> {
+    let plan = plan(&input, n);
+    let mut parts = Vec::with_capacity(plan.partitions as usize);
+    let mut next = 0u32;
+    while next < plan.partitions {
+        let pair = std::thread::scope(|s| {
+            let second =
+                (next + 1 < plan.partitions).then(|| s.spawn(|| reconcile_partition(input, &plan, next + 1)));
+            let first = reconcile_partition(input, &plan, next);
+            let second = second.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| reconcile_partition(input, &plan, next + 1))
+            });
+            (first, second)
+        });
+        parts.push(pair.0?);
+        if let Some(s) = pair.1 {
+            parts.push(s?);
+        }
+        next += 2;
+    }
+    Ok(merge(input.processor, parts))
+}
+
+/// The phases, in order, over the selected records.
+fn reconcile_selected(input: RunInput<'_>, sel: Selection<'_>) -> Result<Outcome, ConservationError> {
+    let o = Origins {
+        objects: input.objects,
+        carried: input.carried,
+    };
+    let c = candidates::gather(&input, sel);
+    let mut links = Links::new(c.procs.len(), c.ledg.len());
+    let mut found: Vec<Discrepancy> = Vec::new();
+    let mut carry_out = Vec::new();
+
+    let txns = duplicates::find(&c, o, &mut links, &mut found);
+    exact::link(&c, &txns, o, &mut links, &mut found);
+    drop(txns);
+    fallback::link(&c, &mut links);
+    let (matched, clean) = classify::pairs(&c, &links, input.config, o, &mut found, &mut carry_out);
+    let unlinked = unlinked::report(&c, &links, input.config.grace_days, o, &mut found, &mut carry_out);
+
+    let invalid = if sel.holds_invalid() { input.invalid } else { &[] };
+    for inv in invalid.iter().chain(&c.refused) {
+        found.push(Discrepancy::of_invalid(inv, o.source(None, inv.location)));
+    }
+    conclude(
+        Tally {
+            processor: input.processor,
+            processor_count: c.procs.len() as u64,
+            ledger_count: c.ledg.len() as u64,
+            matched,
+            clean,
+            processor_pending: unlinked.processor_pending,
+            ledger_pending: unlinked.ledger_pending,
+            not_settled: unlinked.not_settled,
+            carried_count: c.carried_count,
+            excluded_counts: c.excluded_counts,
+            out_of_window: c.out_of_window,
+            discrepancies: found,
+            carried: carry_out,
+        },
+        &input.config.severity,
+    )
+}
+
+/// Records and inputs for the phases' tests.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use crate::model::{
+        Kind, LedgerRow, LedgerStatus, LedgerType, Location, Processor, ProcessorRecord, ProcessorStatus,
+    };
+    use crate::money::{Currency, Money};
+    use crate::run::{RunConfig, RunInput};
+
+    pub fn cur(c: &str) -> Currency {
+        Currency::parse(c).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    /// A settled USD charge `id` (its only key) on line `line` of object 0.
+    pub fn prec(id: &str, minor: i64, line: u64) -> ProcessorRecord {
+        ProcessorRecord {
+            id: id.into(),
+            keys: [id].iter().collect(),
+            reference: None,
+            other_references: Default::default(),
+            kind: Kind::Charge,
+            amount: Money::new(minor, cur("USD")),
+            fee: None,
+            net: None,
+            status: ProcessorStatus::Succeeded,
+            occurred_at: None,
+            location: Location { object: 0, line },
+        }
+    }
+
+    /// A captured USD charge booked against processor id `txn`, on line `line` of object 1.
+    pub fn row(id: &str, txn: Option<&str>, minor: i64, line: u64) -> LedgerRow {
+        LedgerRow {
+            ledger_id: id.into(),
+            processor: Processor::Stripe,
+            processor_txn_id: txn.map(Into::into),
+            order_id: None,
+            kind: LedgerType::Charge,
+            amount: Money::new(minor, cur("USD")),
+            status: LedgerStatus::Captured,
+            booked_at: None,
+            location: Location { object: 1, line },
+        }
+    }
+
+    pub fn input<'a>(
+        objects: &'a [String],
+        records: &'a [ProcessorRecord],
+        ledger: &'a [LedgerRow],
+        config: &'a RunConfig,
+    ) -> RunInput<'a> {
+        RunInput {
+            processor: Processor::Stripe,
+            objects,
+            records,
+            ledger,
+            invalid: &[],
+            carried: &[],
+            config,
+        }
+    }
+
+    /// The links of the duplicate, exact and fallback phases over `records` and `ledger`, and what they found.
+    pub fn linked(
+        records: &[ProcessorRecord],
+        ledger: &[LedgerRow],
+    ) -> (super::Links, Vec<crate::discrepancy::Discrepancy>) {
+        use super::candidates::{gather, Origins};
+        let (objects, config) = (vec!["p".to_string(), "l".to_string()], RunConfig::default());
+        let c = gather(
+            &input(&objects, records, ledger, &config),
+            crate::partition::Selection::All,
+        );
+        let mut links = super::Links::new(c.procs.len(), c.ledg.len());
+        let mut found = Vec::new();
+        let o = Origins {
+            objects: &objects,
+            carried: &[],
+        };
+        let txns = super::duplicates::find(&c, o, &mut links, &mut found);
+        super::exact::link(&c, &txns, o, &mut links, &mut found);
+        super::fallback::link(&c, &mut links);
+        (links, found)
+    }
+}

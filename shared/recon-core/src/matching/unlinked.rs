@@ -1,0 +1,233 @@
+//! Phase 6, the unlinked: a candidate left without a partner is `missing_in_ledger` (processor side) or
+//! `missing_in_processor` (ledger side), or `pending` while younger than the grace period, in which case its
+//! record is carried into later runs. A processor record that moved no money and that nothing claims is
+//! counted as `not_settled` instead. The same rules for both sides, in one function.
+
+use rustc_hash::FxHashMap;
+
+use super::candidates::{Candidates, LRef, Origins, PRef};
+use super::{Links, NONE};
+use crate::carry::{CarriedRecord, CarryOutcome};
+use crate::discrepancy::{Category, Discrepancy, Lifecycle};
+
+/// One side's view of a candidate, as the unlinked rules need it.
+trait Candidate {
+    /// What the side's report says is missing.
+    const WHY: &'static str;
+    fn carried(&self) -> Option<u32>;
+    /// Did the record's money move? Only today's processor records can say no.
+    fn settled(&self) -> bool;
+    fn missing(&self, o: Origins<'_>, details: String) -> Discrepancy;
+    fn carry(&self) -> CarriedRecord;
+}
+
+impl Candidate for PRef<'_> {
+    const WHY: &'static str = "processor has it, ledger does not";
+    fn carried(&self) -> Option<u32> {
+        self.carried
+    }
+    fn settled(&self) -> bool {
+        self.carried.is_some() || self.rec.status.is_settled()
+    }
+    fn missing(&self, o: Origins<'_>, details: String) -> Discrepancy {
+        let source = o.source(self.carried, self.rec.location);
+        Discrepancy::of_processor(
+            Category::MissingInLedger,
+            self.rec,
+            source,
+            details,
+            o.carried_id(self.carried),
+        )
+    }
+    fn carry(&self) -> CarriedRecord {
+        CarriedRecord::Processor(self.rec.clone())
+    }
+}
+
+impl Candidate for LRef<'_> {
+    const WHY: &'static str = "ledger has it, processor does not";
+    fn carried(&self) -> Option<u32> {
+        self.carried
+    }
+    fn settled(&self) -> bool {
+        true
+    }
+    fn missing(&self, o: Origins<'_>, details: String) -> Discrepancy {
+        let source = o.source(self.carried, self.row.location);
+        Discrepancy::of_ledger(
+            Category::MissingInProcessor,
+            self.row,
+            source,
+            details,
+            o.carried_id(self.carried),
+        )
+    }
+    fn carry(&self) -> CarriedRecord {
+        CarriedRecord::Ledger(self.row.clone())
+    }
+}
+
+/// What the unlinked of both sides came to.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub(crate) struct Unlinked {
+    pub processor_pending: u64,
+    pub ledger_pending: u64,
+    pub not_settled: u64,
+}
+
+/// One side: returns (pending, not settled).
+#[allow(clippy::too_many_arguments)]
+fn side<C: Candidate>(
+    cands: &[C],
+    dup: &[bool],
+    link: &[u32],
+    notes: &FxHashMap<usize, String>,
+    grace_days: u32,
+    o: Origins<'_>,
+    found: &mut Vec<Discrepancy>,
+    carry_out: &mut Vec<(i64, CarryOutcome)>,
+) -> (u64, u64) {
+    let (mut pending, mut not_settled) = (0u64, 0u64);
+    for (i, c) in cands.iter().enumerate() {
+        if dup[i] {
+            // a carried item that turned out to be a duplicate of today's record
+            if let Some(id) = o.carried_id(c.carried()) {
+                carry_out.push((id, CarryOutcome::Duplicate));
+            }
+            continue;
+        }
+        if link[i] != NONE {
+            continue;
+        }
+        if !c.settled() {
+            // no money moved (pending, failed, denied, reversed, canceled) and no ledger row claims it
+            not_settled += 1;
+            continue;
+        }
+        let why = match notes.get(&i) {
+            Some(n) => format!("{}; {n}", C::WHY),
+            None => C::WHY.to_string(),
+        };
+        let mut d = c.missing(o, why);
+        if o.age(c.carried()) < grace_days {
+            d.lifecycle = Lifecycle::Pending;
+            d.carry = Some(c.carry());
+            pending += 1;
+        }
+        if let Some(id) = o.carried_id(c.carried()) {
+            let outcome = match d.lifecycle {
+                Lifecycle::Pending => CarryOutcome::StillPending,
+                Lifecycle::Open => CarryOutcome::Escalated,
+            };
+            carry_out.push((id, outcome));
+        }
+        found.push(d);
+    }
+    (pending, not_settled)
+}
+
+/// Reports the unlinked candidates of both sides.
+pub(crate) fn report(
+    c: &Candidates<'_>,
+    links: &Links,
+    grace_days: u32,
+    o: Origins<'_>,
+    found: &mut Vec<Discrepancy>,
+    carry_out: &mut Vec<(i64, CarryOutcome)>,
+) -> Unlinked {
+    let (processor_pending, not_settled) = side(
+        &c.procs,
+        &links.p_dup,
+        &links.link_p,
+        &links.p_note,
+        grace_days,
+        o,
+        found,
+        carry_out,
+    );
+    let (ledger_pending, _) = side(
+        &c.ledg,
+        &links.l_dup,
+        &links.link_l,
+        &links.l_note,
+        grace_days,
+        o,
+        found,
+        carry_out,
+    );
+    Unlinked {
+        processor_pending,
+        ledger_pending,
+        not_settled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::candidates::gather;
+    use crate::matching::testkit::{input, prec, row};
+    use crate::model::ProcessorStatus;
+    use crate::partition::Selection;
+
+    fn run(
+        records: &[crate::ProcessorRecord],
+        ledger: &[crate::LedgerRow],
+        grace: u32,
+    ) -> (Unlinked, Vec<Discrepancy>) {
+        let (objects, config) = (vec!["p".to_string(), "l".to_string()], Default::default());
+        let c = gather(&input(&objects, records, ledger, &config), Selection::All);
+        let links = Links::new(c.procs.len(), c.ledg.len());
+        let (mut found, mut carry_out) = (Vec::new(), Vec::new());
+        let o = Origins {
+            objects: &objects,
+            carried: &[],
+        };
+        let u = report(&c, &links, grace, o, &mut found, &mut carry_out);
+        (u, found)
+    }
+
+    #[test]
+    fn given_no_grace_when_reported_then_both_sides_are_missing() {
+        let (u, found) = run(&[prec("p", 500, 3)], &[row("L", Some("x"), 700, 4)], 0);
+        assert_eq!(u, Unlinked::default());
+        let got: Vec<_> = found
+            .iter()
+            .map(|d| (d.category, d.lifecycle, d.details.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Category::MissingInLedger,
+                    Lifecycle::Open,
+                    "processor has it, ledger does not"
+                ),
+                (
+                    Category::MissingInProcessor,
+                    Lifecycle::Open,
+                    "ledger has it, processor does not"
+                ),
+            ]
+        );
+        assert_eq!(found[0].processor_source.as_deref(), Some("p:3"));
+    }
+
+    #[test]
+    fn given_a_grace_day_when_reported_then_both_are_pending_and_carried() {
+        let (u, found) = run(&[prec("p", 500, 3)], &[row("L", Some("x"), 700, 4)], 1);
+        assert_eq!((u.processor_pending, u.ledger_pending), (1, 1));
+        assert!(found
+            .iter()
+            .all(|d| d.lifecycle == Lifecycle::Pending && d.carry.is_some()));
+    }
+
+    #[test]
+    fn given_a_failed_record_nobody_claims_when_reported_then_it_is_not_settled_not_missing() {
+        let mut p = prec("p", 500, 3);
+        p.status = ProcessorStatus::Failed;
+        let (u, found) = run(&[p], &[], 0);
+        assert_eq!(u.not_settled, 1);
+        assert!(found.is_empty());
+    }
+}

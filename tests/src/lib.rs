@@ -57,6 +57,14 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A pool on this database (not yet migrated).
+    pub fn store(&self) -> recon_store::Store {
+        let cfg = recon_store::DbConfig::from_url(&self.url).expect("a test database URL is valid");
+        recon_store::Store::new(&cfg).expect("a pool on the test database")
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let admin = self.admin.clone();
@@ -130,5 +138,77 @@ impl CutProxy {
             }
         });
         CutProxy { port }
+    }
+}
+
+/// The local stand-ins of the ports, for the functions' handler tests: a directory as S3, an `.eml`
+/// outbox as SES, executions in memory as Step Functions.
+pub mod local {
+    use std::path::{Path, PathBuf};
+
+    use recon_app::notify::OutboxMailer;
+    use recon_app::objects::LocalStore;
+    use recon_app::settings::Settings;
+    use recon_app::steps::{MemoryExecutions, Ports};
+    use recon_store::Store;
+
+    /// The ports a function test runs its handler with.
+    pub type LocalPorts = Ports<LocalStore, OutboxMailer, MemoryExecutions>;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// Default settings (nothing from the environment) with no grace period, over a store at `root`
+    /// whose outbox is `root/outbox`.
+    pub fn ports(root: &Path, db: Option<Store>) -> LocalPorts {
+        let mut settings = Settings::from_vars(|_| None).expect("the default settings are valid");
+        settings.grace_days = 0;
+        let mailer = OutboxMailer {
+            dir: root.join("outbox"),
+        };
+        Ports::new(
+            LocalStore::new(root),
+            mailer,
+            MemoryExecutions::default(),
+            db,
+            settings,
+        )
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("creating a test folder");
+        for entry in std::fs::read_dir(from).expect("reading the demo inbox").flatten() {
+            let (src, dst) = (entry.path(), to.join(entry.file_name()));
+            if src.is_dir() {
+                copy_dir(&src, &dst);
+            } else {
+                std::fs::copy(&src, &dst).expect("copying a demo file");
+            }
+        }
+    }
+
+    /// A fresh local store holding the demo day's `inbox/` (`events/demo`).
+    pub fn demo_store() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        copy_dir(&repo().join("events/demo/inbox"), &dir.path().join("inbox"));
+        dir
+    }
+
+    /// The event files of `events/{function}/`, by file name, in name order.
+    pub fn events(function: &str) -> Vec<(String, serde_json::Value)> {
+        let dir = repo().join("events").join(function);
+        let mut out: Vec<(String, serde_json::Value)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).expect("reading an event file");
+                let v =
+                    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+                (e.file_name().to_string_lossy().to_string(), v)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }

@@ -11,10 +11,12 @@ use recon_app::fetch::ApiSources;
 use recon_app::notify::{Email, Mailer};
 use recon_app::objects::ObjectStore;
 use recon_app::pipeline::{run_day, DayOptions, NotifySettings};
+use recon_app::settings::Settings;
+use recon_app::steps::trigger::{s3_trigger, S3Drop};
+use recon_app::steps::Ports;
 use recon_app::Deps;
-use recon_aws::handlers::s3_trigger;
-use recon_aws::lambda::Env;
-use recon_aws::{Aws, S3Store, SesMailer};
+use recon_aws::lambda::AwsPorts;
+use recon_aws::{Aws, S3Store, SesMailer, SfnExecutions};
 use recon_core::{Processor, RunConfig, RunStatus, Severity};
 use recon_store::{DbConfig, Store};
 use recon_tests::TestDb;
@@ -28,7 +30,7 @@ fn endpoint() -> String {
 
 async fn aws() -> Aws {
     endpoint();
-    Aws::from_env().await
+    Aws::load(None).await
 }
 
 async fn bucket(aws: &Aws) -> String {
@@ -95,56 +97,6 @@ async fn sent_raw(needle: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn s3_store_puts_gets_lists_copies_and_links() {
-    let aws = aws().await;
-    let s3 = S3Store::new(aws.s3.clone(), bucket(&aws).await);
-    s3.put(
-        "inbox/stripe/2025-01-15/a b.csv",
-        b"x,y\n1,2\n".to_vec(),
-        "text/csv",
-    )
-    .await
-    .unwrap();
-    s3.put("inbox/stripe/2025-01-15/c.csv", b"z".to_vec(), "text/csv")
-        .await
-        .unwrap();
-    assert_eq!(
-        s3.list("inbox/stripe/2025-01-15/").await.unwrap(),
-        ["inbox/stripe/2025-01-15/a b.csv", "inbox/stripe/2025-01-15/c.csv"]
-    );
-    s3.copy(
-        "inbox/stripe/2025-01-15/a b.csv",
-        "raw/stripe/2025-01-15/f/a b.csv",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s3.get("raw/stripe/2025-01-15/f/a b.csv").await.unwrap(),
-        b"x,y\n1,2\n"
-    );
-    // raw data is never overwritten, by a put or a copy
-    assert!(s3
-        .put("raw/stripe/2025-01-15/f/a b.csv", b"other".to_vec(), "text/csv")
-        .await
-        .is_err());
-    assert!(s3
-        .copy("inbox/stripe/2025-01-15/c.csv", "raw/stripe/2025-01-15/f/a b.csv")
-        .await
-        .is_err());
-    assert_eq!(
-        s3.get("raw/stripe/2025-01-15/f/a b.csv").await.unwrap(),
-        b"x,y\n1,2\n"
-    );
-    let link = s3.link("raw/stripe/2025-01-15/f/a b.csv").await.unwrap();
-    assert!(
-        link.contains("X-Amz-Signature") && link.contains("X-Amz-Expires"),
-        "{link}"
-    );
-    let err = s3.get("nope").await.unwrap_err();
-    assert!(err.to_string().contains("nope"));
-}
-
-#[tokio::test]
 async fn ses_mail_is_sent_with_both_parts_and_read_back_from_moto() {
     let aws = aws().await;
     aws.ses
@@ -194,7 +146,15 @@ async fn database_and_processor_secrets_are_read_and_stay_secret() {
         .arn()
         .unwrap()
         .to_string();
-    let cfg = recon_aws::secrets::database(&aws.secrets, &arn).await.unwrap();
+    let mut db = recon_app::settings::DatabaseSettings {
+        url: Some("postgres://ignored@elsewhere/x".into()),
+        ..Default::default()
+    };
+    recon_aws::secrets::database(&aws.secrets, &arn, &mut db)
+        .await
+        .unwrap();
+    let cfg = db.config().unwrap();
+    assert_eq!(cfg.pg.get_hosts().len(), 1);
     assert_eq!(cfg.pg.get_user(), Some("recon_app"));
     assert_eq!(cfg.pg.get_ports(), [5433]);
     assert_eq!(cfg.pg.get_dbname(), Some("recon"));
@@ -216,8 +176,12 @@ async fn database_and_processor_secrets_are_read_and_stay_secret() {
         .arn()
         .unwrap()
         .to_string();
-    let p = recon_aws::secrets::processors(&aws.secrets, &parn).await.unwrap();
-    assert!(p.stripe_api_key.is_some());
+    let mut p = recon_app::settings::ApiSettings::default();
+    recon_aws::secrets::processors(&aws.secrets, &parn, &mut p)
+        .await
+        .unwrap();
+    assert!(p.stripe_api_key.is_some() && p.paypal_client_id.as_deref() == Some("id"));
+    assert!(p.sources().stripe.is_some() && p.sources().paypal.is_some());
     let dbg = format!("{p:?}");
     assert!(
         !dbg.contains("sk_live_abc") && !dbg.contains("pp-secret"),
@@ -226,30 +190,30 @@ async fn database_and_processor_secrets_are_read_and_stay_secret() {
     let missing = recon_aws::secrets::database(
         &aws.secrets,
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
+        &mut db,
     )
     .await;
     assert!(missing.unwrap_err().to_string().contains("cannot read secret"));
 }
 
-async fn env_for(aws: &Aws, bucket: &str, state_machine_arn: Option<String>, db: Option<Store>) -> Env {
-    Env {
-        aws: aws.clone(),
-        objects: S3Store::new(aws.s3.clone(), bucket),
-        db,
-        apis: ApiSources::default(),
-        mailer: SesMailer {
+/// A function's ports on moto: default settings (no grace period, mail to ops@example.com).
+async fn env_for(aws: &Aws, bucket: &str, state_machine_arn: Option<String>, db: Option<Store>) -> AwsPorts {
+    let mut settings = Settings::from_vars(|_| None).unwrap();
+    settings.grace_days = 0;
+    settings.notify.to = vec!["ops@example.com".into()];
+    Ports::new(
+        S3Store::new(aws.s3.clone(), bucket),
+        SesMailer {
             client: aws.ses.clone(),
             configuration_set: None,
         },
-        config: RunConfig {
-            grace_days: 0,
-            ..RunConfig::default()
+        SfnExecutions {
+            client: aws.sfn.clone(),
+            state_machine_arn,
         },
-        sender: "recon@example.com".into(),
-        operations: vec!["ops@example.com".into()],
-        min_severity: Severity::High,
-        state_machine_arn,
-    }
+        db,
+        settings,
+    )
 }
 
 #[tokio::test]
@@ -279,6 +243,7 @@ async fn s3_trigger_starts_one_execution_per_drop_and_ignores_the_duplicate() {
         .unwrap(),
     )
     .unwrap();
+    let event: S3Drop = serde_json::from_value(event).unwrap();
     let first = s3_trigger(&env, event.clone()).await.unwrap();
     assert_eq!(first[0].outcome, "started", "{first:?}");
     let again = s3_trigger(&env, event).await.unwrap();
@@ -316,7 +281,9 @@ async fn s3_trigger_starts_one_execution_per_drop_and_ignores_the_duplicate() {
         .unwrap(),
     )
     .unwrap();
-    let skipped = s3_trigger(&env, bad).await.unwrap();
+    let skipped = s3_trigger(&env, serde_json::from_value(bad).unwrap())
+        .await
+        .unwrap();
     assert_eq!(skipped[0].outcome, "skipped");
 }
 
@@ -469,7 +436,9 @@ async fn recon_start_starts_a_named_execution() {
 /// records nothing new; an incomplete set of partitions is refused, naming what is missing.
 #[tokio::test]
 async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
-    use recon_aws::handlers::{fetch, match_step, FetchInput, MatchInput, MatchOutput, PartitionTask};
+    use recon_app::steps::fetch::{fetch, FetchInput};
+    use recon_app::steps::partition::PartitionTask;
+    use recon_app::steps::r#match::{match_step, MatchInput, MatchOutput};
     let aws = aws().await;
     let name = bucket(&aws).await;
     let s3 = S3Store::new(aws.s3.clone(), &name);
@@ -535,9 +504,5 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
     let mut short = input("short");
     short.partitions = Some(receipts[1..].to_vec());
     let err = match_step(&env, short).await.unwrap_err();
-    assert!(
-        err.0.to_string().contains("expected partitions 0..5"),
-        "{}",
-        err.0
-    );
+    assert!(err.to_string().contains("expected partitions 0..5"), "{}", err);
 }

@@ -149,7 +149,8 @@ async fn secrets_manager_throttling_is_named_retryable_and_names_the_secret() {
         .build();
     let client = aws_sdk_secretsmanager::Client::from_conf(cfg);
     let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:recon-dev/db";
-    let err = recon_aws::secrets::database(&client, arn)
+    let mut db = recon_app::settings::DatabaseSettings::default();
+    let err = recon_aws::secrets::database(&client, arn, &mut db)
         .await
         .expect_err("throttled");
     assert_eq!(err.error_name(), "Retryable", "{err}");

@@ -221,6 +221,46 @@ fn sharded_match_is_a_distributed_map_feeding_one_merge() {
         "date": "2025-06-02", "processor": "stripe", "manifests": [], "execution": "e", "trigger": "manual",
         "partition": {"index": 3, "count": 8}
     });
-    let parsed: recon_aws::handlers::MatchInput = serde_json::from_value(sample).unwrap();
+    let parsed: recon_app::steps::r#match::MatchInput = serde_json::from_value(sample).unwrap();
     assert_eq!(parsed.partition.map(|p| (p.index, p.count)), Some((3, 8)));
+}
+
+/// Every environment variable the Terraform gives the functions is one `Settings` reads: a misspelled or
+/// stale name would be silently ignored in AWS.
+#[test]
+fn the_terraform_environment_is_read_by_settings() {
+    let tf = std::fs::read_to_string(root().join("terraform/modules/recon/main.tf")).unwrap();
+    let mut names = BTreeSet::new();
+    for block in ["common_env = {", "db_env = {"] {
+        let body = tf
+            .split(block)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {block} in main.tf"));
+        let body = body.split('}').next().unwrap();
+        for line in body.lines() {
+            if let Some((k, _)) = line.split_once('=') {
+                let k = k.trim();
+                if !k.is_empty() && !k.starts_with('#') {
+                    names.insert(k.to_string());
+                }
+            }
+        }
+    }
+    // and the single variables merged in per function: `{ NAME = ... }`
+    for piece in tf.split("{ ").skip(1) {
+        let k = piece.split_whitespace().next().unwrap_or("");
+        if !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c == '_') && piece.contains(" = ") {
+            names.insert(k.to_string());
+        }
+    }
+    assert!(
+        names.contains("STATE_MACHINE_ARN") && names.contains("DB_SECRET_ARN"),
+        "{names:?}"
+    );
+    for n in &names {
+        assert!(
+            recon_app::settings::Settings::VARIABLES.contains(&n.as_str()),
+            "terraform sets {n}, which recon does not read"
+        );
+    }
 }

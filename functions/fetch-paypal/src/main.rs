@@ -1,16 +1,6 @@
-//! Wiring only: configuration and clients once per cold start, then the runtime loop.
-
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+//! Wiring only: the ports once per cold start, then the runtime loop.
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    recon_aws::lambda::init_tracing();
-    let env = recon_aws::lambda::Env::load(false)
-        .await
-        .map_err(|e| Error::from(format!("{:?}", e.0)))?;
-    let env = &env;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<fetch_paypal::FetchInput>| async move {
-        fetch_paypal::handler(env, event).await
-    }))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    recon_aws::lambda::serve(false, fetch_paypal::handler).await
 }

@@ -2,31 +2,64 @@
 //! records the run (idempotent per execution + processor + date) and returns the section 8 summary.
 //! Input: `{date, processor, manifests, execution?, trigger?}`; for a sharded run also `partition: {index,
 //! count}` (one Distributed Map iteration: returns a receipt) or `partitions: [receipts]` (the merge).
+//! The step is [`recon_app::steps::r#match`].
 
-use lambda_runtime::LambdaEvent;
-pub use recon_aws::handlers::MatchInput;
-use recon_aws::handlers::MatchOutput;
-use recon_aws::lambda::{Env, FnError};
+use recon_app::notify::Mailer;
+use recon_app::objects::ObjectStore;
+pub use recon_app::steps::r#match::{MatchInput, MatchOutput};
+use recon_app::steps::{Ports, StartExecution};
+use recon_aws::lambda::FnError;
 
-/// The handler: the match use case.
-pub async fn handler(env: &Env, event: LambdaEvent<MatchInput>) -> Result<MatchOutput, FnError> {
-    recon_aws::handlers::match_step(env, event.payload).await
+/// The handler: the match step.
+pub async fn handler<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: MatchInput,
+) -> Result<MatchOutput, FnError> {
+    Ok(recon_app::steps::r#match::match_step(ports, input).await?)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+    use recon_core::RunStatus;
 
-    #[test]
-    fn event_files_parse() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/match");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let parsed: Result<MatchInput, _> = serde_json::from_str(&text);
-            assert!(parsed.is_ok(), "{}: {parsed:?}", entry.path().display());
-            n += 1;
+    /// Every event of `events/match/` through the handler on a local store holding the objects its
+    /// manifests list (copied from their inbox origin), against a database of its own.
+    #[tokio::test]
+    async fn the_handler_answers_every_event_file() {
+        let events = recon_tests::local::events("match");
+        assert_eq!(events.len(), 3);
+        for (name, event) in events {
+            let db = recon_tests::TestDb::new().await;
+            let store = recon_tests::local::demo_store();
+            let input: MatchInput = serde_json::from_value(event).unwrap();
+            for o in input.manifests.iter().flatten().flat_map(|m| &m.objects) {
+                let to = store.path().join(&o.key);
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(store.path().join(&o.origin), to).unwrap();
+            }
+            let ports = recon_tests::local::ports(store.path(), Some(db.store()));
+            let out = handler(&ports, input)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {}", e.0));
+            match (name.as_str(), out) {
+                ("demo-stripe.json", MatchOutput::Run(run)) => {
+                    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+                    assert_eq!((run.matched_count, run.clean_count), (13, 10));
+                    let usd = run.total_discrepancy_amount.get("USD").map(String::as_str);
+                    assert_eq!(usd, Some("4478.00"));
+                }
+                ("missing-ledger.json", MatchOutput::Run(run)) => {
+                    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+                    assert!(run.error.as_deref().unwrap_or("").contains("no ledger manifest"));
+                }
+                ("demo-stripe-partition-0-of-2.json", MatchOutput::Partition(p)) => {
+                    assert_eq!((p.index, p.count), (0, 2));
+                    assert!(store.path().join(&p.key).is_file(), "{}", p.key);
+                }
+                (other, out) => panic!("{other}: unexpected {out:?}"),
+            }
         }
-        assert!(n > 0, "no events in {dir}");
     }
 }

@@ -1,29 +1,56 @@
 //! `notify`: sends the operations email (SES v2, HTML + text) when a run reaches `NOTIFY_MIN_SEVERITY` or a
-//! processor failed; returns the message id or `skipped`. Input: `{date, runs, failures}`.
+//! processor failed; returns the message id or `skipped`. Input: `{date, runs, failures}`. The step is
+//! [`recon_app::steps::notify`].
 
-use lambda_runtime::LambdaEvent;
-pub use recon_aws::handlers::{NotifyInput, NotifyOutput};
-use recon_aws::lambda::{Env, FnError};
+use recon_app::notify::Mailer;
+use recon_app::objects::ObjectStore;
+pub use recon_app::steps::notify::{NotifyInput, NotifyOutput};
+use recon_app::steps::{Ports, StartExecution};
+use recon_aws::lambda::FnError;
 
-/// The handler: the notify use case.
-pub async fn handler(env: &Env, event: LambdaEvent<NotifyInput>) -> Result<NotifyOutput, FnError> {
-    recon_aws::handlers::notify(env, event.payload).await
+/// The handler: the notify step.
+pub async fn handler<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: NotifyInput,
+) -> Result<NotifyOutput, FnError> {
+    Ok(recon_app::steps::notify::notify(ports, input).await?)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
-    #[test]
-    fn event_files_parse() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/notify");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let parsed: Result<NotifyInput, _> = serde_json::from_str(&text);
-            assert!(parsed.is_ok(), "{}: {parsed:?}", entry.path().display());
-            n += 1;
+    /// Every event of `events/notify/` through the handler with the outbox mailer: below the threshold
+    /// nothing is sent; a CRITICAL run and a failed processor give one email naming both.
+    #[tokio::test]
+    async fn the_handler_answers_every_event_file() {
+        let events = recon_tests::local::events("notify");
+        assert_eq!(events.len(), 2);
+        for (name, event) in events {
+            let store = recon_tests::local::demo_store();
+            let ports = recon_tests::local::ports(store.path(), None);
+            let input: NotifyInput = serde_json::from_value(event).unwrap();
+            let out = handler(&ports, input)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {}", e.0));
+            let sent: Vec<_> = std::fs::read_dir(&ports.mailer.dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect();
+            match name.as_str() {
+                "below-threshold.json" => assert!(out.skipped && sent.is_empty(), "{out:?}"),
+                "high-and-failed.json" => {
+                    assert!(!out.skipped && sent.len() == 1, "{out:?}");
+                    let eml = std::fs::read_to_string(sent[0].path()).unwrap();
+                    assert!(
+                        eml.contains("square") && eml.contains("authentication failed"),
+                        "{eml}"
+                    );
+                }
+                other => panic!("{other}: no expectation"),
+            }
         }
-        assert!(n > 0, "no events in {dir}");
     }
 }

@@ -1,16 +1,7 @@
-//! Wiring only: configuration and clients once per cold start, then the runtime loop.
-
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+//! Wiring only: the ports (the database reads the top items of each run) once per cold start, then the
+//! runtime loop.
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    recon_aws::lambda::init_tracing();
-    let env = recon_aws::lambda::Env::load(true)
-        .await
-        .map_err(|e| Error::from(format!("{:?}", e.0)))?;
-    let env = &env;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<notify::NotifyInput>| async move { notify::handler(env, event).await },
-    ))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    recon_aws::lambda::serve(true, notify::handler).await
 }

@@ -1,37 +1,53 @@
 //! `s3-trigger`: for a file dropped at `inbox/{processor}/{date}/{file}` (EventBridge "Object Created" or a
 //! classic S3 notification), starts one state machine execution named from processor, date and ETag, so a
-//! duplicate event is a no-op. A bad key is logged and skipped (never retried forever).
+//! duplicate event is a no-op. A bad key is logged and skipped (never retried forever). The step is
+//! [`recon_app::steps::trigger`].
 
-use lambda_runtime::LambdaEvent;
-pub use recon_aws::handlers::TriggerOutcome;
-use recon_aws::lambda::{Env, FnError};
+use recon_app::notify::Mailer;
+use recon_app::objects::ObjectStore;
+pub use recon_app::steps::trigger::{S3Drop, TriggerOutcome};
+use recon_app::steps::{Ports, StartExecution};
+use recon_aws::lambda::FnError;
 
-/// The handler: the trigger use case.
-pub async fn handler(
-    env: &Env,
-    event: LambdaEvent<serde_json::Value>,
+/// The handler: the trigger step.
+pub async fn handler<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    event: S3Drop,
 ) -> Result<Vec<TriggerOutcome>, FnError> {
-    recon_aws::handlers::s3_trigger(env, event.payload).await
+    Ok(recon_app::steps::trigger::s3_trigger(ports, event).await?)
 }
 
 #[cfg(test)]
 mod tests {
-    use recon_aws::handlers::{dropped_objects, parse_inbox_key};
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
 
-    #[test]
-    fn event_files_name_their_objects() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/s3-trigger");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            let objects = dropped_objects(&v);
-            assert!(!objects.is_empty(), "{}", entry.path().display());
-            let name = entry.file_name().to_string_lossy().to_string();
-            let ok = objects.iter().all(|o| parse_inbox_key(&o.key).is_ok());
-            assert_eq!(ok, !name.contains("bad-key"), "{name}");
-            n += 1;
+    /// Every event of `events/s3-trigger/` through the handler: a good drop starts one execution (named
+    /// from processor, date and ETag) and the same event again starts none; a bad key is skipped.
+    #[tokio::test]
+    async fn the_handler_answers_every_event_file() {
+        let events = recon_tests::local::events("s3-trigger");
+        assert_eq!(events.len(), 3);
+        for (name, event) in events {
+            let store = recon_tests::local::demo_store();
+            let ports = recon_tests::local::ports(store.path(), None);
+            let drop: S3Drop = serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let first = handler(&ports, drop.clone()).await.unwrap();
+            let again = handler(&ports, drop).await.unwrap();
+            let outcomes = |o: &[TriggerOutcome]| o.iter().map(|t| t.outcome.clone()).collect::<Vec<_>>();
+            if name.starts_with("bad-") {
+                assert_eq!(outcomes(&first), ["skipped"], "{name}");
+                assert!(ports.executions.started.lock().unwrap().is_empty());
+            } else {
+                assert_eq!(
+                    (outcomes(&first), outcomes(&again)),
+                    (vec!["started".to_string()], vec!["duplicate".to_string()]),
+                    "{name}"
+                );
+                let started = ports.executions.started.lock().unwrap();
+                assert_eq!(started.len(), 1, "{name}");
+                assert_eq!(started[0].1["trigger"], "s3");
+            }
         }
-        assert!(n > 0);
     }
 }

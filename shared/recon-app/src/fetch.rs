@@ -263,7 +263,7 @@ impl Staged<'_> {
     }
 }
 
-/// API access configured for this process (environment locally, Secrets Manager in AWS).
+/// API access configured for this process ([`crate::settings::ApiSettings::sources`]).
 #[derive(Default)]
 pub struct ApiSources {
     pub http: Option<reqwest::Client>,
@@ -275,49 +275,6 @@ pub struct ApiSources {
 }
 
 impl ApiSources {
-    /// From the environment: `STRIPE_API_KEY`, `PAYPAL_CLIENT_ID` + `PAYPAL_CLIENT_SECRET`,
-    /// `SQUARE_ACCESS_TOKEN`, `INTERNAL_API_BASE_URL` (+ `INTERNAL_API_TOKEN`); base URLs from
-    /// `{STRIPE,PAYPAL,SQUARE}_API_BASE_URL`, else `PROCESSOR_API_BASE_URL`, else the processors' own.
-    pub fn from_env() -> Self {
-        use recon_sources::api::{http_client, ledger, paypal, square, stripe, RetryPolicy};
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let base = |k: &str, default: &str| {
-            var(k)
-                .or_else(|| var("PROCESSOR_API_BASE_URL"))
-                .unwrap_or_else(|| default.into())
-        };
-        let http = http_client();
-        let policy = RetryPolicy::default();
-        ApiSources {
-            stripe: var("STRIPE_API_KEY").map(|k| stripe::StripeConfig {
-                base_url: base("STRIPE_API_BASE_URL", "https://api.stripe.com"),
-                api_key: k.into(),
-            }),
-            paypal: match (var("PAYPAL_CLIENT_ID"), var("PAYPAL_CLIENT_SECRET")) {
-                (Some(id), Some(secret)) => Some(paypal::PaypalClient::new(
-                    http.clone(),
-                    paypal::PaypalConfig {
-                        base_url: base("PAYPAL_API_BASE_URL", "https://api-m.paypal.com"),
-                        client_id: id,
-                        client_secret: secret.into(),
-                    },
-                    policy,
-                )),
-                _ => None,
-            },
-            square: var("SQUARE_ACCESS_TOKEN").map(|t| square::SquareConfig {
-                base_url: base("SQUARE_API_BASE_URL", "https://connect.squareup.com"),
-                access_token: t.into(),
-            }),
-            ledger: var("INTERNAL_API_BASE_URL").map(|b| ledger::LedgerApiConfig {
-                base_url: b,
-                token: var("INTERNAL_API_TOKEN").map(Into::into),
-            }),
-            http: Some(http),
-            policy,
-        }
-    }
-
     /// Is an API configured for this source (`stripe`, `paypal`, `square`, `ledger`)?
     pub fn configured(&self, source_name: &str) -> bool {
         match source_name {

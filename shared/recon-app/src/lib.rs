@@ -13,6 +13,8 @@ pub mod notify;
 pub mod objects;
 pub mod pipeline;
 pub mod report;
+pub mod settings;
+pub mod steps;
 
 use std::collections::HashMap;
 

@@ -1,8 +1,8 @@
 //! Secrets Manager: database credentials (the JSON RDS manages: `username`, `password`, `host`, `port`,
 //! `dbname`) and processor API keys, read once per cold start and held as secrets.
 
+use recon_app::settings::{ApiSettings, DatabaseSettings};
 use recon_app::AppError;
-use recon_store::DbConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -27,7 +27,7 @@ fn secret_error<E: std::fmt::Debug, R: std::fmt::Debug>(
     };
     // only the error's kind, never a dump of the request or response
     let short: String = what.chars().take(160).collect();
-    if crate::retryable(e) {
+    if crate::s3::retryable(e) {
         AppError::Transient(format!(
             "reading secret {arn}: throttled or unavailable ({short}); retry later"
         ))
@@ -48,35 +48,27 @@ async fn secret_string(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Re
         .ok_or_else(|| AppError::InvalidInput(format!("secret {arn} has no SecretString")))
 }
 
-/// Database settings from a Secrets Manager secret (RDS-managed JSON). `DB_HOST`/`DB_PORT`/`DB_NAME` fill
-/// in what the secret lacks (RDS-managed master secrets hold only username and password).
-pub async fn database(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<DbConfig, AppError> {
+/// Fills the database settings from a Secrets Manager secret (RDS-managed JSON): user and password always;
+/// host, port and database name when the secret has them (RDS-managed master secrets hold only username
+/// and password, so `DB_HOST`/`DB_PORT`/`DB_NAME` fill in the rest). The secret replaces `DATABASE_URL`.
+pub async fn database(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    db: &mut DatabaseSettings,
+) -> Result<(), AppError> {
     let raw = secret_string(client, arn).await?;
     let s: DbSecret = serde_json::from_str(raw.expose_secret()).map_err(|_| {
         AppError::InvalidInput(format!(
             "secret {arn} is not the JSON {{username, password, host, port, dbname}}"
         ))
     })?;
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let host = s
-        .host
-        .or_else(|| env("DB_HOST"))
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = s
-        .port
-        .or_else(|| env("DB_PORT").and_then(|p| p.parse().ok()))
-        .unwrap_or(5432);
-    let dbname = s
-        .dbname
-        .or_else(|| env("DB_NAME"))
-        .unwrap_or_else(|| "recon".into());
-    Ok(DbConfig::from_parts(
-        &host,
-        port,
-        &dbname,
-        &s.username,
-        Some(s.password.expose_secret()),
-    ))
+    db.url = None;
+    db.host = s.host.or(db.host.take()).or_else(|| Some("127.0.0.1".into()));
+    db.port = s.port.or(db.port);
+    db.name = s.dbname.or(db.name.take());
+    db.user = Some(s.username);
+    db.password = Some(s.password);
+    Ok(())
 }
 
 /// Processor credentials from one secret: `{"stripe_api_key": …, "paypal_client_id": …,
@@ -110,14 +102,22 @@ impl std::fmt::Debug for ProcessorSecrets {
     }
 }
 
-/// Reads the processor credentials secret.
+/// Reads the processor credentials secret into the API settings (a credential the secret holds replaces
+/// the environment's).
 pub async fn processors(
     client: &aws_sdk_secretsmanager::Client,
     arn: &str,
-) -> Result<ProcessorSecrets, AppError> {
+    apis: &mut ApiSettings,
+) -> Result<(), AppError> {
     let raw = secret_string(client, arn).await?;
-    serde_json::from_str(raw.expose_secret())
-        .map_err(|_| AppError::InvalidInput(format!("secret {arn} is not the processor credentials JSON")))
+    let s: ProcessorSecrets = serde_json::from_str(raw.expose_secret())
+        .map_err(|_| AppError::InvalidInput(format!("secret {arn} is not the processor credentials JSON")))?;
+    apis.stripe_api_key = s.stripe_api_key.or(apis.stripe_api_key.take());
+    apis.paypal_client_id = s.paypal_client_id.or(apis.paypal_client_id.take());
+    apis.paypal_client_secret = s.paypal_client_secret.or(apis.paypal_client_secret.take());
+    apis.square_access_token = s.square_access_token.or(apis.square_access_token.take());
+    apis.internal_api_token = s.internal_api_token.or(apis.internal_api_token.take());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@ use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use recon_app::notify::OutboxMailer;
 use recon_app::objects::LocalStore;
-use recon_app::pipeline::{run_day, DayOptions, NotifySettings};
+use recon_app::pipeline::{run_day, DayOptions};
+use recon_app::settings::Settings;
+use recon_app::steps::{execution_name, StartExecution, Started};
 use recon_app::Deps;
-use recon_core::{DaySummary, Processor, RunConfig, RunStatus, Severity};
+use recon_core::{DaySummary, Processor, RunConfig, RunStatus};
 use recon_store::{DbConfig, Store};
 
 mod table;
@@ -96,9 +98,10 @@ enum Command {
         /// PostgreSQL URL; default DATABASE_URL, then DB_* variables, then the local server.
         #[arg(long)]
         database_url: Option<String>,
-        /// Later runs an unmatched item stays pending before it is reported missing (0: at once).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=366))]
-        grace_days: u32,
+        /// Later runs an unmatched item stays pending before it is reported missing (0: at once); default
+        /// GRACE_DAYS, else 1.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=366))]
+        grace_days: Option<u32>,
         /// Match each run as this many hash partitions and merge them (the same result; how the state
         /// machine shards a day too large for one invocation).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -108,9 +111,9 @@ enum Command {
         /// Do not send (or write) the operations email.
         #[arg(long)]
         no_notify: bool,
-        /// Directory for `.eml` files instead of SES.
-        #[arg(long, env = "RECON_OUTBOX", default_value = "./.recon/outbox")]
-        outbox: PathBuf,
+        /// Directory for `.eml` files instead of SES; default RECON_OUTBOX, else ./.recon/outbox.
+        #[arg(long)]
+        outbox: Option<PathBuf>,
     },
     /// Start the Step Functions state machine for a day (a manual run in AWS).
     Start {
@@ -119,8 +122,9 @@ enum Command {
         /// Comma-separated processors; default all.
         #[arg(long, value_delimiter = ',')]
         processors: Vec<Processor>,
-        #[arg(long, env = "STATE_MACHINE_ARN")]
-        state_machine_arn: String,
+        /// Default STATE_MACHINE_ARN.
+        #[arg(long)]
+        state_machine_arn: Option<String>,
     },
     /// List runs, newest first.
     Runs {
@@ -148,20 +152,21 @@ enum Command {
     },
 }
 
-fn db_config(url: Option<&str>) -> Result<DbConfig> {
+/// The database settings, `--database-url` winning over the environment's.
+fn db_config(settings: &Settings, url: Option<&str>) -> Result<DbConfig> {
     Ok(match url {
         Some(u) => DbConfig::from_url(u)?,
-        None => DbConfig::from_env()?,
+        None => settings.database.config()?,
     })
 }
 
-fn store_from(url: Option<&str>) -> Result<Store> {
-    Ok(Store::new(&db_config(url)?)?)
+fn store_from(settings: &Settings, url: Option<&str>) -> Result<Store> {
+    Ok(Store::new(&db_config(settings, url)?)?)
 }
 
 /// For `run` and `migrate`: create the database if the server has none of that name, then migrate.
-async fn ready_store(url: Option<&str>) -> Result<Store> {
-    let cfg = db_config(url)?;
+async fn ready_store(settings: &Settings, url: Option<&str>) -> Result<Store> {
+    let cfg = db_config(settings, url)?;
     if Store::create_database_if_missing(&cfg).await? {
         tracing::info!(database = ?cfg.pg.get_dbname(), "created the database");
     }
@@ -170,15 +175,8 @@ async fn ready_store(url: Option<&str>) -> Result<Store> {
     Ok(store)
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RECON_LOG")
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -190,9 +188,17 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> ExitCode {
     keep_freed_memory();
-    init_tracing();
     let cli = Cli::parse();
-    match dispatch(cli).await {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings);
+    settings.install();
+    match dispatch(cli, settings).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -201,7 +207,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<ExitCode> {
+async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
             date,
@@ -221,23 +227,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             } else {
                 processors
             };
-            let db = ready_store(database_url.as_deref()).await?;
+            let db = ready_store(&settings, database_url.as_deref()).await?;
             let config = RunConfig {
-                grace_days,
+                grace_days: grace_days.unwrap_or(settings.grace_days),
                 partitions,
-                ..RunConfig::default()
+                ..settings.run_config()
             };
-            let min_severity: Severity = env_or("NOTIFY_MIN_SEVERITY", "HIGH")
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("NOTIFY_MIN_SEVERITY: {e}"))?;
-            let notify = (!no_notify).then(|| NotifySettings {
-                min_severity,
-                from: env_or("SENDER_EMAIL", "recon@example.com"),
-                to: env_or("OPERATIONS_EMAIL", "operations@example.com")
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .collect(),
-            });
+            let notify = (!no_notify).then(|| settings.notify.clone());
+            let outbox = outbox.unwrap_or_else(|| settings.outbox.clone());
             let opts = DayOptions {
                 date,
                 processors,
@@ -245,15 +242,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 execution: format!("cli:{}", uuid::Uuid::now_v7()),
                 notify,
             };
-            let apis = recon_app::fetch::ApiSources::from_env();
+            let apis = settings.apis.sources();
             let day = match &bucket {
                 // S3 as the object store and SES as the mailer (credentials and region from the environment)
                 Some(b) => {
-                    let aws = recon_aws::Aws::from_env().await;
+                    let aws = recon_aws::Aws::load(settings.ses_region.as_deref()).await;
                     let objects = recon_aws::S3Store::new(aws.s3.clone(), b);
                     let mailer = recon_aws::SesMailer {
                         client: aws.ses.clone(),
-                        configuration_set: std::env::var("SES_CONFIGURATION_SET").ok(),
+                        configuration_set: settings.ses_configuration_set.clone(),
                     };
                     let deps = Deps {
                         objects: &objects,
@@ -307,12 +304,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut parts = vec!["manual", date_s.as_str()];
             parts.extend(processors.iter().map(|p| p.as_str()));
             parts.push(&stamp);
-            let name = recon_aws::execution_name(&parts);
+            let name = execution_name(&parts);
             let input = serde_json::json!({"date": date, "processors": processors, "trigger": "manual"});
-            let aws = recon_aws::Aws::from_env().await;
-            match recon_aws::start_execution(&aws.sfn, &state_machine_arn, &name, &input).await? {
-                recon_aws::Started::New { execution_arn } => println!("started {execution_arn}"),
-                recon_aws::Started::AlreadyExists => println!("already running: {name}"),
+            let Some(arn) = state_machine_arn.or_else(|| settings.state_machine_arn.clone()) else {
+                bail!("no state machine: pass --state-machine-arn or set STATE_MACHINE_ARN");
+            };
+            let aws = recon_aws::Aws::load(settings.ses_region.as_deref()).await;
+            let executions = recon_aws::SfnExecutions {
+                client: aws.sfn.clone(),
+                state_machine_arn: Some(arn),
+            };
+            match executions.start(&name, &input).await? {
+                Started::New { execution_arn } => println!("started {execution_arn}"),
+                Started::AlreadyExists => println!("already running: {name}"),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -322,7 +326,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             database_url,
             format,
         } => {
-            let db = store_from(database_url.as_deref())?;
+            let db = store_from(&settings, database_url.as_deref())?;
             let runs = db.list_runs(date, processor, 200).await?;
             match format {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
@@ -335,7 +339,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             database_url,
             format,
         } => {
-            let db = store_from(database_url.as_deref())?;
+            let db = store_from(&settings, database_url.as_deref())?;
             let Some((run, ds)) = db.show_run(run_id).await? else {
                 bail!("no run {run_id}; `recon runs` lists them");
             };
@@ -365,7 +369,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { database_url } => {
-            let cfg = db_config(database_url.as_deref())?;
+            let cfg = db_config(&settings, database_url.as_deref())?;
             Store::create_database_if_missing(&cfg).await?;
             let applied = Store::new(&cfg)?.migrate().await?;
             if applied.is_empty() {

@@ -85,21 +85,28 @@ pub fn kind_of_source(reporting_category: Option<&str>, txn_type: Option<&str>, 
     }
 }
 
-/// The metadata keys whose values are candidate references, best first: `order_id`, then those named in
-/// `STRIPE_REFERENCE_METADATA_KEYS` (comma-separated; read once per process).
-pub fn reference_metadata_keys() -> &'static [String] {
-    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    KEYS.get_or_init(|| {
-        let mut keys = vec!["order_id".to_string()];
-        if let Ok(v) = std::env::var("STRIPE_REFERENCE_METADATA_KEYS") {
-            for k in v.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-                if !keys.iter().any(|x| x == k) {
-                    keys.push(k.to_string());
-                }
-            }
+static METADATA_KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Sets the metadata keys tried as references after `order_id` (the `STRIPE_REFERENCE_METADATA_KEYS`
+/// setting), once per process, before the first parse; later calls change nothing.
+pub fn set_reference_metadata_keys(extra: &[String]) {
+    let _ = METADATA_KEYS.set(with_order_id(extra));
+}
+
+fn with_order_id(extra: &[String]) -> Vec<String> {
+    let mut keys = vec!["order_id".to_string()];
+    for k in extra.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
+        if !keys.iter().any(|x| x == k) {
+            keys.push(k.to_string());
         }
-        keys
-    })
+    }
+    keys
+}
+
+/// The metadata keys whose values are candidate references, best first: `order_id`, then those set by
+/// [`set_reference_metadata_keys`].
+pub fn reference_metadata_keys() -> &'static [String] {
+    METADATA_KEYS.get_or_init(|| with_order_id(&[]))
 }
 
 fn split_refs<'a>(mut refs: impl Iterator<Item = &'a str>) -> (Option<Box<str>>, Keys) {

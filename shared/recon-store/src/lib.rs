@@ -114,25 +114,6 @@ impl DbConfig {
         }
         DbConfig { pg }
     }
-
-    /// `DATABASE_URL`, else the `DB_*` variables, else the local default
-    /// `postgres://postgres@127.0.0.1:5432/recon`.
-    pub fn from_env() -> Result<Self, StoreError> {
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            return Self::from_url(&url);
-        }
-        if let Ok(host) = std::env::var("DB_HOST") {
-            let port = std::env::var("DB_PORT")
-                .ok()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(5432);
-            let name = std::env::var("DB_NAME").unwrap_or_else(|_| "recon".into());
-            let user = std::env::var("DB_USER").unwrap_or_else(|_| "postgres".into());
-            let pw = std::env::var("DB_PASSWORD").ok();
-            return Ok(Self::from_parts(&host, port, &name, &user, pw.as_deref()));
-        }
-        Self::from_url("postgres://postgres@127.0.0.1:5432/recon")
-    }
 }
 
 /// Everything needed to record one run.

@@ -1,0 +1,138 @@
+//! The match step (`match`): reconciles one processor's day from the staged data its manifests list,
+//! writes the reports, records the run (idempotent per execution + processor + date) and returns the run
+//! summary. The same function runs one partition of a sharded day and the merge ([`super::partition`]).
+
+use chrono::NaiveDate;
+use recon_core::{Processor, RunSummary};
+use serde::{Deserialize, Serialize};
+
+use super::partition::{match_one_partition, merge_partitions, PartitionDone, PartitionTask};
+use super::{Ports, StartExecution};
+use crate::fetch::Manifest;
+use crate::notify::Mailer;
+use crate::objects::ObjectStore;
+use crate::pipeline::{load_manifest, sides};
+use crate::{run_match, AppError, Deps, RunRequest};
+
+/// Input of the match function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MatchInput {
+    pub date: NaiveDate,
+    pub processor: Processor,
+    /// The processor's manifest and the ledger's (order does not matter; `null`s are ignored).
+    pub manifests: Vec<Option<Manifest>>,
+    /// Set when the processor's fetch failed: the run is recorded as failed with this reason.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The Step Functions execution (ARN or name): with processor and date, the idempotency key.
+    #[serde(default)]
+    pub execution: Option<String>,
+    /// `schedule`, `manual` or `s3` (default `manual`).
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// Sharded run, one Distributed Map iteration: match only this partition and keep its outcome in S3.
+    #[serde(default)]
+    pub partition: Option<PartitionTask>,
+    /// Sharded run, the merge: what every partition returned. The run is recorded from their outcomes.
+    #[serde(default)]
+    pub partitions: Option<Vec<PartitionDone>>,
+}
+
+/// The match function's answer: a run summary, or one partition's receipt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MatchOutput {
+    Run(Box<RunSummary>),
+    Partition(PartitionDone),
+}
+
+/// The match step: a whole run (the default), one partition of a sharded run (`partition`), or the merge
+/// of a sharded run (`partitions`).
+pub async fn match_step<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: MatchInput,
+) -> Result<MatchOutput, AppError> {
+    if let Some(task) = input.partition {
+        return match_one_partition(ports, input, task)
+            .await
+            .map(MatchOutput::Partition);
+    }
+    if input.partitions.is_some() && input.error.is_none() {
+        return merge_partitions(ports, input)
+            .await
+            .map(|s| MatchOutput::Run(Box::new(s)));
+    }
+    whole(ports, input).await.map(|s| MatchOutput::Run(Box::new(s)))
+}
+
+/// The run request of a match input.
+pub(crate) fn request(input: &MatchInput) -> RunRequest {
+    let p = input.processor;
+    let execution = input
+        .execution
+        .clone()
+        .unwrap_or_else(|| format!("manual:{}", uuid::Uuid::now_v7().simple()));
+    RunRequest {
+        date: input.date,
+        processor: p,
+        trigger: input.trigger.clone().unwrap_or_else(|| "manual".into()),
+        execution: Some(execution.clone()),
+        idempotency_key: format!("{execution}:{p}:{}", input.date),
+    }
+}
+
+/// The processor's and the ledger's manifests of a match input.
+pub(crate) fn manifests_of(input: &MatchInput) -> Result<(Manifest, Manifest), AppError> {
+    let p = input.processor;
+    let (mut ledger, mut processor) = (None, None);
+    for m in input.manifests.iter().flatten() {
+        if m.source_name == "ledger" {
+            ledger = Some(m.clone());
+        } else if m.source_name == p.as_str() {
+            processor = Some(m.clone());
+        }
+    }
+    match (processor, ledger) {
+        (Some(pm), Some(lm)) => Ok((pm, lm)),
+        (None, _) => Err(AppError::InvalidInput(format!(
+            "no {p} manifest in the match input for {}",
+            input.date
+        ))),
+        (_, None) => Err(AppError::InvalidInput(format!(
+            "no ledger manifest in the match input for {p} on {}",
+            input.date
+        ))),
+    }
+}
+
+/// Reconciles one processor's day from staged data; records the run (a failed run when the input could
+/// not be read) and writes the reports.
+async fn whole<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: MatchInput,
+) -> Result<RunSummary, AppError> {
+    let db = ports.db().await?;
+    let p = input.processor;
+    let req = request(&input);
+    let data = match manifests_of(&input) {
+        _ if input.error.is_some() => Err(input.error.clone().unwrap_or_default()),
+        Ok((pm, lm)) => {
+            let pf = load_manifest(&ports.objects, pm, 1000).await;
+            let lf = load_manifest(&ports.objects, lm, 0).await;
+            match (pf, lf) {
+                (Ok(pf), Ok(lf)) => sides(p, pf, lf).map_err(|e| e.to_string()),
+                (Err(e), _) => Err(e.to_string()),
+                (_, Err(e)) => Err(format!("ledger: {e}")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let config = ports.settings.run_config();
+    let deps = Deps {
+        objects: &ports.objects,
+        db,
+        config: &config,
+    };
+    let result = run_match(&deps, &req, data).await?;
+    Ok(result.summary)
+}

@@ -1,0 +1,165 @@
+//! The notify step (`notify`): sends the operations email when a run reached `NOTIFY_MIN_SEVERITY` or
+//! anything failed; returns the message id, or `skipped`.
+
+use chrono::NaiveDate;
+use recon_core::{Processor, RunStatus, RunSummary};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::{yesterday, Ports, StartExecution};
+use crate::notify::{compose, should_notify, Mailer, RunNotice};
+use crate::objects::ObjectStore;
+use crate::report::TopItem;
+use crate::AppError;
+
+/// A processor whose branch failed before a run could be recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub processor: String,
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+/// Input of the notify function.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotifyInput {
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
+    /// Run summaries; an entry that is not a whole summary (`{processor, status: "failed", error}`, as the
+    /// state machine writes for a crashed match) counts as a failure of that processor.
+    #[serde(default)]
+    pub runs: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    /// A failure of the whole pipeline (Step Functions `{Error, Cause}`), reported for `processors`.
+    #[serde(default)]
+    pub pipeline_error: Option<serde_json::Value>,
+    #[serde(default)]
+    pub processors: Vec<String>,
+}
+
+/// Output of the notify function: the SES message id, or `skipped`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyOutput {
+    pub message_id: Option<String>,
+    pub skipped: bool,
+}
+
+/// The runs of a notify input, failures included as failed runs.
+fn runs_of(input: NotifyInput) -> Result<Vec<RunSummary>, AppError> {
+    let mut runs: Vec<RunSummary> = Vec::new();
+    let mut failures = input.failures.clone();
+    for v in input.runs {
+        match serde_json::from_value::<RunSummary>(v.clone()) {
+            Ok(r) => runs.push(r),
+            Err(_) => failures.push(Failure {
+                processor: v["processor"].as_str().unwrap_or("").to_string(),
+                error: v["error"]
+                    .as_str()
+                    .unwrap_or("the run did not finish")
+                    .to_string(),
+                cause: None,
+            }),
+        }
+    }
+    if let Some(e) = &input.pipeline_error {
+        let why = format!(
+            "the reconciliation stopped: {}: {}",
+            e["Error"].as_str().unwrap_or("error"),
+            e["Cause"].as_str().unwrap_or("")
+        );
+        let names: Vec<String> = if input.processors.is_empty() {
+            Processor::ALL.iter().map(|p| p.as_str().to_string()).collect()
+        } else {
+            input.processors.clone()
+        };
+        for p in names {
+            failures.push(Failure {
+                processor: p,
+                error: why.clone(),
+                cause: None,
+            });
+        }
+    }
+    for f in &failures {
+        let processor: Processor = f.processor.parse().map_err(AppError::InvalidInput)?;
+        let reason = match &f.cause {
+            Some(c) if !c.is_empty() => format!("{}: {c}", f.error),
+            _ => f.error.clone(),
+        };
+        runs.push(RunSummary::failed(String::new(), processor, reason));
+    }
+    Ok(runs)
+}
+
+/// Sends the operations email when a run reached `NOTIFY_MIN_SEVERITY` or anything failed.
+#[tracing::instrument(name = "notify", skip_all, fields(date = ?input.date))]
+pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: NotifyInput,
+) -> Result<NotifyOutput, AppError> {
+    let date = input.date.unwrap_or_else(yesterday);
+    let runs = runs_of(input)?;
+    let settings = &ports.settings.notify;
+    if !should_notify(&runs, settings.min_severity) {
+        info!(date = %date, "nothing reaches the threshold; no email");
+        return Ok(NotifyOutput {
+            message_id: None,
+            skipped: true,
+        });
+    }
+    let mut notices = Vec::new();
+    for r in runs {
+        let (link, top) = if r.status == RunStatus::Succeeded && !r.run_id.is_empty() {
+            let key = format!("reports/{}/{}/{}/report.html", date, r.processor, r.run_id);
+            let link = ports.objects.link(&key).await.ok();
+            (link, top_from_db(ports, &r).await)
+        } else {
+            (None, Vec::new())
+        };
+        notices.push(RunNotice {
+            summary: r,
+            link,
+            top,
+        });
+    }
+    let email = compose(&date.to_string(), &notices, &settings.from, &settings.to)?;
+    let id = ports.mailer.send(&email).await?;
+    info!(message_id = %id, "operations email sent");
+    Ok(NotifyOutput {
+        message_id: Some(id),
+        skipped: false,
+    })
+}
+
+/// The ten most severe items of a recorded run, for the email (none when the database cannot say).
+async fn top_from_db<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    r: &RunSummary,
+) -> Vec<TopItem> {
+    let (Some(db), Ok(id)) = (ports.db_if_any(), r.run_id.parse()) else {
+        return Vec::new();
+    };
+    match db.show_run(id).await {
+        Ok(Some((_, ds))) => ds
+            .into_iter()
+            .filter(|d| d.severity.is_some())
+            .take(10)
+            .map(|d| TopItem {
+                processor: r.processor.as_str().to_string(),
+                category: d.category,
+                severity: d.severity,
+                processor_id: d.processor_record_id,
+                ledger_id: d.ledger_id,
+                reference: d.reference,
+                amount: d.amount_at_stake.to_string(),
+                currency: d.currency,
+                details: d.details,
+                rank: (None, 0),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}

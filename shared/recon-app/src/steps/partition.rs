@@ -1,0 +1,121 @@
+//! A sharded day (the state machine's Distributed Map): each iteration matches one partition and keeps its
+//! outcome under `work/`; the merge reads every partition's outcome and records the run, exactly as a whole
+//! match would have.
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::r#match::{manifests_of, request, MatchInput};
+use super::{Ports, StartExecution};
+use crate::notify::Mailer;
+use crate::objects::ObjectStore;
+use crate::pipeline::{load_manifest, sides};
+use crate::{AppError, Deps};
+use recon_core::RunSummary;
+
+/// Which partition an iteration matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionTask {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// What a partition iteration returns (small: the Map's results must fit a state's payload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDone {
+    pub index: u32,
+    pub count: u32,
+    /// Where its outcome is.
+    pub key: String,
+    pub processor_count: u64,
+    pub ledger_count: u64,
+    pub discrepancies: u64,
+}
+
+/// Matches partition `task` and keeps its outcome in the store.
+pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: MatchInput,
+    task: PartitionTask,
+) -> Result<PartitionDone, AppError> {
+    let db = ports.db().await?;
+    let req = request(&input);
+    let (pm, lm) = manifests_of(&input)?;
+    let pf = load_manifest(&ports.objects, pm, 1000).await?;
+    let lf = load_manifest(&ports.objects, lm, 0).await?;
+    let data = sides(input.processor, pf, lf)?;
+    let config = ports.settings.run_config();
+    let deps = Deps {
+        objects: &ports.objects,
+        db,
+        config: &config,
+    };
+    let outcome = crate::match_partition(&deps, &req, data, task.index, task.count).await?;
+    let key = crate::partition_key(&req, task.index, task.count);
+    let body = serde_json::to_vec(&outcome).map_err(|e| AppError::Internal(format!("{key}: {e}")))?;
+    ports
+        .objects
+        .put(&key, body, "application/json")
+        .await
+        .map_err(AppError::Object)?;
+    info!(processor = %input.processor, date = %input.date, partition = task.index, partitions = task.count,
+          key = %key, discrepancies = outcome.discrepancies.len(), "partition matched");
+    Ok(PartitionDone {
+        index: task.index,
+        count: task.count,
+        key,
+        processor_count: outcome.processor_count,
+        ledger_count: outcome.ledger_count,
+        discrepancies: outcome.discrepancies.len() as u64,
+    })
+}
+
+/// Merges every partition's outcome and records the run.
+pub(crate) async fn merge_partitions<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: MatchInput,
+) -> Result<RunSummary, AppError> {
+    let db = ports.db().await?;
+    let req = request(&input);
+    let done = input.partitions.clone().unwrap_or_default();
+    let count = done.first().map(|d| d.count).unwrap_or(0);
+    let mut seen: Vec<u32> = done.iter().map(|d| d.index).collect();
+    seen.sort_unstable();
+    if count == 0 || done.iter().any(|d| d.count != count) || seen != (0..count).collect::<Vec<u32>>() {
+        return Err(AppError::InvalidInput(format!(
+            "merge of {} on {}: expected partitions 0..{count} once each, got {seen:?}; rerun the partitions",
+            input.processor, input.date
+        )));
+    }
+    let (pm, lm) = manifests_of(&input)?;
+    let mut parts = Vec::with_capacity(done.len());
+    for d in &done {
+        let expected = crate::partition_key(&req, d.index, d.count);
+        if d.key != expected {
+            return Err(AppError::InvalidInput(format!(
+                "partition {} of {} is at {}, not {expected}: it belongs to another run",
+                d.index, d.count, d.key
+            )));
+        }
+        let bytes = ports.objects.get(&d.key).await.map_err(AppError::Object)?;
+        let o: recon_core::Outcome = serde_json::from_slice(&bytes)
+            .map_err(|e| AppError::InvalidInput(format!("{}: not a partition outcome: {e}", d.key)))?;
+        parts.push(o);
+    }
+    let config = ports.settings.run_config();
+    let deps = Deps {
+        objects: &ports.objects,
+        db,
+        config: &config,
+    };
+    let result = crate::run_match_with(
+        &deps,
+        &req,
+        crate::MatchData::Partitions {
+            parts,
+            manifests: vec![pm, lm],
+        },
+    )
+    .await?;
+    Ok(result.summary)
+}

@@ -1,0 +1,182 @@
+//! The trigger step (`s3-trigger`): a file dropped at `inbox/{processor}/{date}/{file}` (an EventBridge
+//! "Object Created" event or a classic S3 notification) starts one execution named from processor, date
+//! and ETag, so a duplicate event is a no-op. A bad key is logged and skipped (never retried forever).
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::s3::S3Event;
+use chrono::NaiveDate;
+use recon_core::Processor;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{execution_name, Ports, StartExecution, Started};
+use crate::notify::Mailer;
+use crate::objects::ObjectStore;
+use crate::AppError;
+
+/// The object of an EventBridge S3 event (`detail`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObjectDetail {
+    #[serde(default)]
+    pub bucket: BucketName,
+    #[serde(default)]
+    pub object: ObjectKey,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BucketName {
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObjectKey {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub etag: String,
+}
+
+/// What the trigger receives: an EventBridge event or a classic S3 notification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum S3Drop {
+    EventBridge(Box<EventBridgeEvent<ObjectDetail>>),
+    Notification(S3Event),
+}
+
+/// A dropped object: bucket, key, ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+}
+
+/// A classic notification's key, URL-decoded (spaces arrive as `+`).
+fn decode_key(raw: &str) -> String {
+    let spaced = raw.replace('+', " ");
+    match urlencoding::decode(&spaced) {
+        Ok(k) => k.into_owned(),
+        Err(_) => spaced,
+    }
+}
+
+/// The objects an event names.
+pub fn dropped_objects(event: &S3Drop) -> Vec<Dropped> {
+    match event {
+        S3Drop::EventBridge(e) => vec![Dropped {
+            bucket: e.detail.bucket.name.clone(),
+            key: e.detail.object.key.clone(),
+            etag: e.detail.object.etag.clone(),
+        }],
+        S3Drop::Notification(n) => n
+            .records
+            .iter()
+            .map(|r| Dropped {
+                bucket: r.s3.bucket.name.clone().unwrap_or_default(),
+                key: decode_key(r.s3.object.key.as_deref().unwrap_or("")),
+                etag: r.s3.object.e_tag.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// Validates `inbox/{processor}/{YYYY-MM-DD}/{file}`.
+pub fn parse_inbox_key(key: &str) -> Result<(Processor, NaiveDate), String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        ["inbox", p, d, file] if !file.is_empty() => {
+            let processor: Processor = p.parse()?;
+            let date = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| format!("{d:?} is not a YYYY-MM-DD date"))?;
+            Ok((processor, date))
+        }
+        _ => Err(format!(
+            "{key:?} is not inbox/{{stripe|paypal|square}}/{{YYYY-MM-DD}}/{{file}}"
+        )),
+    }
+}
+
+/// What the trigger did with one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerOutcome {
+    pub key: String,
+    /// `started`, `duplicate` or `skipped`.
+    pub outcome: String,
+    pub execution: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Starts one execution per dropped file; a duplicate event is a no-op; a bad key is logged and skipped.
+pub async fn s3_trigger<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    event: S3Drop,
+) -> Result<Vec<TriggerOutcome>, AppError> {
+    let mut out = Vec::new();
+    for d in dropped_objects(&event) {
+        let (p, date) = match parse_inbox_key(&d.key) {
+            Ok(x) => x,
+            Err(reason) => {
+                warn!(key = %d.key, %reason, "not a settlement drop; skipped");
+                out.push(TriggerOutcome {
+                    key: d.key,
+                    outcome: "skipped".into(),
+                    execution: None,
+                    reason: Some(reason),
+                });
+                continue;
+            }
+        };
+        let etag = d.etag.trim_matches('"').to_string();
+        let name = execution_name(&["s3", p.as_str(), &date.to_string(), &etag]);
+        let input = json!({"date": date, "processors": [p], "source": {"bucket": d.bucket, "key": d.key}, "trigger": "s3"});
+        let outcome = match ports.executions.start(&name, &input).await? {
+            Started::New { execution_arn } => {
+                info!(key = %d.key, execution = %execution_arn, "execution started");
+                TriggerOutcome {
+                    key: d.key,
+                    outcome: "started".into(),
+                    execution: Some(execution_arn),
+                    reason: None,
+                }
+            }
+            Started::AlreadyExists => {
+                info!(key = %d.key, name = %name, "duplicate event: execution exists");
+                TriggerOutcome {
+                    key: d.key,
+                    outcome: "duplicate".into(),
+                    execution: Some(name),
+                    reason: None,
+                }
+            }
+        };
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_keys_are_validated() {
+        assert!(parse_inbox_key("inbox/stripe/2025-01-15/report.csv").is_ok());
+        assert!(parse_inbox_key("inbox/venmo/2025-01-15/x.csv").is_err());
+        assert!(parse_inbox_key("inbox/stripe/15-01-2025/x.csv").is_err());
+        assert!(parse_inbox_key("raw/stripe/2025-01-15/x.csv").is_err());
+        assert!(parse_inbox_key("inbox/stripe/2025-01-15/").is_err());
+    }
+
+    #[test]
+    fn classic_keys_are_url_decoded() {
+        let ev = json!({"Records":[{"eventTime":"2025-01-15T06:12:44.000Z","userIdentity":{},
+            "requestParameters":{},"s3":{"bucket":{"name":"b"},
+            "object":{"key":"inbox/paypal/2025-01-15/STL+2025%2B1.CSV","eTag":"abc"}}}]});
+        let ev: Result<S3Drop, _> = serde_json::from_value(ev);
+        let keys: Vec<String> = ev.iter().flat_map(dropped_objects).map(|d| d.key).collect();
+        assert_eq!(keys, ["inbox/paypal/2025-01-15/STL 2025+1.CSV"]);
+    }
+}

@@ -1,0 +1,201 @@
+//! The [`ObjectStore`] port on a versioned S3 bucket: the same keys as the local directory store; raw data
+//! is never overwritten (conditional puts and copies).
+
+use std::io::Read;
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use recon_app::objects::{ObjectError, ObjectStore};
+
+/// Is an SDK error worth retrying (throttling, timeouts, 5xx, connection problems)?
+pub fn retryable<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    E: std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::SdkError;
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => {
+            let dbg = format!("{:?} {:?}", s.raw(), s.err());
+            dbg.contains("status: StatusCode(5")
+                || dbg.contains("SlowDown")
+                || dbg.contains("Throttl")
+                || dbg.contains("TooManyRequests")
+                || dbg.contains("RequestLimitExceeded")
+        }
+        _ => false,
+    }
+}
+
+fn obj_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    op: &'static str,
+    key: &str,
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> ObjectError {
+    let retry = retryable(&e);
+    let reason = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+    ObjectError {
+        op,
+        key: key.to_string(),
+        reason,
+        retryable: retry,
+    }
+}
+
+/// The object store on S3.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+    /// How long report links in emails stay valid (default 7 days, the SigV4 maximum).
+    pub link_ttl: Duration,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        S3Store {
+            client,
+            bucket: bucket.into(),
+            link_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| obj_err("get", key, e))?;
+        let body = out.body.collect().await.map_err(|e| ObjectError {
+            op: "get",
+            key: key.to_string(),
+            reason: e.to_string(),
+            retryable: true,
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Streams the object: the parser reads the S3 body as it arrives (a blocking reader bridged onto the
+    /// runtime), so a 300 MB settlement file is never held in memory whole.
+    async fn open(&self, key: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), ObjectError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| obj_err("get", key, e))?;
+        let len = out.content_length().and_then(|l| u64::try_from(l).ok());
+        let reader = tokio_util::io::SyncIoBridge::new(out.body.into_async_read());
+        Ok((Box::new(reader), len))
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            // raw data is never overwritten: a conditional put fails when the key exists
+            .set_if_none_match(key.starts_with("raw/").then(|| "*".to_string()))
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| obj_err("put", key, e))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| obj_err("list", prefix, e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
+        if to.starts_with("raw/")
+            && self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(to)
+                .send()
+                .await
+                .is_ok()
+        {
+            // the conditional copy below refuses it too where S3 enforces If-None-Match on copies
+            return Err(ObjectError {
+                op: "copy",
+                key: to.to_string(),
+                reason: "already exists: raw data is never overwritten".into(),
+                retryable: false,
+            });
+        }
+        let source = format!(
+            "{}/{}",
+            self.bucket,
+            from.split('/').map(urlencode).collect::<Vec<_>>().join("/")
+        );
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(source)
+            // raw data is never overwritten: a conditional copy fails when the key exists
+            .set_if_none_match(to.starts_with("raw/").then(|| "*".to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| obj_err("copy", from, e))
+    }
+
+    async fn link(&self, key: &str) -> Result<String, ObjectError> {
+        let cfg = PresigningConfig::expires_in(self.link_ttl).map_err(|e| ObjectError {
+            op: "link",
+            key: key.to_string(),
+            reason: e.to_string(),
+            retryable: false,
+        })?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(cfg)
+            .await
+            .map_err(|e| obj_err("link", key, e))?;
+        Ok(req.uri().to_string())
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+}
+
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

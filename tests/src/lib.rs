@@ -146,10 +146,13 @@ impl CutProxy {
 pub mod local {
     use std::path::{Path, PathBuf};
 
+    use recon_app::keys::Source;
     use recon_app::notify::OutboxMailer;
     use recon_app::objects::LocalStore;
     use recon_app::settings::Settings;
+    use recon_app::steps::fetch::FetchInput;
     use recon_app::steps::{MemoryExecutions, Ports};
+
     use recon_store::Store;
 
     /// The ports a function test runs its handler with.
@@ -193,6 +196,37 @@ pub mod local {
         let dir = tempfile::tempdir().expect("a temporary folder");
         copy_dir(&repo().join("events/demo/inbox"), &dir.path().join("inbox"));
         dir
+    }
+
+    /// Every event of `events/fetch-{source}/` through a fetch function's handler (the fetch step for the source), on the demo inbox in a
+    /// local store: a key outside the source's inbox is refused (`InvalidInput`), a day with nothing dropped
+    /// and no API configured is a missing source (`SourceUnavailable`), anything else is staged with its
+    /// manifest written.
+    pub async fn fetch_events(source: Source) {
+        for (name, event) in events(&format!("fetch-{source}")) {
+            let store = demo_store();
+            let ports = ports(store.path(), None);
+            let input: FetchInput = serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let day = input.date.map(|d| d.to_string()).unwrap_or_default();
+            let out = recon_app::steps::fetch::fetch(&ports, source, input).await;
+            let nothing = !store.path().join(format!("inbox/{source}/{day}")).is_dir();
+            if name.starts_with("bad-") || nothing {
+                let want = if nothing {
+                    "SourceUnavailable"
+                } else {
+                    "InvalidInput"
+                };
+                assert_eq!(out.err().map(|e| e.error_name()), Some(want), "{name}");
+                continue;
+            }
+            let m = out.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(m.source_name, source, "{name}");
+            assert!(
+                store.path().join(&m.manifest_key).is_file(),
+                "{name}: {}",
+                m.manifest_key
+            );
+        }
     }
 
     /// The event files of `events/{function}/`, by file name, in name order.

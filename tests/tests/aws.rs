@@ -316,7 +316,7 @@ async fn the_demo_day_runs_through_s3_ses_and_postgres() {
     let opts = DayOptions {
         date: NaiveDate::from_ymd_opt(2025, 1, 15).unwrap(),
         processors: Processor::ALL.to_vec(),
-        trigger: "manual".into(),
+        trigger: recon_app::Trigger::Manual,
         execution: format!("test-{tag}"),
         notify: Some(NotifySettings {
             min_severity: Severity::High,
@@ -436,6 +436,7 @@ async fn recon_start_starts_a_named_execution() {
 /// records nothing new; an incomplete set of partitions is refused, naming what is missing.
 #[tokio::test]
 async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
+    use recon_app::keys::Source;
     use recon_app::steps::fetch::{fetch, FetchInput};
     use recon_app::steps::partition::PartitionTask;
     use recon_app::steps::r#match::{match_step, MatchInput, MatchOutput};
@@ -454,15 +455,15 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
         processor: Some(p.into()),
         source: None,
     };
-    let ledger = fetch(&env, "ledger", fetch_input("ledger")).await.unwrap();
-    let stripe = fetch(&env, "stripe", fetch_input("stripe")).await.unwrap();
+    let ledger = fetch(&env, Source::Ledger, fetch_input("ledger")).await.unwrap();
+    let stripe = fetch(&env, Source::Stripe, fetch_input("stripe")).await.unwrap();
     let input = |execution: &str| MatchInput {
         date,
         processor: Processor::Stripe,
         manifests: vec![Some(stripe.clone()), Some(ledger.clone())],
         error: None,
         execution: Some(execution.into()),
-        trigger: Some("manual".into()),
+        trigger: Some(recon_app::Trigger::Manual),
         partition: None,
         partitions: None,
     };

@@ -137,7 +137,7 @@ fn error_names_agree_with_the_functions() {
         }),
         AppError::Unreadable(recon_sources::SourceError::new("k", "r")),
         AppError::NoInput {
-            source_name: "stripe".into(),
+            source_name: recon_app::keys::Source::Stripe,
             date: chrono::NaiveDate::MIN,
             hint: String::new(),
         },
@@ -158,8 +158,11 @@ fn error_names_agree_with_the_functions() {
             attempts: 1,
             detail: String::new(),
         }),
-        AppError::Store(recon_store::StoreError::Unavailable("x".into())),
-        AppError::Store(recon_store::StoreError::Query("q", "x".into())),
+        AppError::Store(recon_store::StoreError::Unavailable {
+            what: "x",
+            source: "y".into(),
+        }),
+        AppError::Store(recon_store::StoreError::Config("x".into())),
     ];
     for s in samples {
         assert!(

@@ -50,7 +50,7 @@ async fn day(
     let opts = DayOptions {
         date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
         processors: vec![Processor::Stripe],
-        trigger: "cli".into(),
+        trigger: recon_app::Trigger::Cli,
         execution: execution.into(),
         notify: None,
     };
@@ -245,7 +245,7 @@ async fn current_figures(db: &TestDb, s: &Store, days: u8) -> Vec<String> {
             .list_runs(Some(date), Some(Processor::Stripe), 50)
             .await
             .unwrap();
-        let current: Vec<_> = runs.iter().filter(|r| r.status != "superseded").collect();
+        let current: Vec<_> = runs.iter().filter(|r| r.status != recon_store::RunState::Superseded).collect();
         assert_eq!(current.len(), 1, "one current run of {date}");
         let summary: recon_core::RunSummary =
             serde_json::from_value(current[0].summary.clone().unwrap()).unwrap();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 use minijinja::{context, Environment};
-use recon_core::{RunStatus, RunSummary, Severity};
+use recon_core::{Category, RunStatus, RunSummary, Severity};
 use serde::Serialize;
 
 use crate::report::TopItem;
@@ -42,7 +42,7 @@ impl Email {
                 self.text.clone(),
                 self.html.clone(),
             ))
-            .map_err(|e| AppError::Internal(format!("building the email: {e}")))?;
+            .map_err(|e| AppError::failed("building the email", e))?;
         Ok(msg.formatted())
     }
 }
@@ -64,11 +64,11 @@ impl Mailer for OutboxMailer {
         let id = uuid::Uuid::now_v7().to_string();
         tokio::fs::create_dir_all(&self.dir)
             .await
-            .map_err(|e| AppError::Internal(format!("creating outbox {}: {e}", self.dir.display())))?;
+            .map_err(|e| AppError::failed(format!("creating outbox {}", self.dir.display()), e))?;
         let path = self.dir.join(format!("{id}.eml"));
         tokio::fs::write(&path, bytes)
             .await
-            .map_err(|e| AppError::Internal(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| AppError::failed(format!("writing {}", path.display()), e))?;
         Ok(path.display().to_string())
     }
 }
@@ -126,26 +126,15 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         .map(|n| {
             let s = &n.summary;
             let c = &s.discrepancy_counts;
-            let counts = [
-                ("missing_in_ledger", c.missing_in_ledger),
-                ("missing_in_processor", c.missing_in_processor),
-                ("amount_mismatch", c.amount_mismatch),
-                ("currency_mismatch", c.currency_mismatch),
-                ("status_mismatch", c.status_mismatch),
-                ("duplicate", c.duplicate),
-                ("invalid_record", c.invalid_record),
-                ("pending", c.pending),
-            ]
-            .into_iter()
-            .filter(|(_, v)| *v > 0)
-            .collect();
+            let counts = Category::ALL
+                .into_iter()
+                .map(|k| (k.as_str(), c.get(k)))
+                .chain([("pending", c.pending)])
+                .filter(|(_, v)| *v > 0)
+                .collect();
             R {
                 processor: s.processor.as_str(),
-                status: if s.status == RunStatus::Failed {
-                    "failed"
-                } else {
-                    "succeeded"
-                },
+                status: s.status.as_str(),
                 severity: s.severity.map(|v| v.to_string()),
                 error: s.error.as_deref(),
                 processor_count: s.processor_count,
@@ -162,7 +151,7 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         })
         .collect();
     let mut env = Environment::new();
-    let terr = |e: minijinja::Error| AppError::Internal(format!("email template: {e}"));
+    let terr = |e: minijinja::Error| AppError::failed("email template", e);
     // `.html`: auto-escaped; `.txt`: plain text
     env.add_template("email.html", include_str!("../templates/email.html"))
         .map_err(terr)?;

@@ -147,7 +147,7 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 /// Moves a fully written temporary file to its key. Raw data (`raw/...`) is never overwritten: the move
 /// fails when the key exists (a hard link is atomic and refuses an existing name); other keys are replaced.
 async fn publish(tmp: &Path, dst: &Path, key: &str, op: &'static str) -> Result<(), ObjectError> {
-    if key.starts_with("raw/") {
+    if crate::keys::is_raw(key) {
         let linked = tokio::fs::hard_link(tmp, dst).await;
         let _ = tokio::fs::remove_file(tmp).await;
         return linked.map_err(|e| ObjectError {

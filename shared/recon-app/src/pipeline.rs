@@ -8,6 +8,7 @@ use recon_core::{DaySummary, InvalidRecord, LedgerRow, Processor, Severity};
 use tracing::{debug, error, info};
 
 use crate::fetch::{stage, ApiSources, Fetched};
+use crate::keys::Source;
 use crate::notify::{compose, should_notify, Mailer, RunNotice};
 use crate::objects::ObjectStore;
 use crate::{run_match, AppError, Deps, LedgerSide, ProcessorSide, RunRequest, RunResult};
@@ -25,7 +26,7 @@ pub struct NotifySettings {
 pub struct DayOptions {
     pub date: NaiveDate,
     pub processors: Vec<Processor>,
-    pub trigger: String,
+    pub trigger: crate::Trigger,
     /// Distinguishes this invocation in idempotency keys (`cli:<uuid>`).
     pub execution: String,
     pub notify: Option<NotifySettings>,
@@ -132,13 +133,13 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
     opts: &DayOptions,
 ) -> Result<DayResult, AppError> {
     let date = opts.date;
-    let ledger_fut = stage(deps.objects, apis, "ledger", date, 0);
+    let ledger_fut = stage(deps.objects, apis, Source::Ledger, date, 0);
     let procs_fut = async {
         let mut v = Vec::new();
         for (i, p) in opts.processors.iter().enumerate() {
             v.push((
                 *p,
-                stage(deps.objects, apis, p.as_str(), date, base_of(i)).await,
+                stage(deps.objects, apis, Source::from(*p), date, base_of(i)).await,
                 base_of(i),
             ));
         }
@@ -150,7 +151,7 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
         elapsed_ms = clock.elapsed().as_millis() as u64,
         "inputs staged and parsed"
     );
-    let mut ledger = ledger.and_then(split_ledger).map_err(|e| e.to_string());
+    let mut ledger = ledger.and_then(split_ledger).map_err(|e| e.chain());
     if let Err(e) = &ledger {
         error!(date = %date, error = %e, "ledger unusable: every processor run fails");
     }
@@ -166,12 +167,12 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
         let req = RunRequest {
             date,
             processor: p,
-            trigger: opts.trigger.clone(),
+            trigger: opts.trigger,
             execution: Some(opts.execution.clone()),
-            idempotency_key: format!("{}:{}:{}", opts.execution, p, date),
+            idempotency_key: crate::keys::IdempotencyKey::new(&opts.execution, p, date),
         };
         let input = match (fetched.and_then(|f| processor_side(p, f, base)), &mut ledger) {
-            (Err(e), _) => Err(e.to_string()),
+            (Err(e), _) => Err(e.chain()),
             (Ok(_), Err(e)) => Err(format!("ledger: {e}")),
             (Ok(side), Ok(l)) => Ok((
                 side,
@@ -195,8 +196,9 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
             // is recorded as that processor's failed run
             Err(AppError::Store(se)) if se.is_retryable() => return Err(AppError::Store(se)),
             Err(e @ AppError::Store(_)) => {
-                error!(processor = %p, date = %date, error = %e, "recording the run failed; recording it as failed");
-                let reason = format!("recording the run failed: {e}");
+                let why = e.chain();
+                error!(processor = %p, date = %date, error = %why, "recording the run failed; recording it as failed");
+                let reason = format!("recording the run failed: {why}");
                 runs.push(run_match(deps, &req, Err(reason)).await.map_err(|_| e)?);
             }
             Err(e) => return Err(e),
@@ -242,7 +244,7 @@ pub async fn load_manifest<S: ObjectStore>(
         let (digest, _, parsed) =
             tokio::task::spawn_blocking(move || crate::fetch::hash_and_parse(&key, object, reader, size))
                 .await
-                .map_err(|e| AppError::Internal(format!("parser task for {}: {e}", o.key)))?;
+                .map_err(|e| AppError::failed(format!("parser task for {}", o.key), e))?;
         if digest != o.sha256 {
             return Err(AppError::InvalidInput(format!(
                 "{}: sha256 {digest} differs from the manifest's {}; the staged object changed, fetch again",

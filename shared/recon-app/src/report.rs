@@ -57,7 +57,7 @@ fn top_item(processor: &str, d: &Discrepancy) -> TopItem {
 /// `discrepancies.csv`: one row per discrepancy (pending items included, marked by lifecycle).
 pub fn discrepancies_csv(ds: &[Discrepancy]) -> Result<Vec<u8>, AppError> {
     let mut w = csv::Writer::from_writer(Vec::with_capacity(ds.len() * 200 + 256));
-    let err = |e: csv::Error| AppError::Internal(format!("writing discrepancies.csv: {e}"));
+    let err = |e: csv::Error| AppError::failed("writing discrepancies.csv", e);
     w.write_record([
         "category",
         "severity",
@@ -115,7 +115,7 @@ pub fn discrepancies_csv(ds: &[Discrepancy]) -> Result<Vec<u8>, AppError> {
         .map_err(err)?;
     }
     w.into_inner()
-        .map_err(|e| AppError::Internal(format!("writing discrepancies.csv: {e}")))
+        .map_err(|e| AppError::failed("writing discrepancies.csv", e))
 }
 
 /// A text cell as a spreadsheet must not run it: text starting with `=`, `+`, `-`, `@`, tab or carriage
@@ -172,7 +172,7 @@ pub fn trend_chart(runs: &[RunRow]) -> String {
         let v = r.discrepancy_count.max(0) as u64;
         let h = if v == 0 { 1 } else { (v * 120 / max).max(2) };
         let x = i * 36 + 4;
-        let color = if r.status == "failed" {
+        let color = if r.status == recon_store::RunState::Failed {
             "#ba2525"
         } else {
             "#2680c2"
@@ -182,7 +182,7 @@ pub fn trend_chart(runs: &[RunRow]) -> String {
             r##"<rect x="{x}" y="{y}" width="26" height="{h}" fill="{color}"><title>{d}: {v} ({st})</title></rect><text x="{x}" y="150" font-size="9" fill="#616e7c">{md}</text><text x="{x}" y="{ly}" font-size="9" fill="#323f4b">{v}</text>"##,
             y = 135 - h,
             d = r.run_date,
-            st = esc(&r.status),
+            st = esc(r.status.as_str()),
             md = r.run_date.format("%m-%d"),
             ly = 132 - h,
         );
@@ -206,7 +206,7 @@ pub fn render_html(
     let mut env = Environment::new();
     // the `.html` name turns auto-escaping on: every data value shown is escaped
     env.add_template("report.html", include_str!("../templates/report.html"))
-        .map_err(|e| AppError::Internal(format!("report template: {e}")))?;
+        .map_err(|e| AppError::failed("report template", e))?;
     let counts = &run.discrepancy_counts;
     let mut cat_rows: Vec<(String, u64, &str)> = Category::ALL
         .iter()
@@ -257,7 +257,7 @@ pub fn render_html(
         .unwrap_or_default();
     let tmpl = env
         .get_template("report.html")
-        .map_err(|e| AppError::Internal(format!("report template: {e}")))?;
+        .map_err(|e| AppError::failed("report template", e))?;
     tmpl.render(context! {
         date => date,
         run => run,
@@ -274,7 +274,7 @@ pub fn render_html(
         top => top,
         manifests => manifests,
     })
-    .map_err(|e| AppError::Internal(format!("rendering report.html: {e}")))
+    .map_err(|e| AppError::failed("rendering report.html", e))
 }
 
 /// The sentence saying how many records were dated outside the run's day, or `None` when none were.

@@ -34,10 +34,11 @@ impl From<AppError> for FnError {
 
 impl From<FnError> for Diagnostic {
     fn from(e: FnError) -> Diagnostic {
-        tracing::error!(error_type = e.0.error_name(), error = %e.0, "failed");
+        let message = e.0.chain();
+        tracing::error!(error_type = e.0.error_name(), error = %message, "failed");
         Diagnostic {
             error_type: e.0.error_name().to_string(),
-            error_message: e.0.to_string(),
+            error_message: message,
         }
     }
 }
@@ -112,6 +113,14 @@ where
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<I>| handler(ports, event.payload),
     ))
+    .await
+}
+
+/// The `main` of a fetch function: [`serve`] with the fetch step for `source` (no database).
+pub async fn serve_fetch(source: recon_app::keys::Source) -> Result<(), lambda_runtime::Error> {
+    serve(false, move |ports, input| async move {
+        Ok(recon_app::steps::fetch::fetch(ports, source, input).await?)
+    })
     .await
 }
 

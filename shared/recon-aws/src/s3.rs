@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use recon_app::keys::is_raw;
 use recon_app::objects::{ObjectError, ObjectStore};
 
 /// Is an SDK error worth retrying (throttling, timeouts, 5xx, connection problems)?
@@ -105,7 +106,7 @@ impl ObjectStore for S3Store {
             .key(key)
             .content_type(content_type)
             // raw data is never overwritten: a conditional put fails when the key exists
-            .set_if_none_match(key.starts_with("raw/").then(|| "*".to_string()))
+            .set_if_none_match(is_raw(key).then(|| "*".to_string()))
             .body(ByteStream::from(bytes))
             .send()
             .await
@@ -131,7 +132,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
-        if to.starts_with("raw/")
+        if is_raw(to)
             && self
                 .client
                 .head_object()
@@ -160,7 +161,7 @@ impl ObjectStore for S3Store {
             .key(to)
             .copy_source(source)
             // raw data is never overwritten: a conditional copy fails when the key exists
-            .set_if_none_match(to.starts_with("raw/").then(|| "*".to_string()))
+            .set_if_none_match(is_raw(to).then(|| "*".to_string()))
             .send()
             .await
             .map(|_| ())

@@ -32,7 +32,7 @@ impl Mailer for SesMailer {
                         RawMessage::builder()
                             .data(aws_sdk_sesv2::primitives::Blob::new(raw))
                             .build()
-                            .map_err(|e| AppError::Internal(format!("SES raw message: {e}")))?,
+                            .map_err(|e| AppError::failed("SES raw message", e))?,
                     )
                     .build(),
             )

@@ -238,7 +238,7 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
             let opts = DayOptions {
                 date,
                 processors,
-                trigger: "cli".into(),
+                trigger: recon_app::Trigger::Cli,
                 execution: format!("cli:{}", uuid::Uuid::now_v7()),
                 notify,
             };
@@ -301,11 +301,11 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
             };
             let date_s = date.to_string();
             let stamp = Utc::now().format("%Y%m%dT%H%M%S").to_string();
-            let mut parts = vec!["manual", date_s.as_str()];
+            let mut parts = vec![recon_app::Trigger::Manual.as_str(), date_s.as_str()];
             parts.extend(processors.iter().map(|p| p.as_str()));
             parts.push(&stamp);
             let name = execution_name(&parts);
-            let input = serde_json::json!({"date": date, "processors": processors, "trigger": "manual"});
+            let input = serde_json::json!({"date": date, "processors": processors, "trigger": recon_app::Trigger::Manual});
             let Some(arn) = state_machine_arn.or_else(|| settings.state_machine_arn.clone()) else {
                 bail!("no state machine: pass --state-machine-arn or set STATE_MACHINE_ARN");
             };

@@ -155,7 +155,7 @@ pub fn runs(rs: &[RunRow]) -> String {
                 r.run_id.to_string(),
                 r.run_date.to_string(),
                 r.processor.clone(),
-                r.status.clone(),
+                r.status.as_str().to_string(),
                 r.severity.clone().unwrap_or_else(|| "-".into()),
                 r.trigger.clone(),
                 r.processor_count.to_string(),

@@ -1,4 +1,7 @@
 //! The built `recon` binary on fixture stores, against a real PostgreSQL (a fresh database per test).
+//!
+//! One file, over 400 lines: every test drives the same binary over the same kind of store; grouped by
+//! command (run, runs, show, migrate) and by what is refused.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 

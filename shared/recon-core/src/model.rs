@@ -1,4 +1,7 @@
 //! The canonical model (spec section 5): processor records and ledger rows as every source normalises them.
+//!
+//! Over 400 lines: one file holds the whole vocabulary (processor, kinds, statuses, keys, records) so that a
+//! reader sees it in one place.
 
 use std::fmt;
 use std::str::FromStr;
@@ -387,4 +390,17 @@ pub struct InvalidRecord {
     pub field: Option<String>,
     pub reason: String,
     pub raw: String,
+}
+
+impl InvalidRecord {
+    /// A record of `side` at `location` whose `field` could not be read, and why.
+    pub fn new(side: Side, location: Location, field: &str, reason: String, raw: String) -> InvalidRecord {
+        InvalidRecord {
+            side,
+            location,
+            field: Some(field.to_string()),
+            reason,
+            raw,
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //! Every wire form (Stripe/Square minor-unit integers, PayPal and ledger decimal strings, PayPal STL
 //! hundredths) is converted to minor units of the currency's ISO 4217 exponent without any floating point;
 //! a value that cannot be represented exactly is an error, never rounded.
+//!
+//! Over 400 lines: the ISO 4217 table and every wire form's conversion belong together, tests beside them.
 
 use std::fmt;
 

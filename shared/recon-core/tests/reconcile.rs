@@ -1,5 +1,8 @@
 //! Scenario and property tests of the matcher: every category, ambiguity, carry-forward, conservation,
 //! order independence, no panics.
+//!
+//! One file, over 400 lines: the scenarios share their record builders; each phase's own rules are tested
+//! beside it under `src/matching/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

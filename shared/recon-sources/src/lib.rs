@@ -15,8 +15,20 @@ mod text;
 
 use std::io::Read;
 
-use recon_core::{InvalidRecord, LedgerRow, Processor, ProcessorRecord};
+use recon_core::{InvalidRecord, LedgerRow, Location, Processor, ProcessorRecord, Side};
 use thiserror::Error;
+
+/// A processor record that could not be read: which processor, where, which field, why, and its raw text.
+pub(crate) fn bad(
+    processor: Processor,
+    location: Location,
+    field: &str,
+    reason: String,
+    raw: String,
+) -> (Option<Processor>, InvalidRecord) {
+    let record = InvalidRecord::new(Side::Processor, location, field, reason, raw);
+    (Some(processor), record)
+}
 
 /// A file or page that cannot be used at all.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

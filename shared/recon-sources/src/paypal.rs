@@ -4,9 +4,12 @@
 //! A record's identity is `transaction_id` + event code (PayPal repeats transaction ids across event codes);
 //! its only match key is its own transaction id (a refund's `paypal_reference_id` is its parent's and is
 //! never a key). Reference: `custom_field`, then `invoice_id`.
+//!
+//! Over 400 lines: the T-code table, both formats (search pages and STL) and the tests of their edge cases
+//! sit together, because the table is what both formats are read by.
 
 use recon_core::{
-    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus, Side,
+    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -65,16 +68,7 @@ pub fn status_of(code: Option<&str>) -> Result<ProcessorStatus, String> {
 }
 
 fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
-    (
-        Some(Processor::Paypal),
-        InvalidRecord {
-            side: Side::Processor,
-            location,
-            field: Some(field.to_string()),
-            reason,
-            raw,
-        },
-    )
+    crate::bad(Processor::Paypal, location, field, reason, raw)
 }
 
 /// The candidate references: `custom_field` first, then `invoice_id` (merchants put the order number in

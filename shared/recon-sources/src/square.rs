@@ -4,7 +4,7 @@
 //! `reference_id`, then `order_id`.
 
 use recon_core::{
-    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus, Side,
+    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -46,16 +46,7 @@ struct Item {
 }
 
 fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
-    (
-        Some(Processor::Square),
-        InvalidRecord {
-            side: Side::Processor,
-            location,
-            field: Some(field.to_string()),
-            reason,
-            raw,
-        },
-    )
+    crate::bad(Processor::Square, location, field, reason, raw)
 }
 
 fn money(m: &MoneyJson) -> Result<Money, String> {

@@ -4,6 +4,9 @@
 //! Match keys, best first: the source (`ch_`/`py_`/`re_`/`dp_`), the `txn_` id, for disputes the disputed
 //! charge (ledgers often book a chargeback against the charge), for charges the payment intent (`pi_`).
 //! A refund's parent charge is never a key.
+//!
+//! Over 400 lines: both Stripe formats share the kind table and the key rules, and the tests of their edge
+//! cases (every balance transaction type, failures, disputes, metadata references) sit beside them.
 
 use recon_core::{
     Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus, Side,
@@ -134,16 +137,7 @@ fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&
 }
 
 fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
-    (
-        Some(Processor::Stripe),
-        InvalidRecord {
-            side: Side::Processor,
-            location,
-            field: Some(field.to_string()),
-            reason,
-            raw,
-        },
-    )
+    crate::bad(Processor::Stripe, location, field, reason, raw)
 }
 
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).

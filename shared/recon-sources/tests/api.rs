@@ -1,6 +1,8 @@
 //! The API clients against a local HTTP stub (wiremock) serving pages shaped like the real APIs:
 //! pagination, 429 with Retry-After, 5xx, bad credentials, truncated bodies, PayPal's RESULTSET_TOO_LARGE and
 //! late data, Square's locations.
+//!
+//! One file, over 400 lines: every client against the same stub, scenario by scenario.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

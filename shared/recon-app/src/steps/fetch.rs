@@ -7,6 +7,7 @@ use tracing::info;
 
 use super::{yesterday, Ports, StartExecution};
 use crate::fetch::{stage, Manifest};
+use crate::keys::{self, Source};
 use crate::notify::Mailer;
 use crate::objects::ObjectStore;
 use crate::AppError;
@@ -31,24 +32,31 @@ pub struct FetchInput {
     pub source: Option<SourceRef>,
 }
 
-/// Stages a source (`stripe`, `paypal`, `square`, `ledger`) for a day and returns its manifest.
-#[tracing::instrument(name = "fetch", skip_all, fields(source = source_name, date = ?input.date))]
+/// Stages a source for a day and returns its manifest. A dropped file that started the execution must be
+/// a drop of this processor for this date ([`keys::parse_inbox`], the trigger's parser); the ledger fetch of
+/// a processor's drop stages the ledger's own inbox.
+#[tracing::instrument(name = "fetch", skip_all, fields(source = %source, date = ?input.date))]
 pub async fn fetch<S: ObjectStore, M: Mailer, X: StartExecution>(
     ports: &Ports<S, M, X>,
-    source_name: &str,
+    source: Source,
     input: FetchInput,
 ) -> Result<Manifest, AppError> {
     let date = input.date.unwrap_or_else(yesterday);
-    if let Some(s) = &input.source {
-        let expected = format!("inbox/{source_name}/{date}/");
-        if source_name != "ledger" && !s.key.starts_with(&expected) {
-            return Err(AppError::InvalidInput(format!(
-                "{} is not under {expected}",
-                s.key
-            )));
+    if let (Some(dropped), true) = (&input.source, source != Source::Ledger) {
+        let expected = keys::inbox_day(source, date);
+        match keys::parse_inbox(&dropped.key) {
+            Ok(k) if k.source == source && k.date == date => {}
+            Ok(_) => {
+                let why = format!("{} is not under {expected}", dropped.key);
+                return Err(AppError::InvalidInput(why));
+            }
+            Err(why) => {
+                let why = format!("{why}; expected a file under {expected}");
+                return Err(AppError::InvalidInput(why));
+            }
         }
     }
-    let fetched = stage(&ports.objects, &ports.apis, source_name, date, 0).await?;
-    info!(source = source_name, date = %date, records = fetched.manifest.record_count, key = %fetched.manifest.manifest_key, "staged");
+    let fetched = stage(&ports.objects, &ports.apis, source, date, 0).await?;
+    info!(source = %source, date = %date, records = fetched.manifest.record_count, key = %fetched.manifest.manifest_key, "staged");
     Ok(fetched.manifest)
 }

@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::partition::{match_one_partition, merge_partitions, PartitionDone, PartitionTask};
 use super::{Ports, StartExecution};
 use crate::fetch::Manifest;
+use crate::keys::{IdempotencyKey, Source};
 use crate::notify::Mailer;
 use crate::objects::ObjectStore;
 use crate::pipeline::{load_manifest, sides};
-use crate::{run_match, AppError, Deps, RunRequest};
+use crate::{run_match, AppError, Deps, RunRequest, Trigger};
 
 /// Input of the match function.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,7 +30,7 @@ pub struct MatchInput {
     pub execution: Option<String>,
     /// `schedule`, `manual` or `s3` (default `manual`).
     #[serde(default)]
-    pub trigger: Option<String>,
+    pub trigger: Option<Trigger>,
     /// Sharded run, one Distributed Map iteration: match only this partition and keep its outcome in S3.
     #[serde(default)]
     pub partition: Option<PartitionTask>,
@@ -75,9 +76,9 @@ pub(crate) fn request(input: &MatchInput) -> RunRequest {
     RunRequest {
         date: input.date,
         processor: p,
-        trigger: input.trigger.clone().unwrap_or_else(|| "manual".into()),
-        execution: Some(execution.clone()),
-        idempotency_key: format!("{execution}:{p}:{}", input.date),
+        trigger: input.trigger.unwrap_or(Trigger::Manual),
+        idempotency_key: IdempotencyKey::new(&execution, p, input.date),
+        execution: Some(execution),
     }
 }
 
@@ -86,9 +87,9 @@ pub(crate) fn manifests_of(input: &MatchInput) -> Result<(Manifest, Manifest), A
     let p = input.processor;
     let (mut ledger, mut processor) = (None, None);
     for m in input.manifests.iter().flatten() {
-        if m.source_name == "ledger" {
+        if m.source_name == Source::Ledger {
             ledger = Some(m.clone());
-        } else if m.source_name == p.as_str() {
+        } else if m.source_name == Source::from(p) {
             processor = Some(m.clone());
         }
     }
@@ -120,12 +121,12 @@ async fn whole<S: ObjectStore, M: Mailer, X: StartExecution>(
             let pf = load_manifest(&ports.objects, pm, 1000).await;
             let lf = load_manifest(&ports.objects, lm, 0).await;
             match (pf, lf) {
-                (Ok(pf), Ok(lf)) => sides(p, pf, lf).map_err(|e| e.to_string()),
-                (Err(e), _) => Err(e.to_string()),
-                (_, Err(e)) => Err(format!("ledger: {e}")),
+                (Ok(pf), Ok(lf)) => sides(p, pf, lf).map_err(|e| e.chain()),
+                (Err(e), _) => Err(e.chain()),
+                (_, Err(e)) => Err(format!("ledger: {}", e.chain())),
             }
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.chain()),
     };
     let config = ports.settings.run_config();
     let deps = Deps {

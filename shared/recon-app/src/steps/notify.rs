@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{yesterday, Ports, StartExecution};
+use crate::keys;
 use crate::notify::{compose, should_notify, Mailer, RunNotice};
 use crate::objects::ObjectStore;
 use crate::report::TopItem;
@@ -113,7 +114,7 @@ pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
     let mut notices = Vec::new();
     for r in runs {
         let (link, top) = if r.status == RunStatus::Succeeded && !r.run_id.is_empty() {
-            let key = format!("reports/{}/{}/{}/report.html", date, r.processor, r.run_id);
+            let key = format!("{}report.html", keys::report_run(date, r.processor, &r.run_id));
             let link = ports.objects.link(&key).await.ok();
             (link, top_from_db(ports, &r).await)
         } else {

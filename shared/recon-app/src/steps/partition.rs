@@ -52,7 +52,7 @@ pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecu
     };
     let outcome = crate::match_partition(&deps, &req, data, task.index, task.count).await?;
     let key = crate::partition_key(&req, task.index, task.count);
-    let body = serde_json::to_vec(&outcome).map_err(|e| AppError::Internal(format!("{key}: {e}")))?;
+    let body = serde_json::to_vec(&outcome).map_err(|e| AppError::failed(format!("encoding {key}"), e))?;
     ports
         .objects
         .put(&key, body, "application/json")

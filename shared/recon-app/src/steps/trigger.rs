@@ -11,9 +11,11 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::{execution_name, Ports, StartExecution, Started};
+use crate::keys;
 use crate::notify::Mailer;
 use crate::objects::ObjectStore;
 use crate::AppError;
+use crate::Trigger;
 
 /// The object of an EventBridge S3 event (`detail`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -83,18 +85,14 @@ pub fn dropped_objects(event: &S3Drop) -> Vec<Dropped> {
     }
 }
 
-/// Validates `inbox/{processor}/{YYYY-MM-DD}/{file}`.
-pub fn parse_inbox_key(key: &str) -> Result<(Processor, NaiveDate), String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    match parts.as_slice() {
-        ["inbox", p, d, file] if !file.is_empty() => {
-            let processor: Processor = p.parse()?;
-            let date = NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                .map_err(|_| format!("{d:?} is not a YYYY-MM-DD date"))?;
-            Ok((processor, date))
-        }
-        _ => Err(format!(
-            "{key:?} is not inbox/{{stripe|paypal|square}}/{{YYYY-MM-DD}}/{{file}}"
+/// The processor and date of a drop that starts a run: a key [`keys::parse_inbox`] accepts, of a processor
+/// (a ledger drop starts nothing: every run stages the ledger's inbox).
+pub fn drop_of(key: &str) -> Result<(Processor, NaiveDate), String> {
+    let k = keys::parse_inbox(key)?;
+    match k.source.processor() {
+        Some(p) => Ok((p, k.date)),
+        None => Err(format!(
+            "{key:?} is a ledger drop: it starts no run (each processor's run stages the ledger's inbox)"
         )),
     }
 }
@@ -116,7 +114,7 @@ pub async fn s3_trigger<S: ObjectStore, M: Mailer, X: StartExecution>(
 ) -> Result<Vec<TriggerOutcome>, AppError> {
     let mut out = Vec::new();
     for d in dropped_objects(&event) {
-        let (p, date) = match parse_inbox_key(&d.key) {
+        let (p, date) = match drop_of(&d.key) {
             Ok(x) => x,
             Err(reason) => {
                 warn!(key = %d.key, %reason, "not a settlement drop; skipped");
@@ -130,8 +128,8 @@ pub async fn s3_trigger<S: ObjectStore, M: Mailer, X: StartExecution>(
             }
         };
         let etag = d.etag.trim_matches('"').to_string();
-        let name = execution_name(&["s3", p.as_str(), &date.to_string(), &etag]);
-        let input = json!({"date": date, "processors": [p], "source": {"bucket": d.bucket, "key": d.key}, "trigger": "s3"});
+        let name = execution_name(&[Trigger::S3.as_str(), p.as_str(), &date.to_string(), &etag]);
+        let input = json!({"date": date, "processors": [p], "source": {"bucket": d.bucket, "key": d.key}, "trigger": Trigger::S3});
         let outcome = match ports.executions.start(&name, &input).await? {
             Started::New { execution_arn } => {
                 info!(key = %d.key, execution = %execution_arn, "execution started");
@@ -162,12 +160,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inbox_keys_are_validated() {
-        assert!(parse_inbox_key("inbox/stripe/2025-01-15/report.csv").is_ok());
-        assert!(parse_inbox_key("inbox/venmo/2025-01-15/x.csv").is_err());
-        assert!(parse_inbox_key("inbox/stripe/15-01-2025/x.csv").is_err());
-        assert!(parse_inbox_key("raw/stripe/2025-01-15/x.csv").is_err());
-        assert!(parse_inbox_key("inbox/stripe/2025-01-15/").is_err());
+    fn a_drop_is_a_processor_file_under_its_day() {
+        assert!(drop_of("inbox/stripe/2025-01-15/report.csv").is_ok());
+        assert!(drop_of("inbox/venmo/2025-01-15/x.csv").is_err());
+        assert!(drop_of("inbox/stripe/15-01-2025/x.csv").is_err());
+        assert!(drop_of("raw/stripe/2025-01-15/x.csv").is_err());
+        assert!(drop_of("inbox/stripe/2025-01-15/").is_err());
+        assert!(drop_of("inbox/ledger/2025-01-15/l.csv").is_err_and(|e| e.contains("ledger drop")));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use chrono::NaiveDate;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{rejected, send, ApiError, RawPage, RetryPolicy};
+use super::{rejected, request_line, send, ApiError, RawPage, RetryPolicy};
 
 /// Where and how to reach the ledger API.
 #[derive(Debug, Clone)]
@@ -40,13 +40,7 @@ pub async fn fetch_day(
         if let Some(c) = &cursor {
             q.push(("cursor".into(), c.clone()));
         }
-        let request = format!(
-            "GET /ledger/entries?{}",
-            q.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&")
-        );
+        let request = request_line("/ledger/entries", &q);
         let answer = send(
             "ledger",
             &request,

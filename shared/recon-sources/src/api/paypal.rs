@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{day_window, is_json, rejected, send, ApiError, RawPage, RetryPolicy};
+use super::{day_window, decode, is_json, rejected, request_line, send, ApiError, RawPage, RetryPolicy};
 
 /// Where and how to reach PayPal.
 #[derive(Debug)]
@@ -91,12 +91,7 @@ impl PaypalClient {
         if !answer.status.is_success() {
             return Err(rejected("paypal", request, &answer));
         }
-        let t: Token = serde_json::from_slice(&answer.body).map_err(|e| ApiError::Rejected {
-            source_name: "paypal".into(),
-            status: answer.status.as_u16(),
-            request: request.into(),
-            message: format!("not a token response: {e}"),
-        })?;
+        let t: Token = decode("paypal", request, &answer, "a token response")?;
         let secret = SecretString::from(t.access_token);
         let until = Instant::now() + Duration::from_secs(t.expires_in.saturating_sub(60));
         *guard = Some((secret.clone(), until));
@@ -148,14 +143,7 @@ impl PaypalClient {
                 ("page_size", "500".to_string()),
                 ("page", page.to_string()),
             ];
-            let request = format!(
-                "GET /v1/reporting/transactions?{}",
-                query
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            );
+            let request = request_line("/v1/reporting/transactions", &query);
             let answer = send(
                 "paypal",
                 &request,
@@ -178,12 +166,7 @@ impl PaypalClient {
                 }
                 return Err(rejected("paypal", &request, &answer));
             }
-            let head: PageHead = serde_json::from_slice(&answer.body).map_err(|e| ApiError::Rejected {
-                source_name: "paypal".into(),
-                status: answer.status.as_u16(),
-                request: request.clone(),
-                message: format!("not a transaction search page: {e}"),
-            })?;
+            let head: PageHead = decode("paypal", &request, &answer, "a transaction search page")?;
             if let Some(refreshed) = head.last_refreshed_datetime.as_deref() {
                 let r = DateTime::parse_from_str(refreshed, "%Y-%m-%dT%H:%M:%S%z")
                     .or_else(|_| DateTime::parse_from_rfc3339(refreshed))

@@ -6,7 +6,7 @@ use chrono::{NaiveDate, SecondsFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{day_window, is_json, rejected, send, ApiError, RawPage, RetryPolicy};
+use super::{day_window, decode, is_json, rejected, request_line, send, ApiError, RawPage, RetryPolicy};
 
 /// The API version recon's parsers follow.
 pub const SQUARE_VERSION: &str = "2025-08-20";
@@ -65,12 +65,7 @@ pub async fn fetch_day(
     if !answer.status.is_success() {
         return Err(rejected("square", &request, &answer));
     }
-    let locations: Locations = serde_json::from_slice(&answer.body).map_err(|e| ApiError::Rejected {
-        source_name: "square".into(),
-        status: answer.status.as_u16(),
-        request: request.clone(),
-        message: format!("not a locations list: {e}"),
-    })?;
+    let locations: Locations = decode("square", &request, &answer, "a locations list")?;
     let (start, end) = day_window(date);
     let window = vec![
         (
@@ -107,13 +102,7 @@ pub async fn fetch_day(
             if let Some(c) = &cursor {
                 q.push(("cursor".into(), c.clone()));
             }
-            let request = format!(
-                "GET {path}?{}",
-                q.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            );
+            let request = request_line(&path, &q);
             let answer = send("square", &request, policy, get(path.clone(), q), is_json).await?;
             if !answer.status.is_success() {
                 return Err(rejected("square", &request, &answer));

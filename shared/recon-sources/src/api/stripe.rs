@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{day_window, is_json, rejected, send, ApiError, RawPage, RetryPolicy};
+use super::{day_window, decode, is_json, rejected, request_line, send, ApiError, RawPage, RetryPolicy};
 
 /// Where and how to reach Stripe.
 #[derive(Debug, Clone)]
@@ -47,14 +47,7 @@ pub async fn fetch_day(
             query.push(("starting_after".to_string(), a.clone()));
         }
         let url = format!("{}/v1/balance_transactions", cfg.base_url.trim_end_matches('/'));
-        let request = format!(
-            "GET /v1/balance_transactions?{}",
-            query
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&")
-        );
+        let request = request_line("/v1/balance_transactions", &query);
         let answer = send(
             "stripe",
             &request,
@@ -71,12 +64,7 @@ pub async fn fetch_day(
         if !answer.status.is_success() {
             return Err(rejected("stripe", &request, &answer));
         }
-        let head: PageHead = serde_json::from_slice(&answer.body).map_err(|e| ApiError::Rejected {
-            source_name: "stripe".into(),
-            status: answer.status.as_u16(),
-            request: request.clone(),
-            message: format!("not a balance_transactions list: {e}"),
-        })?;
+        let head: PageHead = decode("stripe", &request, &answer, "a balance_transactions list")?;
         let next = if head.has_more {
             head.data.last().map(|t| t.id.clone())
         } else {

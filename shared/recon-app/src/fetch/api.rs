@@ -1,0 +1,123 @@
+//! Staging from a source's API: the pages exactly as received, each written before it is parsed.
+
+use chrono::NaiveDate;
+
+use recon_sources::api::{ApiError, RawPage};
+
+use crate::keys::{self, Source};
+use crate::objects::ObjectStore;
+use crate::AppError;
+
+use super::{hash_and_parse, Fetched, Loaded, Staged, StagedFrom, StagedObject};
+
+/// API access configured for this process ([`crate::settings::ApiSettings::sources`]).
+#[derive(Default)]
+pub struct ApiSources {
+    pub http: Option<reqwest::Client>,
+    pub policy: recon_sources::api::RetryPolicy,
+    pub stripe: Option<recon_sources::api::stripe::StripeConfig>,
+    pub paypal: Option<recon_sources::api::paypal::PaypalClient>,
+    pub square: Option<recon_sources::api::square::SquareConfig>,
+    pub ledger: Option<recon_sources::api::ledger::LedgerApiConfig>,
+}
+
+impl ApiSources {
+    /// Is an API configured for this source?
+    pub fn configured(&self, source: Source) -> bool {
+        match source {
+            Source::Stripe => self.stripe.is_some(),
+            Source::Paypal => self.paypal.is_some(),
+            Source::Square => self.square.is_some(),
+            Source::Ledger => self.ledger.is_some(),
+        }
+    }
+
+    pub(crate) async fn fetch(&self, source: Source, date: NaiveDate) -> Result<Vec<RawPage>, ApiError> {
+        use recon_sources::api::{http_client, ledger, square, stripe};
+        let http = self.http.clone().unwrap_or_else(http_client);
+        match source {
+            Source::Stripe => match &self.stripe {
+                Some(c) => stripe::fetch_day(&http, c, &self.policy, date).await,
+                None => Ok(Vec::new()),
+            },
+            Source::Paypal => match &self.paypal {
+                Some(c) => c.fetch_day(date).await,
+                None => Ok(Vec::new()),
+            },
+            Source::Square => match &self.square {
+                Some(c) => square::fetch_day(&http, c, &self.policy, date).await,
+                None => Ok(Vec::new()),
+            },
+            Source::Ledger => match &self.ledger {
+                Some(c) => ledger::fetch_day(&http, c, &self.policy, date).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+}
+
+/// Stages API pages exactly as received (each written before it is parsed), then the manifest.
+pub async fn stage_pages<S: ObjectStore>(
+    store: &S,
+    source_name: Source,
+    date: NaiveDate,
+    first_object: u32,
+    pages: Vec<RawPage>,
+) -> Result<Fetched, AppError> {
+    let fetch_id = uuid::Uuid::now_v7().to_string();
+    let prefix = keys::raw_fetch(source_name, date, &fetch_id);
+    let mut objects = Vec::new();
+    let mut loaded = Vec::new();
+    let mut cursors = Vec::new();
+    let mut failure = None;
+    for (n, page) in pages.into_iter().enumerate() {
+        let key = format!("{prefix}{}", page.name);
+        let len = page.body.len() as u64;
+        let content_type = if page.name.ends_with(".jsonl") {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
+        store
+            .put(&key, page.body.clone(), content_type)
+            .await
+            .map_err(AppError::Object)?;
+        let object = first_object + u32::try_from(n).unwrap_or(0);
+        let (digest, _, parsed) = hash_and_parse(&key, object, page.body.as_slice(), Some(len));
+        if let Some(c) = &page.next_cursor {
+            cursors.push(c.clone());
+        }
+        let (format, parsed) = match parsed {
+            Ok((f, p)) => (Some(f), Some(p)),
+            Err(e) => {
+                failure.get_or_insert(e);
+                (None, None)
+            }
+        };
+        objects.push(StagedObject {
+            key: key.clone(),
+            origin: page.request,
+            sha256: digest,
+            bytes: len,
+            format: format.map(|f| f.as_str().to_string()),
+            records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
+            invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
+        });
+        if let (Some(format), Some(parsed)) = (format, parsed) {
+            loaded.push(Loaded { key, format, parsed });
+        }
+    }
+    let staged = Staged {
+        source_name,
+        date,
+        fetch_id,
+        prefix,
+        source: StagedFrom::Api,
+        cursors,
+        objects,
+        loaded,
+        failure,
+        skipped: Vec::new(),
+    };
+    staged.finish(store).await
+}

@@ -1,0 +1,145 @@
+//! Staging the files dropped in a source's inbox: every file kept whole under its relative path, folder
+//! markers, partial uploads and anything that is not a regular file said and skipped.
+
+use chrono::NaiveDate;
+
+use recon_sources::SourceError;
+
+use crate::keys::{self, Source};
+use crate::objects::ObjectStore;
+use crate::AppError;
+
+use super::{hash_and_parse, Fetched, Loaded, Skipped, Staged, StagedFrom, StagedObject};
+
+/// Why an inbox key is not staged, if it is not: a folder marker (an empty key ending in `/`, as the S3
+/// console makes), a partial upload (`.tmp-` name), or not a regular file (a symbolic link or device:
+/// refused, never read).
+fn skip_reason(relative: &str) -> Option<&'static str> {
+    if relative.is_empty() || relative.ends_with('/') {
+        return Some("a folder marker, not a file");
+    }
+    if relative.split('/').any(|p| p.starts_with(".tmp-")) {
+        return Some(
+            "a temporary file (.tmp- name): an upload still in progress? rename it and rerun the day",
+        );
+    }
+    None
+}
+
+/// The raw key of a dropped file: its path relative to the inbox folder, kept whole (`a/b.csv` and `a_b.csv`
+/// stay apart); `manifest.json` at the top is staged as `files/manifest.json`, never over the manifest.
+fn raw_key_of(prefix: &str, relative: &str) -> String {
+    if relative == keys::MANIFEST {
+        format!("{prefix}files/{relative}")
+    } else {
+        format!("{prefix}{relative}")
+    }
+}
+
+/// Stages every file dropped in `inbox/{source_name}/{date}/` under a new fetch id and parses it.
+/// `first_object` is the object index the first file's records carry (object indexes must be unique within
+/// a run). Fails when the inbox is empty or a file cannot be read as a whole.
+pub async fn stage_inbox<S: ObjectStore>(
+    store: &S,
+    source_name: Source,
+    date: NaiveDate,
+    first_object: u32,
+) -> Result<Fetched, AppError> {
+    let inbox = keys::inbox_day(source_name, date);
+    let files = store.list(&inbox).await.map_err(AppError::Object)?;
+    if files.is_empty() {
+        return Err(AppError::NoInput {
+            source_name,
+            date,
+            hint: format!(
+                "nothing in {}/{inbox} and no API configured for it: drop the day's file there or configure the API credentials",
+                store.describe()
+            ),
+        });
+    }
+    let fetch_id = uuid::Uuid::now_v7().to_string();
+    let prefix = keys::raw_fetch(source_name, date, &fetch_id);
+    let mut objects = Vec::new();
+    let mut loaded = Vec::new();
+    let mut failure: Option<SourceError> = None;
+    let mut skipped = Vec::new();
+    let mut n = 0u32;
+    for inbox_key in &files {
+        let relative = inbox_key.strip_prefix(&inbox).unwrap_or(inbox_key);
+        let reason = match skip_reason(relative) {
+            Some(r) => Some(r.to_string()),
+            None if !store.is_regular(inbox_key).await.map_err(AppError::Object)? => Some(
+                "not a regular file (a symbolic link, device or folder): refused, its content unread; put the file \
+                 itself there"
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if let Some(reason) = reason {
+            tracing::warn!(key = %inbox_key, %reason, "inbox entry not staged");
+            skipped.push(Skipped {
+                key: inbox_key.clone(),
+                reason,
+            });
+            continue;
+        }
+        let raw_key = raw_key_of(&prefix, relative);
+        // stage first, unchanged, then read back what was staged
+        store.copy(inbox_key, &raw_key).await.map_err(AppError::Object)?;
+        let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
+        let object = first_object.saturating_add(n);
+        n += 1;
+        let k = raw_key.clone();
+        let (digest, len, parsed) =
+            tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
+                .await
+                .map_err(|e| AppError::failed(format!("parser task for {raw_key}"), e))?;
+        let (format, parsed) = match parsed {
+            Ok((f, p)) => (Some(f), Some(p)),
+            Err(e) => {
+                failure.get_or_insert(e);
+                (None, None)
+            }
+        };
+        objects.push(StagedObject {
+            key: raw_key.clone(),
+            origin: inbox_key.clone(),
+            sha256: digest,
+            bytes: len,
+            format: format.map(|f| f.as_str().to_string()),
+            records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
+            invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
+        });
+        if let (Some(format), Some(parsed)) = (format, parsed) {
+            loaded.push(Loaded {
+                key: raw_key,
+                format,
+                parsed,
+            });
+        }
+    }
+    if objects.is_empty() && !skipped.is_empty() {
+        let list: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{} ({})", s.key, s.reason))
+            .collect();
+        return Err(AppError::NoInput {
+            source_name,
+            date,
+            hint: format!("nothing in {inbox} could be staged: {}", list.join("; ")),
+        });
+    }
+    let staged = Staged {
+        source_name,
+        date,
+        fetch_id,
+        prefix,
+        source: StagedFrom::File,
+        cursors: Vec::new(),
+        objects,
+        loaded,
+        failure,
+        skipped,
+    };
+    staged.finish(store).await
+}

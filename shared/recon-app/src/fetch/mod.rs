@@ -1,0 +1,304 @@
+//! The fetch step: stage raw inputs under `raw/{source}/{date}/{fetch_id}/` unchanged, then write the
+//! manifest. Inbox files take precedence over an API for that processor and date.
+
+use chrono::{NaiveDate, SecondsFormat, Utc};
+use std::io::Read;
+
+use recon_sources::{Format, Parsed, SourceError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::keys::{self, Source};
+use crate::objects::ObjectStore;
+use crate::AppError;
+
+mod api;
+mod inbox;
+
+pub use api::{stage_pages, ApiSources};
+pub use inbox::stage_inbox;
+
+/// One staged object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedObject {
+    /// `raw/...` key of the unchanged copy.
+    pub key: String,
+    /// Where it came from (`inbox/...` key, or the API request).
+    pub origin: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub format: Option<String>,
+    /// Records read (valid + invalid), for the manifest.
+    pub records: u64,
+    pub invalid: u64,
+}
+
+/// `raw/{source}/{date}/{fetch_id}/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `stripe`, `paypal`, `square` or `ledger`.
+    pub source_name: Source,
+    pub date: String,
+    pub fetch_id: String,
+    /// `api` or `file`.
+    pub source: StagedFrom,
+    pub objects: Vec<StagedObject>,
+    pub record_count: u64,
+    pub invalid_count: u64,
+    pub window: Window,
+    pub fetched_at: String,
+    /// API cursor information (empty for files).
+    pub cursors: Vec<String>,
+    pub manifest_key: String,
+    /// What was in the inbox and not staged, with the reason (a warning in the run summary).
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    /// Ledger rows whose processor column is unknown or unreadable: the first [`UNATTRIBUTED_KEPT`] (raw text cut
+    /// to 300 characters: manifests travel in Step Functions payloads) and how many there are. Every run of the
+    /// day, whole or sharded, warns of them from here.
+    #[serde(default)]
+    pub unattributed: Vec<recon_store::Unattributed>,
+    #[serde(default)]
+    pub unattributed_count: u64,
+}
+
+/// Where a fetch took its data from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StagedFrom {
+    /// The source's API, page by page.
+    Api,
+    /// Files dropped in the source's inbox.
+    File,
+}
+
+/// A ledger row of no processor as it is kept: its object key and line, field, reason and raw text (NUL
+/// written as `\0`).
+pub(crate) fn unattributed_of(key: &str, inv: &recon_core::InvalidRecord) -> recon_store::Unattributed {
+    recon_store::Unattributed {
+        source: format!("{key}:{}", inv.location.line),
+        field: inv.field.clone(),
+        reason: inv.reason.replace('\0', "\\0"),
+        raw: inv.raw.replace('\0', "\\0"),
+    }
+}
+
+/// How many unattributed ledger rows a manifest carries.
+pub const UNATTRIBUTED_KEPT: usize = 20;
+
+/// An inbox entry that was not staged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub key: String,
+    pub reason: String,
+}
+
+/// The UTC day reconciled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub start: String,
+    pub end: String,
+}
+
+impl Window {
+    pub fn of(date: NaiveDate) -> Self {
+        let start = date.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        let end = date
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc());
+        let f = |t: Option<chrono::DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
+        Window {
+            start: f(start),
+            end: f(end),
+        }
+    }
+}
+
+/// A staged object and what was parsed from it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub key: String,
+    pub format: Format,
+    pub parsed: Parsed,
+}
+
+/// A staged source: its manifest and, when parsed in the same process, the parsed objects.
+#[derive(Debug)]
+pub struct Fetched {
+    pub manifest: Manifest,
+    pub loaded: Vec<Loaded>,
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Parses a staged object as a stream and hashes it in the same pass. Returns the sha256, the size and
+/// the parse result.
+pub fn hash_and_parse<R: Read>(
+    key: &str,
+    object: u32,
+    reader: R,
+    size: Option<u64>,
+) -> (String, u64, Result<(Format, Parsed), SourceError>) {
+    let mut h = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 20, reader),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let parsed = recon_sources::parse_reader(key, object, &mut h, size);
+    // whatever the parser did not need still counts for the digest
+    let _ = std::io::copy(&mut h, &mut std::io::sink());
+    (hex::encode(h.hasher.finalize()), h.bytes, parsed)
+}
+
+/// What a fetch staged, before its manifest is written.
+struct Staged {
+    source_name: Source,
+    date: NaiveDate,
+    fetch_id: String,
+    prefix: String,
+    source: StagedFrom,
+    cursors: Vec<String>,
+    objects: Vec<StagedObject>,
+    loaded: Vec<Loaded>,
+    failure: Option<SourceError>,
+    skipped: Vec<Skipped>,
+}
+
+impl Staged {
+    /// Writes the manifest (always, so a failed fetch's raw objects stay described), then reports the first
+    /// unreadable object, if any.
+    async fn finish<S: ObjectStore>(self, store: &S) -> Result<Fetched, AppError> {
+        let Staged {
+            source_name,
+            date,
+            fetch_id,
+            prefix,
+            source,
+            cursors,
+            objects,
+            loaded,
+            failure,
+            skipped,
+        } = self;
+        let unattributed = if source_name == Source::Ledger {
+            loaded
+                .iter()
+                .flat_map(|l| {
+                    l.parsed
+                        .invalid
+                        .iter()
+                        .filter(|(p, _)| p.is_none())
+                        .map(|(_, inv)| {
+                            let mut u = unattributed_of(&l.key, inv);
+                            u.reason = u.reason.chars().take(300).collect();
+                            u.raw = u.raw.chars().take(300).collect();
+                            u
+                        })
+                })
+                .take(UNATTRIBUTED_KEPT)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let unattributed_count = if source_name == Source::Ledger {
+            loaded
+                .iter()
+                .map(|l| l.parsed.invalid.iter().filter(|(p, _)| p.is_none()).count() as u64)
+                .sum()
+        } else {
+            0
+        };
+        let manifest = Manifest {
+            source_name,
+            date: date.to_string(),
+            fetch_id,
+            source,
+            record_count: objects.iter().map(|o| o.records).sum(),
+            invalid_count: objects.iter().map(|o| o.invalid).sum(),
+            objects,
+            window: Window::of(date),
+            fetched_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            cursors,
+            manifest_key: format!("{prefix}{}", keys::MANIFEST),
+            skipped,
+            unattributed,
+            unattributed_count,
+        };
+        let body =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::failed("encoding the manifest", e))?;
+        store
+            .put(&manifest.manifest_key, body, "application/json")
+            .await
+            .map_err(AppError::Object)?;
+        if let Some(e) = failure {
+            return Err(AppError::Unreadable(e));
+        }
+        Ok(Fetched { manifest, loaded })
+    }
+}
+
+/// Stages a source for a day: the files dropped in its inbox when there are any (they take precedence),
+/// else the pages of its API when one is configured.
+pub async fn stage<S: ObjectStore>(
+    store: &S,
+    apis: &ApiSources,
+    source_name: Source,
+    date: NaiveDate,
+    first_object: u32,
+) -> Result<Fetched, AppError> {
+    mark_unfinished_fetches(store, source_name, date).await;
+    let inbox = keys::inbox_day(source_name, date);
+    let has_files = !store.list(&inbox).await.map_err(AppError::Object)?.is_empty();
+    if has_files || !apis.configured(source_name) {
+        return stage_inbox(store, source_name, date, first_object).await;
+    }
+    let pages = apis.fetch(source_name, date).await.map_err(AppError::Api)?;
+    stage_pages(store, source_name, date, first_object, pages).await
+}
+
+/// A fetch that crashed before writing its manifest leaves raw objects no run uses. Raw data is never
+/// deleted; such a folder (older than [`crate::objects::ABANDONED_AFTER`]) gets an `INCOMPLETE.txt` saying so.
+/// Best effort: a failure here is logged, never fatal.
+pub async fn mark_unfinished_fetches<S: ObjectStore>(store: &S, source_name: Source, date: NaiveDate) {
+    let prefix = keys::raw_day(source_name, date);
+    let Ok(keys) = store.list(&prefix).await else {
+        return;
+    };
+    for (fetch_id, files) in crate::objects::folders(&prefix, &keys) {
+        if files
+            .iter()
+            .any(|f| *f == keys::MANIFEST || *f == keys::INCOMPLETE)
+            || !crate::objects::older_than_grace(fetch_id)
+        {
+            continue;
+        }
+        let note = format!(
+            "fetch {fetch_id} of {source_name} for {date} stopped before writing its manifest: these {} objects are \
+             kept unchanged but no run used them. Rerun the day to fetch again.\n",
+            files.len()
+        );
+        let key = format!("{prefix}{fetch_id}/{}", keys::INCOMPLETE);
+        match store.put(&key, note.into_bytes(), "text/plain").await {
+            Ok(()) => tracing::warn!(%key, "unfinished fetch marked"),
+            Err(e) => tracing::warn!(%key, error = %e, "could not mark an unfinished fetch"),
+        }
+    }
+}

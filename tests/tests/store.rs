@@ -245,7 +245,10 @@ async fn current_figures(db: &TestDb, s: &Store, days: u8) -> Vec<String> {
             .list_runs(Some(date), Some(Processor::Stripe), 50)
             .await
             .unwrap();
-        let current: Vec<_> = runs.iter().filter(|r| r.status != recon_store::RunState::Superseded).collect();
+        let current: Vec<_> = runs
+            .iter()
+            .filter(|r| r.status != recon_store::RunState::Superseded)
+            .collect();
         assert_eq!(current.len(), 1, "one current run of {date}");
         let summary: recon_core::RunSummary =
             serde_json::from_value(current[0].summary.clone().unwrap()).unwrap();

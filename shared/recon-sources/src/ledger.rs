@@ -10,7 +10,7 @@ use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, Processor,
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::text::{crlf_first_line, csv_with_header, for_each_row, raw_record, timestamp, BadRow};
+use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow};
 use crate::{Parsed, SourceError};
 
 /// A ledger row's fields as text, before validation.
@@ -85,8 +85,7 @@ fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidReco
 
 /// Parses a ledger CSV export held in memory.
 pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    let crlf = crlf_first_line(text.as_bytes());
-    parse_csv_reader(key, object, text.as_bytes(), crlf, 0)
+    crate::text::from_text(text, |bytes, crlf| parse_csv_reader(key, object, bytes, crlf, 0))
 }
 
 /// Parses a ledger CSV export as a stream. Line numbers are 1-based lines of the file (the header is line 1).

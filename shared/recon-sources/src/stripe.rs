@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::text::{crlf_first_line, csv_with_header, for_each_row, raw_record, timestamp, BadRow};
+use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow};
 use crate::{Parsed, SourceError};
 
 /// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
@@ -142,8 +142,9 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
 
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
 pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    let crlf = crlf_first_line(text.as_bytes());
-    parse_report_csv_reader(key, object, text.as_bytes(), crlf, 0)
+    crate::text::from_text(text, |bytes, crlf| {
+        parse_report_csv_reader(key, object, bytes, crlf, 0)
+    })
 }
 
 /// Parses a Stripe itemized report CSV as a stream.

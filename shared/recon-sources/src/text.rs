@@ -141,6 +141,12 @@ fn fast_utc(b: &[u8]) -> Option<Millis> {
     Some(t.and_utc().timestamp_millis())
 }
 
+/// Runs a streaming CSV parser over text held in memory: `parse(bytes, crlf)`, the line ending taken from
+/// the first line.
+pub fn from_text<T>(text: &str, parse: impl FnOnce(&[u8], bool) -> T) -> T {
+    parse(text.as_bytes(), crlf_first_line(text.as_bytes()))
+}
+
 /// Does the first line end with CRLF? (for [`line_of`])
 pub(crate) fn crlf_first_line(bytes: &[u8]) -> bool {
     bytes

@@ -4,14 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::candidates::{Candidates, Origins};
-use super::{Links, NONE};
-use crate::carry::CarryOutcome;
-use crate::discrepancy::{stake_of, Category, Discrepancy};
+use crate::discrepancy::{stake_of, Category};
 use crate::model::{Kind, LedgerRow, LedgerStatus, ProcessorRecord, ProcessorStatus};
 use crate::money::Currency;
-use crate::run::RunConfig;
-use crate::severity::Severity;
 
 /// What is wrong with a linked pair.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,52 +76,6 @@ fn status_problem(p: &ProcessorRecord, l: &LedgerRow) -> Option<(String, bool)> 
         return Some((why.into(), false));
     }
     None
-}
-
-/// Classifies every linked pair: a discrepancy for each problem, carried items marked matched. Returns
-/// (matched, clean).
-pub(crate) fn pairs(
-    c: &Candidates<'_>,
-    links: &Links,
-    config: &RunConfig,
-    o: Origins<'_>,
-    found: &mut Vec<Discrepancy>,
-    carry_out: &mut Vec<(i64, CarryOutcome)>,
-) -> (u64, u64) {
-    let (mut matched, mut clean) = (0u64, 0u64);
-    for (i, p) in c.procs.iter().enumerate() {
-        let j = links.link_p[i];
-        if j == NONE {
-            continue;
-        }
-        let l = c.ledg[j as usize];
-        matched += 1;
-        for id in [p.carried, l.carried].into_iter().filter_map(|x| o.carried_id(x)) {
-            carry_out.push((id, CarryOutcome::Matched));
-        }
-        let Some(problem) = classify(p.rec, l.row, &config.tolerance) else {
-            clean += 1;
-            continue;
-        };
-        let mut sev = config.severity.by_amount(problem.stake, p.rec.amount.currency);
-        if problem.at_least_high {
-            sev = sev.max(Severity::High);
-        }
-        found.push(Discrepancy::of_pair(
-            problem.category,
-            sev,
-            p.rec,
-            l.row,
-            problem.stake,
-            (
-                o.source(p.carried, p.rec.location),
-                o.source(l.carried, l.row.location),
-            ),
-            problem.details,
-            o.carried_id(p.carried).or(o.carried_id(l.carried)),
-        ));
-    }
-    (matched, clean)
 }
 
 #[cfg(test)]

@@ -22,11 +22,14 @@ pub(crate) mod unlinked;
 
 use rustc_hash::FxHashMap;
 
+use crate::carry::CarryOutcome;
 use crate::discrepancy::Discrepancy;
 use crate::outcome::{conclude, merge, ConservationError, Outcome, Tally};
 use crate::partition::{plan, Plan, Selection};
+use crate::run::RunConfig;
 use crate::run::RunInput;
-use candidates::Origins;
+use crate::severity::Severity;
+use candidates::{Candidates, Origins};
 
 /// "No partner" in [`Links`].
 pub(crate) const NONE: u32 = u32::MAX;
@@ -124,7 +127,7 @@ fn reconcile_selected(input: RunInput<'_>, sel: Selection<'_>) -> Result<Outcome
     exact::link(&c, &txns, o, &mut links, &mut found);
     drop(txns);
     fallback::link(&c, &mut links);
-    let (matched, clean) = classify::pairs(&c, &links, input.config, o, &mut found, &mut carry_out);
+    let (matched, clean) = pairs(&c, &links, input.config, o, &mut found, &mut carry_out);
     let unlinked = unlinked::report(&c, &links, input.config.grace_days, o, &mut found, &mut carry_out);
 
     let invalid = if sel.holds_invalid() { input.invalid } else { &[] };
@@ -149,6 +152,52 @@ fn reconcile_selected(input: RunInput<'_>, sel: Selection<'_>) -> Result<Outcome
         },
         &input.config.severity,
     )
+}
+
+/// Phase 5 over every linked pair ([`classify`]): a discrepancy for each problem, carried items marked matched. Returns
+/// (matched, clean).
+fn pairs(
+    c: &Candidates<'_>,
+    links: &Links,
+    config: &RunConfig,
+    o: Origins<'_>,
+    found: &mut Vec<Discrepancy>,
+    carry_out: &mut Vec<(i64, CarryOutcome)>,
+) -> (u64, u64) {
+    let (mut matched, mut clean) = (0u64, 0u64);
+    for (i, p) in c.procs.iter().enumerate() {
+        let j = links.link_p[i];
+        if j == NONE {
+            continue;
+        }
+        let l = c.ledg[j as usize];
+        matched += 1;
+        for id in [p.carried, l.carried].into_iter().filter_map(|x| o.carried_id(x)) {
+            carry_out.push((id, CarryOutcome::Matched));
+        }
+        let Some(problem) = classify::classify(p.rec, l.row, &config.tolerance) else {
+            clean += 1;
+            continue;
+        };
+        let mut sev = config.severity.by_amount(problem.stake, p.rec.amount.currency);
+        if problem.at_least_high {
+            sev = sev.max(Severity::High);
+        }
+        found.push(Discrepancy::of_pair(
+            problem.category,
+            sev,
+            p.rec,
+            l.row,
+            problem.stake,
+            (
+                o.source(p.carried, p.rec.location),
+                o.source(l.carried, l.row.location),
+            ),
+            problem.details,
+            o.carried_id(p.carried).or(o.carried_id(l.carried)),
+        ));
+    }
+    (matched, clean)
 }
 
 /// Records and inputs for the phases' tests.

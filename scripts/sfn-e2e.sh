@@ -84,4 +84,20 @@ assert runs(sharded) == runs(whole), (runs(sharded), runs(whole))
 assert all(any("venmo" in w for w in x["warnings"]) for x in runs(sharded).values()), runs(sharded)
 assert all(x["status"] == "succeeded" for x in runs(sharded).values()), runs(sharded)
 PYEOF
-echo "sfn-e2e: 3 passed, 0 failed (demo day through the state machine; truncated Stripe page fails only Stripe; sharded = whole)"
+# a name that is no processor: its match fails, and the email still goes out (Notify never stops on it; were it
+# to fail, NotifyFailure finds what it reads in Summarize's output)
+"$PY" scripts/sfn-e2e.py run "venmo-$RUN" '{"date":"2025-01-15","processors":["stripe","venmo"]}' >"$OUT/venmo.json"
+# no ledger at all for the day: FetchLedger fails and its Catch, NotifyFailure, emails every processor's failure
+"$PY" scripts/sfn-e2e.py run "noledger-$RUN" '{"date":"2025-01-17"}' >"$OUT/noledger.json"
+"$PY" - "$OUT/venmo.json" "$OUT/noledger.json" "$AWS_ENDPOINT_URL" "ops-sfn-$RUN@example.com" <<'PYEOF'
+import json, sys, urllib.request
+venmo, noledger = (json.load(open(f)) for f in sys.argv[1:3])
+assert venmo["status"] == "SUCCEEDED", venmo
+assert venmo["output"]["notification"]["message"]["skipped"] is False, venmo["output"]
+assert noledger["status"] == "FAILED", noledger
+data = json.load(urllib.request.urlopen(sys.argv[3] + "/moto-api/data.json"))
+mails = [m.get("raw_data", "").replace("=\r\n", "").replace("=\n", "") for m in data["ses"]["RawMessage"] if sys.argv[4] in json.dumps(m)]
+assert any("venmo: NOT RECONCILED" in m for m in mails), [m[:300] for m in mails]
+assert sum("2025-01-17" in m and "FAILED" in m for m in mails) == 1, [m[:300] for m in mails]
+PYEOF
+echo "sfn-e2e: 5 passed, 0 failed (demo day through the state machine; truncated Stripe page fails only Stripe; sharded = whole; an unknown processor still emails; a failed ledger fetch emails through NotifyFailure)"

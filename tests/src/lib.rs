@@ -148,7 +148,7 @@ pub mod local {
 
     use recon_app::keys::Source;
     use recon_app::notify::OutboxMailer;
-    use recon_app::objects::LocalStore;
+    use recon_app::objects::{LocalStore, ObjectError, ObjectStore};
     use recon_app::settings::Settings;
     use recon_app::steps::fetch::FetchInput;
     use recon_app::steps::{MemoryExecutions, Ports};
@@ -226,6 +226,56 @@ pub mod local {
                 "{name}: {}",
                 m.manifest_key
             );
+        }
+    }
+
+    /// An object store whose reads under `prefix` fail as a throttled or unavailable S3 would (retryable);
+    /// everything else goes to `inner`.
+    pub struct Flaky<S> {
+        pub inner: S,
+        pub prefix: String,
+    }
+
+    impl<S: ObjectStore> Flaky<S> {
+        fn refuse(&self, key: &str) -> Result<(), ObjectError> {
+            match key.starts_with(&self.prefix) {
+                true => Err(ObjectError {
+                    op: "get",
+                    key: key.to_string(),
+                    reason: "503 Slow Down".into(),
+                    retryable: true,
+                }),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl<S: ObjectStore> ObjectStore for Flaky<S> {
+        async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
+            self.refuse(key)?;
+            self.inner.get(key).await
+        }
+        async fn open(&self, key: &str) -> Result<(Box<dyn std::io::Read + Send>, Option<u64>), ObjectError> {
+            self.refuse(key)?;
+            self.inner.open(key).await
+        }
+        async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
+            self.inner.put(key, bytes, content_type).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+            self.inner.list(prefix).await
+        }
+        async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+            self.inner.exists(key).await
+        }
+        async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
+            self.inner.copy(from, to).await
+        }
+        async fn link(&self, key: &str) -> Result<String, ObjectError> {
+            self.inner.link(key).await
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
         }
     }
 

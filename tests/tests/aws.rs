@@ -228,13 +228,17 @@ async fn s3_trigger_starts_one_execution_per_drop_and_ignores_the_duplicate() {
         .send()
         .await
         .unwrap();
-    let env = env_for(
-        &aws,
-        "recon-dev-data",
-        Some(sm.state_machine_arn().to_string()),
-        None,
-    )
-    .await;
+    // the dropped file exists in the bucket the trigger is configured with
+    let name = bucket(&aws).await;
+    S3Store::new(aws.s3.clone(), &name)
+        .put(
+            "inbox/paypal/2025-01-15/STL-20250115.01.009.CSV",
+            b"x".to_vec(),
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let env = env_for(&aws, &name, Some(sm.state_machine_arn().to_string()), None).await;
     let event: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

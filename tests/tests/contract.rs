@@ -45,6 +45,8 @@ async fn object_store_contract<S: ObjectStore>(s: &S) {
         .unwrap();
     assert_eq!(len, Some(8));
     assert!(s.is_regular(raw).await.unwrap());
+    assert!(s.exists(raw).await.unwrap());
+    assert!(!s.exists("inbox/stripe/2025-01-15/gone.csv").await.unwrap());
     // raw data is never overwritten, by a put or a copy, and the refusal is not worth retrying
     let put = s.put(raw, b"other".to_vec(), "text/csv").await.unwrap_err();
     assert!(!put.retryable, "{put}");

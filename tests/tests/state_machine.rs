@@ -267,3 +267,81 @@ fn the_terraform_environment_is_read_by_settings() {
         );
     }
 }
+
+/// The top-level keys of the input a state receives, found by walking back to the `Pass` state that last
+/// built the whole state (through Choices, and through Tasks and Maps that add their `ResultPath`).
+fn input_keys(states: &Value, name: &str) -> BTreeSet<String> {
+    let preds: Vec<&String> = states
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| {
+            s["Next"] == name
+                || s["Default"] == name
+                || s["Choices"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["Next"] == name))
+        })
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(preds.len(), 1, "{name} has one predecessor: {preds:?}");
+    output_keys(states, preds[0])
+}
+
+fn output_keys(states: &Value, name: &str) -> BTreeSet<String> {
+    let s = &states[name];
+    let field = |k: &String| k.trim_end_matches(".$").to_string();
+    match s["Type"].as_str().unwrap() {
+        "Pass" if s["OutputPath"] == "$.resolved" => {
+            // States.JsonMerge($.defaults, $): the defaults' keys (the input may add more)
+            states["Defaults"]["Result"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        }
+        "Pass" if s["Parameters"].is_object() => {
+            s["Parameters"].as_object().unwrap().keys().map(field).collect()
+        }
+        "Choice" => input_keys(states, name),
+        _ => {
+            let mut keys = input_keys(states, name);
+            if let Some(p) = s["ResultPath"].as_str().and_then(|p| p.strip_prefix("$.")) {
+                keys.insert(p.to_string());
+            }
+            keys
+        }
+    }
+}
+
+/// Every Catch target works from every state that can reach it: what `NotifyFailure` reads (`$.date`,
+/// `$.processors`, `$.failure`) is in the state of each Task that catches into it. A path that is missing
+/// fails the Catch itself with `States.Runtime`, which nothing catches: no email at all.
+#[test]
+fn every_catch_target_finds_what_it_reads() {
+    let (_, v) = definition();
+    let states = &v["States"];
+    let mut checked = 0;
+    for (name, s) in states.as_object().unwrap() {
+        for c in s["Catch"].as_array().into_iter().flatten() {
+            let target = c["Next"].as_str().unwrap();
+            let Some(payload) = states[target]["Parameters"]["Payload"].as_object() else {
+                continue;
+            };
+            let mut available = input_keys(states, name);
+            if let Some(p) = c["ResultPath"].as_str().and_then(|p| p.strip_prefix("$.")) {
+                available.insert(p.to_string());
+            }
+            for path in payload.values().filter_map(Value::as_str) {
+                let first = path.trim_start_matches("$.").split(['.', '[']).next().unwrap();
+                assert!(
+                    available.contains(first),
+                    "{target} reads {path}, which the state of {name} lacks ({available:?})"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 6, "{checked}");
+}

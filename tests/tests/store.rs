@@ -142,6 +142,58 @@ async fn same_execution_records_one_run_and_reruns_supersede() {
     assert_eq!(seed.get::<_, String>(2), r#"{"JPY": "1200", "USD": "0.01"}"#);
 }
 
+/// A failed attempt never displaces the day's succeeded run: it is kept in history (superseded by the good
+/// run at once, its error kept), and a later good run replaces the current one as before.
+#[tokio::test]
+async fn a_failed_attempt_never_displaces_a_succeeded_run() {
+    let db = TestDb::new().await;
+    let s = store(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stripe =
+        format!("{STRIPE_HEADER}txn_1,2025-01-15 10:00:00,usd,10.00,0.59,9.41,charge,ch_1,ch_1,pi_1,o1\n");
+    write(dir.path(), "inbox/stripe/2025-01-15/a.csv", &stripe);
+    let ledger = "inbox/ledger/2025-01-15/l.csv";
+    let rows = format!("{LEDGER_HEADER}L1,stripe,ch_1,o1,charge,10.00,USD,captured,2025-01-15T10:00:00Z\n");
+    write(dir.path(), ledger, &rows);
+    let good = day(&s, dir.path(), "2025-01-15", 0, "exec-1").await;
+    assert_eq!(good.summary.runs[0].status, RunStatus::Succeeded);
+    // the ledger goes missing: the next attempt fails
+    std::fs::remove_file(dir.path().join(ledger)).unwrap();
+    let failed = day(&s, dir.path(), "2025-01-15", 0, "exec-2").await;
+    assert_eq!(failed.summary.runs[0].status, RunStatus::Failed);
+    let current = format!(
+        "SELECT count(*) FROM reconciliation_runs WHERE status <> 'superseded' AND id = '{}'",
+        good.summary.runs[0].run_id
+    );
+    assert_eq!(count(&db, &current).await, 1, "the succeeded run stays current");
+    let kept = format!(
+        "SELECT count(*) FROM reconciliation_runs WHERE id = '{}' AND status = 'superseded' AND error IS NOT NULL
+           AND superseded_by = '{}'",
+        failed.summary.runs[0].run_id, good.summary.runs[0].run_id
+    );
+    assert_eq!(
+        count(&db, &kept).await,
+        1,
+        "the failed attempt is kept, behind the good run"
+    );
+    // a later good run replaces the current one as before
+    write(dir.path(), ledger, &rows);
+    let again = day(&s, dir.path(), "2025-01-15", 0, "exec-3").await;
+    let current = format!(
+        "SELECT count(*) FROM reconciliation_runs WHERE status = 'succeeded' AND id = '{}'",
+        again.summary.runs[0].run_id
+    );
+    assert_eq!(count(&db, &current).await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM reconciliation_runs WHERE status <> 'superseded'"
+        )
+        .await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn pending_items_carry_forward_and_resolve_as_timing_differences() {
     let db = TestDb::new().await;
@@ -428,4 +480,26 @@ async fn a_statement_timeout_and_a_terminated_connection_are_retryable() {
     }
     assert!(recon_store::retryable_sqlstate("57P01") && recon_store::retryable_sqlstate("08006"));
     assert!(!recon_store::retryable_sqlstate("22P02"));
+}
+
+/// A database that accepts connections but never answers: the store gives up within its connect timeout with
+/// a retryable error (Step Functions retries; the Lambda never hangs until it is killed).
+#[tokio::test]
+async fn a_database_that_never_answers_is_a_retryable_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // accept and hold every connection, answering nothing
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            open.push(sock);
+        }
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/recon");
+    let s = Store::new(&DbConfig::from_url(&url).unwrap()).unwrap();
+    // a bound on the test itself, far above the store's own timeout: without the timeout this never returns
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), s.list_runs(None, None, 1)).await;
+    let err = out.expect("the store gave up by itself").unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    held.abort();
 }

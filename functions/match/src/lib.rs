@@ -62,4 +62,32 @@ mod tests {
             }
         }
     }
+
+    /// S3 answering 503 while match reads `raw/`: the invocation fails `Retryable` (Step Functions retries it)
+    /// and nothing is recorded; a failed run is never made of a storage hiccup.
+    #[tokio::test]
+    async fn a_failing_read_is_retried_not_recorded() {
+        let db = recon_tests::TestDb::new().await;
+        let store = recon_tests::local::demo_store();
+        let (_, event) = recon_tests::local::events("match")
+            .into_iter()
+            .find(|(n, _)| n == "demo-stripe.json")
+            .unwrap();
+        let input: MatchInput = serde_json::from_value(event).unwrap();
+        let local = recon_tests::local::ports(store.path(), None);
+        let ports = recon_app::steps::Ports::new(
+            recon_tests::local::Flaky {
+                inner: local.objects.clone(),
+                prefix: "raw/".into(),
+            },
+            local.mailer.clone(),
+            recon_app::steps::MemoryExecutions::default(),
+            Some(db.store()),
+            local.settings.clone(),
+        );
+        let err = handler(&ports, input).await.err().map(|e| e.0.error_name());
+        assert_eq!(err, Some("Retryable"));
+        let runs = db.store().list_runs(None, None, 10).await.unwrap();
+        assert!(runs.is_empty(), "{runs:?}");
+    }
 }

@@ -22,11 +22,12 @@ mod tests {
     use super::*;
 
     /// Every event of `events/notify/` through the handler with the outbox mailer: below the threshold
-    /// nothing is sent; a CRITICAL run and a failed processor give one email naming both.
+    /// nothing is sent; a CRITICAL run and a failed processor give one email naming both; so does a run of a
+    /// name that is no processor.
     #[tokio::test]
     async fn the_handler_answers_every_event_file() {
         let events = recon_tests::local::events("notify");
-        assert_eq!(events.len(), 2);
+        assert_eq!(events.len(), 3);
         for (name, event) in events {
             let store = recon_tests::local::demo_store();
             let ports = recon_tests::local::ports(store.path(), None);
@@ -46,6 +47,15 @@ mod tests {
                     let eml = std::fs::read_to_string(sent[0].path()).unwrap();
                     assert!(
                         eml.contains("square") && eml.contains("authentication failed"),
+                        "{eml}"
+                    );
+                }
+                // a name that is no processor (the execution asked for venmo): still one email, naming it
+                "unknown-processor.json" => {
+                    assert!(!out.skipped && sent.len() == 1, "{out:?}");
+                    let eml = std::fs::read_to_string(sent[0].path()).unwrap();
+                    assert!(
+                        eml.contains("venmo: NOT RECONCILED") && eml.contains("stripe"),
                         "{eml}"
                     );
                 }

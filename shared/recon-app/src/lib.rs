@@ -85,6 +85,11 @@ impl AppError {
         }
     }
 
+    /// Worth retrying later (a dependency throttled, timed out or answered 5xx): never recorded as a result.
+    pub fn is_retryable(&self) -> bool {
+        self.error_name() == "Retryable"
+    }
+
     /// An internal failure while doing `what`, caused by `source`.
     pub fn failed(
         what: impl Into<String>,

@@ -88,12 +88,27 @@ pub struct RunNotice {
     pub top: Vec<TopItem>,
 }
 
+/// Something the execution was asked to reconcile that is no processor run: an unknown processor name in
+/// its input, with the reason. The email names it; it never stops the email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub name: String,
+    pub reason: String,
+}
+
 /// Composes the operations email for a day.
-pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> Result<Email, AppError> {
+pub fn compose(
+    date: &str,
+    notices: &[RunNotice],
+    problems: &[Problem],
+    from: &str,
+    to: &[String],
+) -> Result<Email, AppError> {
     let failed: Vec<&str> = notices
         .iter()
         .filter(|n| n.summary.status == RunStatus::Failed)
         .map(|n| n.summary.processor.as_str())
+        .chain(problems.iter().map(|p| p.name.as_str()))
         .collect();
     let worst = notices.iter().filter_map(|n| n.summary.severity).max();
     let headline = match (failed.is_empty(), worst) {
@@ -157,7 +172,8 @@ pub fn compose(date: &str, notices: &[RunNotice], from: &str, to: &[String]) -> 
         .map_err(terr)?;
     env.add_template("email.txt", include_str!("../templates/email.txt"))
         .map_err(terr)?;
-    let ctx = context! { date => date, headline => &headline, runs => runs, top => top };
+    let ctx =
+        context! { date => date, headline => &headline, problems => problems, runs => runs, top => top };
     let html = env
         .get_template("email.html")
         .and_then(|t| t.render(&ctx))

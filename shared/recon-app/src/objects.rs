@@ -40,6 +40,8 @@ pub trait ObjectStore: Send + Sync {
     fn link(&self, key: &str) -> impl Future<Output = Result<String, ObjectError>> + Send;
     /// Where this store is, for messages (`./.recon/store`, `s3://bucket`).
     fn describe(&self) -> String;
+    /// Does an object exist at `key` (a dropped file that was deleted again, or never written, does not)?
+    fn exists(&self, key: &str) -> impl Future<Output = Result<bool, ObjectError>> + Send;
     /// Is the object a regular file inside the store (not a symbolic link, device or folder)? S3 objects
     /// always are.
     fn is_regular(&self, key: &str) -> impl Future<Output = Result<bool, ObjectError>> + Send {
@@ -219,6 +221,15 @@ impl ObjectStore for LocalStore {
         let tmp = dir.join(format!(".tmp-{}-{name}", uuid::Uuid::new_v4()));
         tokio::fs::copy(&src, &tmp).await.map_err(io("copy", from))?;
         publish(&tmp, &dst, to, "copy").await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+        let p = self.path("stat", key)?;
+        match std::fs::symlink_metadata(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("stat", key)(e)),
+        }
     }
 
     async fn is_regular(&self, key: &str) -> Result<bool, ObjectError> {

@@ -220,7 +220,7 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
                     top: r.top.clone(),
                 })
                 .collect();
-            let mail = compose(&date.to_string(), &notices, &settings.from, &settings.to)?;
+            let mail = compose(&date.to_string(), &notices, &[], &settings.from, &settings.to)?;
             let id = mailer.send(&mail).await?;
             info!(message = %id, "operations email sent");
             email = Some(id);

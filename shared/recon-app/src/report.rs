@@ -345,14 +345,23 @@ mod tests {
             link: None,
             top: top("stripe", &o.discrepancies, 10),
         };
+        let problem = crate::notify::Problem {
+            name: "<img src=x onerror=alert(2)>".into(),
+            reason: "<script>alert(3)</script>".into(),
+        };
         let email = crate::notify::compose(
             "2025-01-15",
             &[notice],
+            &[problem],
             "a@example.com",
             &["b@example.com".into()],
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         assert!(!email.html.contains("<script>alert") && !email.html.contains("<img src=x"));
+        assert!(
+            email.html.contains("&lt;script&gt;alert(3)"),
+            "the problem is shown, escaped"
+        );
         assert!(email.html.contains("&lt;script&gt;"));
         let csv =
             String::from_utf8(discrepancies_csv(&o.discrepancies).unwrap_or_default()).unwrap_or_default();

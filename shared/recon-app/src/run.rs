@@ -384,6 +384,10 @@ pub async fn run_match_with<S: ObjectStore>(
                 replayed: true,
             });
         }
+        Recorded::Attempt { current, .. } => {
+            warn!(run_id = %run_id, current = %current, processor = %req.processor, date = %req.date,
+                  "this attempt failed; the day's succeeded run stays current");
+        }
         Recorded::Existing { .. } | Recorded::New { .. } => {}
     }
     debug!(

@@ -114,6 +114,21 @@ impl ObjectStore for S3Store {
             .map_err(|e| obj_err("put", key, e))
     }
 
+    async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(obj_err("head", key, e)),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
         let mut keys = Vec::new();
         let mut pages = self

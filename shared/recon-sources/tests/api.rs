@@ -432,3 +432,48 @@ async fn ledger_api_pages_by_cursor_header() {
         .sum();
     assert_eq!(rows, 3);
 }
+
+/// An API that keeps giving the same cursor: the fetch stops with an error naming it (before, it paged until
+/// the stub stopped, staging every page again).
+#[tokio::test]
+async fn a_repeated_cursor_stops_the_fetch_naming_it() {
+    let server = MockServer::start().await;
+    let page = stripe_page(&[txn("txn_9", 100, "ch_9")], true);
+    Mock::given(method("GET"))
+        .and(path("/v1/balance_transactions"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(page))
+        .mount(&server)
+        .await;
+    let (client, cfg, policy) = (http_client(), stripe_cfg(&server), RetryPolicy::quick());
+    let fetch = recon_sources::api::stripe::fetch_day(&client, &cfg, &policy, day());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), fetch)
+        .await
+        .expect("the fetch stopped by itself");
+    let err = out.unwrap_err();
+    assert!(matches!(err, ApiError::Rejected { .. }), "{err}");
+    assert!(err.to_string().contains("cursor \"txn_9\" again"), "{err}");
+}
+
+/// `Retry-After: 3600`: the fetch does not sleep an hour; it fails `Retryable` at once, naming the wait, so
+/// that Step Functions retries later.
+#[tokio::test]
+async fn a_long_retry_after_is_not_slept_but_handed_back_as_retryable() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance_transactions"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "3600")
+                .set_body_string(r#"{"error":{"type":"rate_limit"}}"#),
+        )
+        .mount(&server)
+        .await;
+    let (client, cfg, policy) = (http_client(), stripe_cfg(&server), RetryPolicy::quick());
+    let fetch = recon_sources::api::stripe::fetch_day(&client, &cfg, &policy, day());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), fetch)
+        .await
+        .expect("the fetch did not sleep for the hour");
+    let err = out.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("wait 3600s"), "{err}");
+}

@@ -29,11 +29,27 @@ pub struct Store {
     pool: Pool,
 }
 
+/// How long connecting (the socket, then the server's answer to the startup) may take, and how long a
+/// caller waits for a pooled connection: well under a Lambda's timeout, so that a database that accepts but
+/// never answers is a `Retryable` error, not an invocation that hangs until Lambda kills it.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The server-side limit of one statement (the longest is a run's binary COPY: seconds for a million rows).
+pub const STATEMENT_TIMEOUT: &str = "300s";
+
 impl Store {
-    /// Builds the pool (no connection is made yet).
+    /// Builds the pool (no connection is made yet). Unless the URL says otherwise: connections time out
+    /// after [`CONNECT_TIMEOUT`], statements after [`STATEMENT_TIMEOUT`].
     pub fn new(config: &DbConfig) -> Result<Self, StoreError> {
+        let mut pg = config.pg.clone();
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if pg.get_options().is_none() {
+            pg.options(format!("-c statement_timeout={STATEMENT_TIMEOUT}"));
+        }
         let mgr = Manager::from_config(
-            config.pg.clone(),
+            pg,
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -41,6 +57,10 @@ impl Store {
         );
         let pool = Pool::builder(mgr)
             .max_size(4)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Config(format!("cannot build the connection pool: {e}")))?;
         Ok(Store { pool })

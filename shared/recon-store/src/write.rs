@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::pin_mut;
-use recon_core::{Discrepancy, Outcome, Processor, RunSummary};
+use recon_core::{Discrepancy, Outcome, Processor, RunStatus, RunSummary};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
@@ -55,6 +55,9 @@ pub struct Unattributed {
 pub enum Recorded {
     /// Written now; the previous current run (if any) is superseded.
     New { run_id: Uuid, superseded: Option<Uuid> },
+    /// A failed attempt on a day whose current run succeeded: kept in history (superseded at once by the
+    /// good run), never displacing it.
+    Attempt { run_id: Uuid, current: Uuid },
     /// The same idempotency key was recorded before: nothing written, here is the earlier run.
     Existing {
         run_id: Uuid,
@@ -118,15 +121,27 @@ impl Store {
             });
         }
         // the current run of this date and processor, locked; it becomes superseded
-        let old: Option<Uuid> = tx
+        let current: Option<(Uuid, String)> = tx
             .query_opt(
-                "SELECT id FROM reconciliation_runs WHERE run_date = $1 AND processor_name = $2 AND status <> 'superseded'
-                 FOR UPDATE",
+                "SELECT id, status FROM reconciliation_runs
+                 WHERE run_date = $1 AND processor_name = $2 AND status <> 'superseded' FOR UPDATE",
                 &[&run.date, &p],
             )
             .await
             .map_err(q("locking the current run"))?
-            .map(|r| r.get(0));
+            .map(|r| (r.get(0), r.get(1)));
+        // a failed attempt never displaces a succeeded current run: it is kept as history, superseded at once
+        let kept = match &current {
+            Some((id, status)) if status == "succeeded" && run.summary.status == RunStatus::Failed => {
+                Some(*id)
+            }
+            _ => None,
+        };
+        let old: Option<Uuid> = if kept.is_some() {
+            None
+        } else {
+            current.map(|c| c.0)
+        };
         if let Some(old) = old {
             // items of current runs that the superseded run had resolved are open again (the new run takes
             // them again); items of superseded runs never come back
@@ -149,7 +164,10 @@ impl Store {
         let s = run.summary;
         let c = &s.discrepancy_counts;
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let status = crate::RunState::from(s.status).as_str();
+        let status = match kept {
+            Some(_) => crate::RunState::Superseded.as_str(),
+            None => crate::RunState::from(s.status).as_str(),
+        };
         let severity = s.severity.map(|v| v.as_str());
         let totals = serde_json::to_value(&s.total_discrepancy_amount).unwrap_or(Value::Null);
         let excluded = serde_json::to_value(&s.excluded_counts).unwrap_or(Value::Null);
@@ -205,6 +223,14 @@ impl Store {
         )
         .await
         .map_err(q("inserting the run"))?;
+        if let Some(good) = kept {
+            tx.execute(
+                "UPDATE reconciliation_runs SET superseded_by = $2 WHERE id = $1",
+                &[&run.run_id, &good],
+            )
+            .await
+            .map_err(q("keeping the failed attempt behind the current run"))?;
+        }
         if let Some(old) = old {
             tx.execute(
                 "UPDATE reconciliation_runs SET superseded_by = $2 WHERE id = $1",
@@ -250,9 +276,15 @@ impl Store {
             .map_err(q("keeping the unattributed ledger rows"))?;
         }
         tx.commit().await.map_err(q("committing the run"))?;
-        Ok(Recorded::New {
-            run_id: run.run_id,
-            superseded: old,
+        Ok(match kept {
+            Some(current) => Recorded::Attempt {
+                run_id: run.run_id,
+                current,
+            },
+            None => Recorded::New {
+                run_id: run.run_id,
+                superseded: old,
+            },
         })
     }
 

@@ -121,6 +121,8 @@ async fn whole<S: ObjectStore, M: Mailer, X: StartExecution>(
             let pf = load_manifest(&ports.objects, pm, 1000).await;
             let lf = load_manifest(&ports.objects, lm, 0).await;
             match (pf, lf) {
+                // a storage hiccup is retried by Step Functions, never recorded as the day's result
+                (Err(e), _) | (_, Err(e)) if e.is_retryable() => return Err(e),
                 (Ok(pf), Ok(lf)) => sides(p, pf, lf).map_err(|e| e.chain()),
                 (Err(e), _) => Err(e.chain()),
                 (_, Err(e)) => Err(format!("ledger: {}", e.chain())),

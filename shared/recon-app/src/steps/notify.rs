@@ -8,7 +8,7 @@ use tracing::info;
 
 use super::{yesterday, Ports, StartExecution};
 use crate::keys;
-use crate::notify::{compose, should_notify, Mailer, RunNotice};
+use crate::notify::{compose, should_notify, Mailer, Problem, RunNotice};
 use crate::objects::ObjectStore;
 use crate::report::TopItem;
 use crate::AppError;
@@ -48,8 +48,9 @@ pub struct NotifyOutput {
     pub skipped: bool,
 }
 
-/// The runs of a notify input, failures included as failed runs.
-fn runs_of(input: NotifyInput) -> Result<Vec<RunSummary>, AppError> {
+/// The runs of a notify input, failures included as failed runs; a failure of a name that is no processor
+/// (an execution asked for `venmo`) is a problem the email names, never an error that stops the email.
+fn runs_of(input: NotifyInput) -> (Vec<RunSummary>, Vec<Problem>) {
     let mut runs: Vec<RunSummary> = Vec::new();
     let mut failures = input.failures.clone();
     for v in input.runs {
@@ -84,15 +85,23 @@ fn runs_of(input: NotifyInput) -> Result<Vec<RunSummary>, AppError> {
             });
         }
     }
+    let mut problems = Vec::new();
     for f in &failures {
-        let processor: Processor = f.processor.parse().map_err(AppError::InvalidInput)?;
         let reason = match &f.cause {
             Some(c) if !c.is_empty() => format!("{}: {c}", f.error),
             _ => f.error.clone(),
         };
-        runs.push(RunSummary::failed(String::new(), processor, reason));
+        match f.processor.parse::<Processor>() {
+            Ok(processor) => runs.push(RunSummary::failed(String::new(), processor, reason)),
+            Err(unknown) => problems.push(Problem {
+                name: f.processor.clone(),
+                reason: format!(
+                    "{unknown}: nothing was reconciled for it ({reason}); fix the execution's input"
+                ),
+            }),
+        }
     }
-    Ok(runs)
+    (runs, problems)
 }
 
 /// Sends the operations email when a run reached `NOTIFY_MIN_SEVERITY` or anything failed.
@@ -102,9 +111,9 @@ pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
     input: NotifyInput,
 ) -> Result<NotifyOutput, AppError> {
     let date = input.date.unwrap_or_else(yesterday);
-    let runs = runs_of(input)?;
+    let (runs, problems) = runs_of(input);
     let settings = &ports.settings.notify;
-    if !should_notify(&runs, settings.min_severity) {
+    if problems.is_empty() && !should_notify(&runs, settings.min_severity) {
         info!(date = %date, "nothing reaches the threshold; no email");
         return Ok(NotifyOutput {
             message_id: None,
@@ -126,7 +135,13 @@ pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
             top,
         });
     }
-    let email = compose(&date.to_string(), &notices, &settings.from, &settings.to)?;
+    let email = compose(
+        &date.to_string(),
+        &notices,
+        &problems,
+        &settings.from,
+        &settings.to,
+    )?;
     let id = ports.mailer.send(&email).await?;
     info!(message_id = %id, "operations email sent");
     Ok(NotifyOutput {

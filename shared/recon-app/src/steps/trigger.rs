@@ -48,12 +48,14 @@ pub enum S3Drop {
     Notification(S3Event),
 }
 
-/// A dropped object: bucket, key, ETag.
+/// An object an event names: bucket, key, ETag, and whether the event says it was removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
     pub bucket: String,
     pub key: String,
     pub etag: String,
+    /// An `ObjectRemoved:*` notification or an "Object Deleted" event: it starts nothing.
+    pub removed: bool,
 }
 
 /// A classic notification's key, URL-decoded (spaces arrive as `+`).
@@ -72,6 +74,7 @@ pub fn dropped_objects(event: &S3Drop) -> Vec<Dropped> {
             bucket: e.detail.bucket.name.clone(),
             key: e.detail.object.key.clone(),
             etag: e.detail.object.etag.clone(),
+            removed: e.detail_type != "Object Created",
         }],
         S3Drop::Notification(n) => n
             .records
@@ -80,6 +83,7 @@ pub fn dropped_objects(event: &S3Drop) -> Vec<Dropped> {
                 bucket: r.s3.bucket.name.clone().unwrap_or_default(),
                 key: decode_key(r.s3.object.key.as_deref().unwrap_or("")),
                 etag: r.s3.object.e_tag.clone().unwrap_or_default(),
+                removed: !r.event_name.as_deref().unwrap_or("").starts_with("ObjectCreated"),
             })
             .collect(),
     }
@@ -101,13 +105,15 @@ pub fn drop_of(key: &str) -> Result<(Processor, NaiveDate), String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TriggerOutcome {
     pub key: String,
-    /// `started`, `duplicate` or `skipped`.
+    /// `started`, `duplicate`, `skipped` (not a drop that starts a run) or `ignored` (a deletion, or an
+    /// object that no longer exists).
     pub outcome: String,
     pub execution: Option<String>,
     pub reason: Option<String>,
 }
 
-/// Starts one execution per dropped file; a duplicate event is a no-op; a bad key is logged and skipped.
+/// Starts one execution per dropped file; a duplicate event is a no-op; a bad key is logged and skipped; a
+/// deletion, or an event for an object that is gone by now, is logged and ignored.
 pub async fn s3_trigger<S: ObjectStore, M: Mailer, X: StartExecution>(
     ports: &Ports<S, M, X>,
     event: S3Drop,
@@ -127,6 +133,23 @@ pub async fn s3_trigger<S: ObjectStore, M: Mailer, X: StartExecution>(
                 continue;
             }
         };
+        let gone = match d.removed {
+            true => Some("a deletion starts no run"),
+            false if !ports.objects.exists(&d.key).await.map_err(AppError::Object)? => {
+                Some("the object no longer exists: nothing to reconcile")
+            }
+            false => None,
+        };
+        if let Some(reason) = gone {
+            info!(key = %d.key, %reason, "ignored");
+            out.push(TriggerOutcome {
+                key: d.key,
+                outcome: "ignored".into(),
+                execution: None,
+                reason: Some(reason.into()),
+            });
+            continue;
+        }
         let etag = d.etag.trim_matches('"').to_string();
         let name = execution_name(&[Trigger::S3.as_str(), p.as_str(), &date.to_string(), &etag]);
         let input = json!({"date": date, "processors": [p], "source": {"bucket": d.bucket, "key": d.key}, "trigger": Trigger::S3});
@@ -161,6 +184,13 @@ mod tests {
 
     #[test]
     fn a_drop_is_a_processor_file_under_its_day() {
+        for bad in [
+            "inbox/STRIPE/2025-01-15/a.csv",
+            "inbox/+stripe/2025-01-15/a.csv",
+            "inbox/stripe/2025-3-1/a.csv",
+        ] {
+            assert!(drop_of(bad).is_err(), "{bad}");
+        }
         assert!(drop_of("inbox/stripe/2025-01-15/report.csv").is_ok());
         assert!(drop_of("inbox/venmo/2025-01-15/x.csv").is_err());
         assert!(drop_of("inbox/stripe/15-01-2025/x.csv").is_err());

@@ -9,7 +9,7 @@
 use chrono::NaiveDate;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{rejected, request_line, send, ApiError, RawPage, RetryPolicy};
+use super::{rejected, request_line, send, ApiError, Cursors, RawPage, RetryPolicy};
 
 /// Where and how to reach the ledger API.
 #[derive(Debug, Clone)]
@@ -35,6 +35,7 @@ pub async fn fetch_day(
     let url = format!("{}/ledger/entries", cfg.base_url.trim_end_matches('/'));
     let mut pages = Vec::new();
     let mut cursor: Option<String> = None;
+    let mut cursors = Cursors::new(policy);
     loop {
         let mut q = vec![("date".to_string(), date.to_string())];
         if let Some(c) = &cursor {
@@ -64,6 +65,9 @@ pub async fn fetch_day(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .filter(|c| !c.is_empty());
+        if let Some(c) = &next {
+            cursors.follow("ledger", &request, c)?;
+        }
         pages.push(RawPage {
             name: format!("entries-{:05}.jsonl", pages.len() + 1),
             request,

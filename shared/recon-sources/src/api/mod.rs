@@ -81,6 +81,11 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     pub max_delay: Duration,
     pub timeout: Duration,
+    /// The longest `Retry-After` this process waits: an API asking for longer gets a `Retryable` error naming
+    /// the wait (Step Functions retries later) instead of a sleep past the invocation's deadline.
+    pub max_wait: Duration,
+    /// Pages one fetch follows at most: a day with more is an error naming the count, never an endless loop.
+    pub max_pages: u32,
 }
 
 impl Default for RetryPolicy {
@@ -90,6 +95,8 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
+            max_wait: Duration::from_secs(30),
+            max_pages: 100_000,
         }
     }
 }
@@ -102,6 +109,8 @@ impl RetryPolicy {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(50),
             timeout: Duration::from_secs(5),
+            max_wait: Duration::from_secs(2),
+            max_pages: 1_000,
         }
     }
 
@@ -346,6 +355,18 @@ pub(crate) async fn send(
             };
         match outcome {
             Ok(a) => return Ok(a),
+            Err((why, Some(wait))) if wait > policy.max_wait => {
+                return Err(ApiError::Retryable {
+                    source_name: source_name.into(),
+                    request: request.into(),
+                    attempts: attempt + 1,
+                    detail: format!(
+                        "{why}; the API asks to wait {}s (Retry-After), longer than this fetch waits ({}s)",
+                        wait.as_secs(),
+                        policy.max_wait.as_secs()
+                    ),
+                });
+            }
             Err((why, wait)) => {
                 last = why;
                 if attempt + 1 < policy.max_attempts {
@@ -363,6 +384,45 @@ pub(crate) async fn send(
         attempts: policy.max_attempts,
         detail: last,
     })
+}
+
+/// The cursors a paginated fetch follows: a cursor the API already gave (it would page forever) or more than
+/// [`RetryPolicy::max_pages`] pages stop the fetch with an error naming it.
+pub(crate) struct Cursors {
+    seen: std::collections::HashSet<String>,
+    max_pages: u32,
+}
+
+impl Cursors {
+    pub fn new(policy: &RetryPolicy) -> Cursors {
+        Cursors {
+            seen: std::collections::HashSet::new(),
+            max_pages: policy.max_pages,
+        }
+    }
+
+    /// May the fetch follow `next`, the cursor `request` answered with?
+    pub fn follow(&mut self, source_name: &str, request: &str, next: &str) -> Result<(), ApiError> {
+        let refuse = |message: String| ApiError::Rejected {
+            source_name: source_name.into(),
+            status: 200,
+            request: request.into(),
+            message,
+        };
+        if !self.seen.insert(next.to_string()) {
+            return Err(refuse(format!(
+                "the API gave cursor {next:?} again: following it would fetch the same pages forever; nothing \
+                 was staged as complete, retry later and report it to the provider if it persists"
+            )));
+        }
+        if self.seen.len() >= self.max_pages as usize {
+            return Err(refuse(format!(
+                "more than {} pages in one day: stopped (the page cap of one fetch)",
+                self.max_pages
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Non-2xx answers that were not retried become `Rejected`.

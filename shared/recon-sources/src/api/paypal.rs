@@ -195,6 +195,17 @@ impl PaypalClient {
             if !more {
                 return Ok(Window::Done);
             }
+            if page >= self.policy.max_pages {
+                return Err(ApiError::Rejected {
+                    source_name: "paypal".into(),
+                    status: 200,
+                    request: url.clone(),
+                    message: format!(
+                        "more than {} pages in one window: stopped (the page cap of one fetch)",
+                        page
+                    ),
+                });
+            }
             page += 1;
         }
     }

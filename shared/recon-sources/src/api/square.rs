@@ -6,7 +6,9 @@ use chrono::{NaiveDate, SecondsFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{day_window, decode, is_json, rejected, request_line, send, ApiError, RawPage, RetryPolicy};
+use super::{
+    day_window, decode, is_json, rejected, request_line, send, ApiError, Cursors, RawPage, RetryPolicy,
+};
 
 /// The API version recon's parsers follow.
 pub const SQUARE_VERSION: &str = "2025-08-20";
@@ -96,6 +98,7 @@ pub async fn fetch_day(
     lists.push(("/v2/refunds".to_string(), "refunds".to_string(), rq));
     for (path, stem, query) in lists {
         let mut cursor: Option<String> = None;
+        let mut cursors = Cursors::new(policy);
         let mut n = 1;
         loop {
             let mut q = query.clone();
@@ -111,6 +114,9 @@ pub async fn fetch_day(
                 .ok()
                 .and_then(|c| c.cursor)
                 .filter(|c| !c.is_empty());
+            if let Some(c) = &next {
+                cursors.follow("square", &request, c)?;
+            }
             pages.push(RawPage {
                 name: format!("{stem}-page-{n:05}.json"),
                 request,

@@ -5,7 +5,9 @@ use chrono::NaiveDate;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{day_window, decode, is_json, rejected, request_line, send, ApiError, RawPage, RetryPolicy};
+use super::{
+    day_window, decode, is_json, rejected, request_line, send, ApiError, Cursors, RawPage, RetryPolicy,
+};
 
 /// Where and how to reach Stripe.
 #[derive(Debug, Clone)]
@@ -36,6 +38,7 @@ pub async fn fetch_day(
     let (start, end) = day_window(date);
     let mut pages = Vec::new();
     let mut after: Option<String> = None;
+    let mut cursors = Cursors::new(policy);
     loop {
         let mut query = vec![
             ("created[gte]".to_string(), start.timestamp().to_string()),
@@ -70,6 +73,9 @@ pub async fn fetch_day(
         } else {
             None
         };
+        if let Some(n) = &next {
+            cursors.follow("stripe", &request, n)?;
+        }
         pages.push(RawPage {
             name: format!("page-{:05}.json", pages.len() + 1),
             request,

@@ -265,6 +265,9 @@ pub mod local {
         async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
             self.inner.list(prefix).await
         }
+        async fn put_new(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<bool, ObjectError> {
+            self.inner.put_new(key, bytes, content_type).await
+        }
         async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
             self.inner.exists(key).await
         }

@@ -46,6 +46,17 @@ async fn object_store_contract<S: ObjectStore>(s: &S) {
     assert_eq!(len, Some(8));
     assert!(s.is_regular(raw).await.unwrap());
     assert!(s.exists(raw).await.unwrap());
+    // a create-only write: the first wins, the second writes nothing
+    let mark = "notifications/2025-01-15/e1-report.json";
+    assert!(s
+        .put_new(mark, b"first".to_vec(), "application/json")
+        .await
+        .unwrap());
+    assert!(!s
+        .put_new(mark, b"second".to_vec(), "application/json")
+        .await
+        .unwrap());
+    assert_eq!(s.get(mark).await.unwrap(), b"first");
     assert!(!s.exists("inbox/stripe/2025-01-15/gone.csv").await.unwrap());
     // raw data is never overwritten, by a put or a copy, and the refusal is not worth retrying
     let put = s.put(raw, b"other".to_vec(), "text/csv").await.unwrap_err();

@@ -194,6 +194,71 @@ async fn a_failed_attempt_never_displaces_a_succeeded_run() {
     );
 }
 
+/// Records a succeeded run of stripe on 2025-01-15 whose inputs were fetched at `fetched_at`, as the match
+/// step would (an empty outcome: the figures do not matter here, only which run is current).
+async fn record_with_input(s: &Store, key: &str, fetched_at: &str) -> (uuid::Uuid, recon_store::Recorded) {
+    let o = recon_core::merge(Processor::Stripe, Vec::new());
+    let id = uuid::Uuid::now_v7();
+    let summary = recon_core::RunSummary::succeeded(id.to_string(), &o);
+    let first_seen = std::collections::HashMap::new();
+    let new = recon_store::NewRun {
+        run_id: id,
+        date: NaiveDate::from_ymd_opt(2025, 1, 15).unwrap(),
+        processor: Processor::Stripe,
+        trigger: "s3",
+        execution: Some(key),
+        idempotency_key: key,
+        grace_days: 0,
+        summary: &summary,
+        outcome: Some(&o),
+        manifests: serde_json::json!([
+            {"source_name": "stripe", "fetched_at": fetched_at},
+            {"source_name": "ledger", "fetched_at": "2025-01-16T06:00:00.000Z"}
+        ]),
+        report_keys: serde_json::json!({}),
+        started_at: chrono::Utc::now(),
+        finished_at: chrono::Utc::now(),
+        first_seen: &first_seen,
+        unattributed: &[],
+    };
+    (id, s.record_run(&new).await.unwrap())
+}
+
+/// Two executions of one day finishing in the other order (a drop of page 1 alone, then of the whole day a
+/// second later): the run made from the newest input is current, whichever records last; the older one is kept
+/// as history behind it at once.
+#[tokio::test]
+async fn the_run_of_the_newest_input_is_current_whatever_order_runs_record_in() {
+    let db = TestDb::new().await;
+    let s = store(&db).await;
+    let (complete, _) = record_with_input(&s, "exec-complete", "2025-01-16T06:10:01.000Z").await;
+    let (partial, recorded) = record_with_input(&s, "exec-partial", "2025-01-16T06:10:00.000Z").await;
+    assert_eq!(
+        recorded,
+        recon_store::Recorded::Attempt {
+            run_id: partial,
+            current: complete
+        }
+    );
+    let current = count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM reconciliation_runs WHERE status <> 'superseded' AND id = '{complete}'"
+        ),
+    )
+    .await;
+    assert_eq!(current, 1, "the run of the newest input stays current");
+    // a run of still newer input replaces it as usual
+    let (newest, recorded) = record_with_input(&s, "exec-later", "2025-01-16T07:00:00.000Z").await;
+    assert_eq!(
+        recorded,
+        recon_store::Recorded::New {
+            run_id: newest,
+            superseded: Some(complete)
+        }
+    );
+}
+
 #[tokio::test]
 async fn pending_items_carry_forward_and_resolve_as_timing_differences() {
     let db = TestDb::new().await;

@@ -63,4 +63,30 @@ mod tests {
             }
         }
     }
+
+    /// A retried notify of one execution (Step Functions retrying after a lost answer) sends nothing twice:
+    /// the idempotency record written before sending says it went out.
+    #[tokio::test]
+    async fn a_retried_notify_sends_one_email() {
+        let (_, event) = recon_tests::local::events("notify")
+            .into_iter()
+            .find(|(n, _)| n == "high-and-failed.json")
+            .unwrap();
+        let store = recon_tests::local::demo_store();
+        let ports = recon_tests::local::ports(store.path(), None);
+        let mut input: NotifyInput = serde_json::from_value(event).unwrap();
+        input.execution = Some("arn:aws:states:us-east-1:1:execution:recon:e1".into());
+        let first = handler(&ports, input.clone()).await.unwrap();
+        let again = handler(&ports, input.clone()).await.unwrap();
+        assert!(
+            !first.skipped && again.skipped && again.already_sent,
+            "{first:?} {again:?}"
+        );
+        let sent = std::fs::read_dir(&ports.mailer.dir).unwrap().count();
+        assert_eq!(sent, 1);
+        // another execution of the same day sends its own email
+        input.execution = Some("arn:aws:states:us-east-1:1:execution:recon:e2".into());
+        assert!(!handler(&ports, input).await.unwrap().skipped);
+        assert_eq!(std::fs::read_dir(&ports.mailer.dir).unwrap().count(), 2);
+    }
 }

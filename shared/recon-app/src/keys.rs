@@ -121,6 +121,17 @@ pub fn partition(date: NaiveDate, processor: Processor, run: &str, index: u32, c
     format!("work/{date}/{processor}/{run}/partition-{index:05}-of-{count:05}.json")
 }
 
+/// `notifications/{date}/{execution digest}-{kind}.txt`: the record that an execution's email of `kind`
+/// (`report`, `failure`) is being or was sent, written before sending (at most one email each).
+pub fn notification(date: NaiveDate, execution: &str, kind: &str) -> String {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(execution.as_bytes()));
+    format!(
+        "notifications/{date}/{}-{kind}.txt",
+        digest.get(..24).unwrap_or(&digest)
+    )
+}
+
 /// A dropped file's key, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InboxKey {

@@ -53,6 +53,10 @@ pub enum AppError {
     /// A dependency throttled, timed out or answered 5xx: retry later (Step Functions backs off).
     #[error("temporarily unavailable: {0}")]
     Transient(String),
+    /// A request whose outcome is unknown (it timed out after being sent, or its answer was lost): retry, but
+    /// what it did may have happened (an email may have gone out).
+    #[error("outcome unknown: {0}")]
+    Uncertain(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// Something inside recon failed (a task that died, a template that does not render, a file that cannot
@@ -80,7 +84,7 @@ impl AppError {
             AppError::Store(e) if e.is_retryable() => "Retryable",
             AppError::Store(_) => "DatabaseError",
             AppError::InvalidInput(_) => "InvalidInput",
-            AppError::Transient(_) => "Retryable",
+            AppError::Transient(_) | AppError::Uncertain(_) => "Retryable",
             AppError::Internal(_) | AppError::Failed { .. } => "InternalError",
         }
     }

@@ -32,6 +32,14 @@ pub trait ObjectStore: Send + Sync {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> impl Future<Output = Result<(), ObjectError>> + Send;
+    /// Writes an object only if no object has that key: `Ok(true)` when written, `Ok(false)` when one was
+    /// there already (nothing written). An idempotency record: the first of two racing writers wins.
+    fn put_new(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<bool, ObjectError>> + Send;
     /// Keys under `prefix`, sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, ObjectError>> + Send;
     /// Copies an object unchanged (server-side where possible).
@@ -149,14 +157,25 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 /// Moves a fully written temporary file to its key. Raw data (`raw/...`) is never overwritten: the move
 /// fails when the key exists (a hard link is atomic and refuses an existing name); other keys are replaced.
 async fn publish(tmp: &Path, dst: &Path, key: &str, op: &'static str) -> Result<(), ObjectError> {
-    if crate::keys::is_raw(key) {
+    publish_as(tmp, dst, key, op, crate::keys::is_raw(key)).await
+}
+
+/// [`publish`], refusing an existing key when `no_replace`.
+async fn publish_as(
+    tmp: &Path,
+    dst: &Path,
+    key: &str,
+    op: &'static str,
+    no_replace: bool,
+) -> Result<(), ObjectError> {
+    if no_replace {
         let linked = tokio::fs::hard_link(tmp, dst).await;
         let _ = tokio::fs::remove_file(tmp).await;
         return linked.map_err(|e| ObjectError {
             op,
             key: key.into(),
             reason: if e.kind() == std::io::ErrorKind::AlreadyExists {
-                "already exists: raw data is never overwritten".into()
+                ALREADY_EXISTS.into()
             } else {
                 e.to_string()
             },
@@ -165,6 +184,35 @@ async fn publish(tmp: &Path, dst: &Path, key: &str, op: &'static str) -> Result<
     }
     tokio::fs::rename(tmp, dst).await.map_err(io(op, key))
 }
+
+impl LocalStore {
+    /// Writes `bytes` to a temporary file, then moves it to `key` (refusing an existing key when
+    /// `no_replace`).
+    async fn write(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        _content_type: &str,
+        no_replace: bool,
+    ) -> Result<(), ObjectError> {
+        let p = self.path("put", key)?;
+        let dir = p
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
+        tokio::fs::create_dir_all(&dir).await.map_err(io("put", key))?;
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".tmp-{}-{name}", uuid::Uuid::new_v4()));
+        tokio::fs::write(&tmp, bytes).await.map_err(io("put", key))?;
+        publish_as(&tmp, &p, key, "put", no_replace).await
+    }
+}
+
+/// The reason of a refused write to an existing key.
+const ALREADY_EXISTS: &str = "already exists: raw data is never overwritten";
 
 impl ObjectStore for LocalStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
@@ -179,20 +227,17 @@ impl ObjectStore for LocalStore {
         Ok((Box::new(f), size))
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), ObjectError> {
-        let p = self.path("put", key)?;
-        let dir = p
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.root.clone());
-        tokio::fs::create_dir_all(&dir).await.map_err(io("put", key))?;
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".tmp-{}-{name}", uuid::Uuid::new_v4()));
-        tokio::fs::write(&tmp, bytes).await.map_err(io("put", key))?;
-        publish(&tmp, &p, key, "put").await
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
+        self.write(key, bytes, content_type, crate::keys::is_raw(key))
+            .await
+    }
+
+    async fn put_new(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<bool, ObjectError> {
+        match self.write(key, bytes, content_type, true).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.reason == ALREADY_EXISTS => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {

@@ -38,7 +38,10 @@ impl Aws {
         let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(true)
             .build();
-        let mut ses_conf = aws_sdk_sesv2::config::Builder::from(&conf);
+        // one attempt per send: the SDK retrying after a lost answer would send the email again; Step
+        // Functions retries the notify task instead, behind its idempotency record
+        let mut ses_conf = aws_sdk_sesv2::config::Builder::from(&conf)
+            .retry_config(aws_config::retry::RetryConfig::disabled());
         if let Some(region) = ses_region {
             ses_conf = ses_conf.region(aws_sdk_sesv2::config::Region::new(region.to_string()));
         }

@@ -114,6 +114,25 @@ impl ObjectStore for S3Store {
             .map_err(|e| obj_err("put", key, e))
     }
 
+    async fn put_new(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<bool, ObjectError> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            // 412 Precondition Failed (or 409 while another conditional write of the key is in flight)
+            Err(e) if matches!(e.raw_response().map(|r| r.status().as_u16()), Some(412 | 409)) => Ok(false),
+            Err(e) => Err(obj_err("put", key, e)),
+        }
+    }
+
     async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
         match self
             .client

@@ -47,7 +47,18 @@ impl Mailer for SesMailer {
                     other => format!("{other:?}"),
                 };
                 let kind: String = kind.chars().take(200).collect();
-                if retryable(&e) {
+                let lost = matches!(
+                    e,
+                    aws_sdk_sesv2::error::SdkError::TimeoutError(_)
+                        | aws_sdk_sesv2::error::SdkError::ResponseError(_)
+                );
+                if lost {
+                    // sent, perhaps: SES may have accepted it before the answer was lost
+                    AppError::Uncertain(format!(
+                        "sending the email {:?}: no answer from SES ({kind})",
+                        email.subject
+                    ))
+                } else if retryable(&e) {
                     AppError::Transient(format!(
                         "sending the email {:?}: throttled or unavailable ({kind})",
                         email.subject

@@ -55,14 +55,25 @@ pub struct Unattributed {
 pub enum Recorded {
     /// Written now; the previous current run (if any) is superseded.
     New { run_id: Uuid, superseded: Option<Uuid> },
-    /// A failed attempt on a day whose current run succeeded: kept in history (superseded at once by the
-    /// good run), never displacing it.
+    /// Kept in history behind the day's current run (superseded by it at once), never displacing it: a failed
+    /// attempt on a day whose current run succeeded, or a run made from older input than the current run's.
     Attempt { run_id: Uuid, current: Uuid },
     /// The same idempotency key was recorded before: nothing written, here is the earlier run.
     Existing {
         run_id: Uuid,
         summary: Option<Box<RunSummary>>,
     },
+}
+
+/// When a run's newest input was fetched: the latest `fetched_at` of its manifests (RFC 3339 UTC with
+/// milliseconds, so text order is time order). `None` for a run without manifests.
+fn newest_input(manifests: &Value) -> Option<String> {
+    manifests
+        .as_array()?
+        .iter()
+        .filter_map(|m| m.get("fetched_at")?.as_str())
+        .max()
+        .map(str::to_string)
 }
 
 fn dec(minor: i64, currency: recon_core::Currency) -> Decimal {
@@ -121,20 +132,24 @@ impl Store {
             });
         }
         // the current run of this date and processor, locked; it becomes superseded
-        let current: Option<(Uuid, String)> = tx
+        let current: Option<(Uuid, String, Value)> = tx
             .query_opt(
-                "SELECT id, status FROM reconciliation_runs
+                "SELECT id, status, input_manifests FROM reconciliation_runs
                  WHERE run_date = $1 AND processor_name = $2 AND status <> 'superseded' FOR UPDATE",
                 &[&run.date, &p],
             )
             .await
             .map_err(q("locking the current run"))?
-            .map(|r| (r.get(0), r.get(1)));
-        // a failed attempt never displaces a succeeded current run: it is kept as history, superseded at once
+            .map(|r| (r.get(0), r.get(1), r.get(2)));
+        // the current run stays current, and this one is kept as history behind it (superseded at once), when
+        // this one failed and the current one succeeded, or when this one was made from older input (two
+        // executions of one day finishing in the other order): the day's figures are those of its newest
+        // complete input, whatever order runs finish in
         let kept = match &current {
-            Some((id, status)) if status == "succeeded" && run.summary.status == RunStatus::Failed => {
+            Some((id, status, _)) if status == "succeeded" && run.summary.status == RunStatus::Failed => {
                 Some(*id)
             }
+            Some((id, _, inputs)) if newest_input(inputs) > newest_input(&run.manifests) => Some(*id),
             _ => None,
         };
         let old: Option<Uuid> = if kept.is_some() {
@@ -263,8 +278,23 @@ impl Store {
                 .map_err(q("inserting currency totals"))?;
             }
             copy_discrepancies(&tx, run, &o.discrepancies).await?;
-            crate::carry::resolve_carried(&tx, run, &o.carried).await?;
-            crate::carry::inherit_later_resolutions(&tx, run).await?;
+            match kept {
+                None => {
+                    crate::carry::resolve_carried(&tx, run, &o.carried).await?;
+                    crate::carry::inherit_later_resolutions(&tx, run).await?;
+                }
+                // a run kept as history resolves nothing, and its own pending items are closed at once
+                Some(current) => {
+                    tx.execute(
+                        "UPDATE discrepancies SET lifecycle = 'resolved', resolution = 'superseded',
+                                resolved_by = 'recon', resolved_at = now(), resolution_note = $3, resolved_in_run = $2
+                         WHERE run_id = $1 AND lifecycle = 'pending'",
+                        &[&run.run_id, &current, &format!("kept behind the current run {current}")],
+                    )
+                    .await
+                    .map_err(q("closing the pending items of a run kept as history"))?;
+                }
+            }
         }
         for u in run.unattributed {
             tx.execute(

@@ -39,6 +39,10 @@ pub struct NotifyInput {
     pub pipeline_error: Option<serde_json::Value>,
     #[serde(default)]
     pub processors: Vec<String>,
+    /// The Step Functions execution: with the kind of email (`report`, or `failure` with `pipeline_error`),
+    /// what makes a retried notify send nothing twice.
+    #[serde(default)]
+    pub execution: Option<String>,
 }
 
 /// Output of the notify function: the SES message id, or `skipped`.
@@ -46,6 +50,9 @@ pub struct NotifyInput {
 pub struct NotifyOutput {
     pub message_id: Option<String>,
     pub skipped: bool,
+    /// This execution's email of this kind was sent (or attempted without an answer) before: not sent again.
+    #[serde(default)]
+    pub already_sent: bool,
 }
 
 /// The runs of a notify input, failures included as failed runs; a failure of a name that is no processor
@@ -111,6 +118,12 @@ pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
     input: NotifyInput,
 ) -> Result<NotifyOutput, AppError> {
     let date = input.date.unwrap_or_else(yesterday);
+    let kind = if input.pipeline_error.is_some() {
+        "failure"
+    } else {
+        "report"
+    };
+    let execution = input.execution.clone();
     let (runs, problems) = runs_of(input);
     let settings = &ports.settings.notify;
     if problems.is_empty() && !should_notify(&runs, settings.min_severity) {
@@ -118,6 +131,7 @@ pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
         return Ok(NotifyOutput {
             message_id: None,
             skipped: true,
+            already_sent: false,
         });
     }
     let mut notices = Vec::new();
@@ -142,12 +156,61 @@ pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
         &settings.from,
         &settings.to,
     )?;
-    let id = ports.mailer.send(&email).await?;
+    let marker = execution.as_deref().map(|e| keys::notification(date, e, kind));
+    if let Some(marker) = &marker {
+        if !claim(&ports.objects, marker).await? {
+            info!(%marker, "this execution's email was sent before; not sending it again");
+            return Ok(NotifyOutput {
+                message_id: None,
+                skipped: true,
+                already_sent: true,
+            });
+        }
+    }
+    let sent = ports.mailer.send(&email).await;
+    if let Some(marker) = &marker {
+        // what the record says now: sent, or not sent (a retry may send), or unknown (left as "sending": a
+        // retry sends nothing, at most one email)
+        let state = match &sent {
+            Ok(id) => Some(format!("sent {id}")),
+            Err(AppError::Uncertain(_)) => None,
+            Err(_) => Some(NOT_SENT.to_string()),
+        };
+        if let Some(state) = state {
+            let _ = ports.objects.put(marker, state.into_bytes(), "text/plain").await;
+        }
+    }
+    let id = sent?;
     info!(message_id = %id, "operations email sent");
     Ok(NotifyOutput {
         message_id: Some(id),
         skipped: false,
+        already_sent: false,
     })
+}
+
+/// What the idempotency record of an email says when the last attempt certainly did not send it.
+const NOT_SENT: &str = "not sent";
+
+/// Takes the right to send: writes the record when there is none (`true`), or takes over one whose last
+/// attempt certainly failed (`true`); a record of a sent email, or of an attempt with no answer, is `false`.
+async fn claim<S: ObjectStore>(objects: &S, marker: &str) -> Result<bool, AppError> {
+    if objects
+        .put_new(marker, b"sending".to_vec(), "text/plain")
+        .await
+        .map_err(AppError::Object)?
+    {
+        return Ok(true);
+    }
+    let state = objects.get(marker).await.map_err(AppError::Object)?;
+    if state != NOT_SENT.as_bytes() {
+        return Ok(false);
+    }
+    objects
+        .put(marker, b"sending".to_vec(), "text/plain")
+        .await
+        .map_err(AppError::Object)?;
+    Ok(true)
 }
 
 /// The ten most severe items of a recorded run, for the email (none when the database cannot say).

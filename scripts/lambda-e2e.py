@@ -48,7 +48,9 @@ def check_partition(path):
     assert r["key"].startswith("work/2025-01-15/stripe/") and r["key"].endswith("partition-00000-of-00002.json"), r
     bucket = os.environ["BUCKET"]
     body = boto3.client("s3", endpoint_url=endpoint).get_object(Bucket=bucket, Key=r["key"])["Body"].read()
-    outcome = json.loads(body)
+    kept = json.loads(body)
+    assert kept["index"] == 0 and kept["count"] == 2 and len(kept["run"]) == 64, {k: kept[k] for k in ("index", "count")}
+    outcome = kept["outcome"]
     assert outcome["processor_count"] == r["processor_count"], (outcome["processor_count"], r)
     assert len(outcome["discrepancies"]) == r["discrepancies"], r
 

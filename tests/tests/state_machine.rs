@@ -350,3 +350,26 @@ fn every_catch_target_finds_what_it_reads() {
     }
     assert!(checked >= 6, "{checked}");
 }
+
+/// A processor's match that fails (the whole match, a partition, the merge) is recorded as a failed run with
+/// its cause: each one's Catch goes to `RecordFailure`, which calls the match function with the error.
+#[test]
+fn a_failed_match_is_recorded_as_a_failed_run() {
+    let (_, v) = definition();
+    let states = &v["States"]["MatchProcessors"]["ItemProcessor"]["States"];
+    for name in ["Match", "MatchPartitions", "MergePartitions"] {
+        let targets: Vec<&str> = states[name]["Catch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["Next"].as_str().unwrap())
+            .collect();
+        assert_eq!(targets, ["RecordFailure"], "{name}");
+    }
+    let record = &states["RecordFailure"];
+    assert_eq!(record["Parameters"]["FunctionName"], "${match_arn}");
+    let payload = &record["Parameters"]["Payload"];
+    assert!(payload["error.$"].as_str().unwrap().contains("$.failure.Cause"), "{payload}");
+    assert_eq!(payload["execution.$"], "$.execution", "the same idempotency key as the failed match");
+    assert_eq!(record["Catch"][0]["Next"], "MatchFailed");
+}

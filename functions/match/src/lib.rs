@@ -90,4 +90,80 @@ mod tests {
         let runs = db.store().list_runs(None, None, 10).await.unwrap();
         assert!(runs.is_empty(), "{runs:?}");
     }
+
+    /// The demo day's match input on a local store holding its objects, and a database of its own.
+    async fn demo() -> (recon_tests::TestDb, tempfile::TempDir, MatchInput) {
+        let db = recon_tests::TestDb::new().await;
+        let store = recon_tests::local::demo_store();
+        let (_, event) = recon_tests::local::events("match")
+            .into_iter()
+            .find(|(n, _)| n == "demo-stripe.json")
+            .unwrap();
+        let input: MatchInput = serde_json::from_value(event).unwrap();
+        for o in input.manifests.iter().flatten().flat_map(|m| &m.objects) {
+            let to = store.path().join(&o.key);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(store.path().join(&o.origin), to).unwrap();
+        }
+        (db, store, input)
+    }
+
+    fn failed(out: MatchOutput) -> String {
+        match out {
+            MatchOutput::Run(r) if r.status == RunStatus::Failed => r.error.unwrap_or_default(),
+            other => panic!("expected a failed run, got {other:?}"),
+        }
+    }
+
+    /// A match input that does not describe its run is refused (a failed run naming why), never reconciled:
+    /// an object listed twice (its records would count twice), a manifest of another day.
+    #[tokio::test]
+    async fn an_inconsistent_input_is_refused() {
+        let (db, store, input) = demo().await;
+        let ports = recon_tests::local::ports(store.path(), Some(db.store()));
+        let mut twice = input.clone();
+        if let Some(Some(m)) = twice
+            .manifests
+            .iter_mut()
+            .find(|m| m.as_ref().is_some_and(|m| m.objects.len() > 1))
+        {
+            let first = m.objects[0].clone();
+            m.objects.push(first);
+        }
+        let why = failed(handler(&ports, twice).await.unwrap());
+        assert!(why.contains("is listed twice"), "{why}");
+        let mut other_day = input;
+        other_day.date = chrono::NaiveDate::from_ymd_opt(2025, 1, 20).unwrap();
+        other_day.execution = Some("other-day".into());
+        let why = failed(handler(&ports, other_day).await.unwrap());
+        assert!(why.contains("is for 2025-01-15, not 2025-01-20"), "{why}");
+    }
+
+    /// Partition outcomes prove whose they are: two partitions' stored outcomes swapped are refused at the merge.
+    #[tokio::test]
+    async fn a_swapped_partition_outcome_is_refused_at_the_merge() {
+        let (db, store, input) = demo().await;
+        let ports = recon_tests::local::ports(store.path(), Some(db.store()));
+        let mut receipts = Vec::new();
+        for index in 0..2 {
+            let mut i = input.clone();
+            i.partition = Some(recon_app::steps::partition::PartitionTask { index, count: 2 });
+            match handler(&ports, i).await.unwrap() {
+                MatchOutput::Partition(p) => receipts.push(p),
+                other => panic!("{other:?}"),
+            }
+        }
+        let (a, b) = (
+            store.path().join(&receipts[0].key),
+            store.path().join(&receipts[1].key),
+        );
+        let (ta, tb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        std::fs::write(&a, tb).unwrap();
+        std::fs::write(&b, ta).unwrap();
+        let mut merge = input;
+        merge.partitions = Some(receipts);
+        let err = handler(&ports, merge).await.unwrap_err().0;
+        assert_eq!(err.error_name(), "InvalidInput");
+        assert!(err.to_string().contains("holds partition 1 of 2"), "{err}");
+    }
 }

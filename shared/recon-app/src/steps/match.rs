@@ -94,7 +94,10 @@ pub(crate) fn manifests_of(input: &MatchInput) -> Result<(Manifest, Manifest), A
         }
     }
     match (processor, ledger) {
-        (Some(pm), Some(lm)) => Ok((pm, lm)),
+        (Some(pm), Some(lm)) => {
+            consistent(input, &[&pm, &lm])?;
+            Ok((pm, lm))
+        }
         (None, _) => Err(AppError::InvalidInput(format!(
             "no {p} manifest in the match input for {}",
             input.date
@@ -104,6 +107,30 @@ pub(crate) fn manifests_of(input: &MatchInput) -> Result<(Manifest, Manifest), A
             input.date
         ))),
     }
+}
+
+/// A match input whose manifests do not describe this run is refused, never reconciled into false figures:
+/// each manifest is of the run's date, and no object is listed twice (within a manifest or across them).
+fn consistent(input: &MatchInput, manifests: &[&Manifest]) -> Result<(), AppError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for m in manifests {
+        if m.date != input.date.to_string() {
+            return Err(AppError::InvalidInput(format!(
+                "the {} manifest {} is for {}, not {}: the match input mixes days; start the day again",
+                m.source_name, m.manifest_key, m.date, input.date
+            )));
+        }
+        for o in &m.objects {
+            if !seen.insert(o.key.as_str()) {
+                return Err(AppError::InvalidInput(format!(
+                    "object {} is listed twice in the match input ({}): its records would count twice; start the \
+                     day again",
+                    o.key, m.manifest_key
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reconciles one processor's day from staged data; records the run (a failed run when the input could

@@ -32,6 +32,22 @@ pub struct PartitionDone {
     pub discrepancies: u64,
 }
 
+/// What a partition keeps under `work/`: its outcome with what proves whose it is (its index and count, and
+/// the digest of the run's idempotency key); the merge checks all three.
+#[derive(Debug, Serialize, Deserialize)]
+struct Kept {
+    index: u32,
+    count: u32,
+    run: String,
+    outcome: recon_core::Outcome,
+}
+
+/// The digest a partition's outcome carries: of the run's idempotency key.
+fn run_digest(req: &crate::RunRequest) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(req.idempotency_key.as_str().as_bytes()))
+}
+
 /// Matches partition `task` and keeps its outcome in the store.
 pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecution>(
     ports: &Ports<S, M, X>,
@@ -52,21 +68,32 @@ pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecu
     };
     let outcome = crate::match_partition(&deps, &req, data, task.index, task.count).await?;
     let key = crate::partition_key(&req, task.index, task.count);
-    let body = serde_json::to_vec(&outcome).map_err(|e| AppError::failed(format!("encoding {key}"), e))?;
+    let (processor_count, ledger_count, found) = (
+        outcome.processor_count,
+        outcome.ledger_count,
+        outcome.discrepancies.len() as u64,
+    );
+    let kept = Kept {
+        index: task.index,
+        count: task.count,
+        run: run_digest(&req),
+        outcome,
+    };
+    let body = serde_json::to_vec(&kept).map_err(|e| AppError::failed(format!("encoding {key}"), e))?;
     ports
         .objects
         .put(&key, body, "application/json")
         .await
         .map_err(AppError::Object)?;
     info!(processor = %input.processor, date = %input.date, partition = task.index, partitions = task.count,
-          key = %key, discrepancies = outcome.discrepancies.len(), "partition matched");
+          key = %key, discrepancies = found, "partition matched");
     Ok(PartitionDone {
         index: task.index,
         count: task.count,
         key,
-        processor_count: outcome.processor_count,
-        ledger_count: outcome.ledger_count,
-        discrepancies: outcome.discrepancies.len() as u64,
+        processor_count,
+        ledger_count,
+        discrepancies: found,
     })
 }
 
@@ -98,9 +125,16 @@ pub(crate) async fn merge_partitions<S: ObjectStore, M: Mailer, X: StartExecutio
             )));
         }
         let bytes = ports.objects.get(&d.key).await.map_err(AppError::Object)?;
-        let o: recon_core::Outcome = serde_json::from_slice(&bytes)
+        let kept: Kept = serde_json::from_slice(&bytes)
             .map_err(|e| AppError::InvalidInput(format!("{}: not a partition outcome: {e}", d.key)))?;
-        parts.push(o);
+        if (kept.index, kept.count) != (d.index, d.count) || kept.run != run_digest(&req) {
+            return Err(AppError::InvalidInput(format!(
+                "{} holds partition {} of {} of another run or place, not partition {} of {} of this run; rerun the \
+                 partitions",
+                d.key, kept.index, kept.count, d.index, d.count
+            )));
+        }
+        parts.push(kept.outcome);
     }
     let config = ports.settings.run_config();
     let deps = Deps {

@@ -369,7 +369,13 @@ fn a_failed_match_is_recorded_as_a_failed_run() {
     let record = &states["RecordFailure"];
     assert_eq!(record["Parameters"]["FunctionName"], "${match_arn}");
     let payload = &record["Parameters"]["Payload"];
-    assert!(payload["error.$"].as_str().unwrap().contains("$.failure.Cause"), "{payload}");
-    assert_eq!(payload["execution.$"], "$.execution", "the same idempotency key as the failed match");
+    assert!(
+        payload["error.$"].as_str().unwrap().contains("$.failure.Cause"),
+        "{payload}"
+    );
+    assert_eq!(
+        payload["execution.$"], "$.execution",
+        "the same idempotency key as the failed match"
+    );
     assert_eq!(record["Catch"][0]["Next"], "MatchFailed");
 }

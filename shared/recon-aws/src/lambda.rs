@@ -111,9 +111,22 @@ where
     // one per process, alive until the runtime stops it
     let ports: &'static AwsPorts = Box::leak(Box::new(ports));
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<I>| handler(ports, event.payload),
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let call = decode::<I>(event.payload).map(|input| handler(ports, input));
+            async move { call?.await }
+        },
     ))
     .await
+}
+
+/// An event as the function's input type: a payload that is not one is `InvalidInput` naming what is wrong
+/// (not the runtime's own deserializer error type).
+pub fn decode<I: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Result<I, FnError> {
+    serde_json::from_value(payload).map_err(|e| {
+        FnError(AppError::InvalidInput(format!(
+            "the event is not this function's input ({e}); see the README's event shapes and events/"
+        )))
+    })
 }
 
 /// The `main` of a fetch function: [`serve`] with the fetch step for `source` (no database).
@@ -127,4 +140,20 @@ pub async fn serve_fetch(source: recon_app::keys::Source) -> Result<(), lambda_r
 /// Tracing for a function: JSON lines when Lambda asks for them (`AWS_LAMBDA_LOG_FORMAT=JSON`).
 pub fn init_tracing() {
     lambda_runtime::tracing::init_default_subscriber();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_event_is_invalid_input_naming_the_field() {
+        let bad = serde_json::json!({"date": "2025-01-15", "processor": "venmo", "manifests": []});
+        let err = decode::<recon_app::steps::r#match::MatchInput>(bad)
+            .err()
+            .map(|e| e.0);
+        let err = err.unwrap_or_else(|| unreachable!("venmo is no processor"));
+        assert_eq!(err.error_name(), "InvalidInput");
+        assert!(err.to_string().contains("venmo"), "{err}");
+    }
 }

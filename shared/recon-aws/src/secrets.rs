@@ -15,6 +15,37 @@ struct DbSecret {
     dbname: Option<String>,
 }
 
+/// Which field of a database secret is missing or of the wrong type, named without its value (serde's own
+/// messages quote the value, which may be the password).
+fn db_secret_fault(text: &str) -> String {
+    let Ok(serde_json::Value::Object(v)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return "it is not a JSON object".into();
+    };
+    for (field, want) in [("username", "a string"), ("password", "a string")] {
+        match v.get(field) {
+            None => return format!("the field `{field}` is missing"),
+            Some(x) if !x.is_string() => return format!("the field `{field}` is not {want}"),
+            Some(_) => {}
+        }
+    }
+    for (field, ok) in [
+        ("host", v.get("host").is_none_or(|x| x.is_string() || x.is_null())),
+        (
+            "dbname",
+            v.get("dbname").is_none_or(|x| x.is_string() || x.is_null()),
+        ),
+        ("port", v.get("port").is_none_or(|x| x.is_u64() || x.is_null())),
+    ] {
+        if !ok {
+            return format!(
+                "the field `{field}` is not a {}",
+                if field == "port" { "port number" } else { "string" }
+            );
+        }
+    }
+    "its fields do not fit".into()
+}
+
 /// A Secrets Manager error: throttling, timeouts, 5xx and connection problems are `Retryable`; anything else
 /// (not found, access denied) names the secret and stops.
 fn secret_error<E: std::fmt::Debug, R: std::fmt::Debug>(
@@ -59,7 +90,8 @@ pub async fn database(
     let raw = secret_string(client, arn).await?;
     let s: DbSecret = serde_json::from_str(raw.expose_secret()).map_err(|_| {
         AppError::InvalidInput(format!(
-            "secret {arn} is not the JSON {{username, password, host, port, dbname}}"
+            "secret {arn} is not the JSON {{username, password, host, port, dbname}}: {}",
+            db_secret_fault(raw.expose_secret())
         ))
     })?;
     db.url = None;
@@ -74,6 +106,7 @@ pub async fn database(
 /// Processor credentials from one secret: `{"stripe_api_key": …, "paypal_client_id": …,
 /// "paypal_client_secret": …, "square_access_token": …, "internal_api_token": …}` (all optional).
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ProcessorSecrets {
     pub stripe_api_key: Option<SecretString>,
     pub paypal_client_id: Option<String>,
@@ -110,8 +143,16 @@ pub async fn processors(
     apis: &mut ApiSettings,
 ) -> Result<(), AppError> {
     let raw = secret_string(client, arn).await?;
-    let s: ProcessorSecrets = serde_json::from_str(raw.expose_secret())
-        .map_err(|_| AppError::InvalidInput(format!("secret {arn} is not the processor credentials JSON")))?;
+    let s: ProcessorSecrets = serde_json::from_str(raw.expose_secret()).map_err(|e| {
+        // an unknown (misspelled) key is named; any other fault is not quoted (it may hold a credential)
+        let why = match e.to_string() {
+            m if m.starts_with("unknown field") => m.split(" at line").next().unwrap_or("").to_string(),
+            _ => "its fields are not the expected strings".to_string(),
+        };
+        AppError::InvalidInput(format!(
+            "secret {arn} is not the processor credentials JSON: {why}"
+        ))
+    })?;
     apis.stripe_api_key = s.stripe_api_key.or(apis.stripe_api_key.take());
     apis.paypal_client_id = s.paypal_client_id.or(apis.paypal_client_id.take());
     apis.paypal_client_secret = s.paypal_client_secret.or(apis.paypal_client_secret.take());
@@ -123,6 +164,28 @@ pub async fn processors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_faulty_database_secret_names_the_field_never_the_value() {
+        assert_eq!(
+            db_secret_fault(r#"{"username":"u"}"#),
+            "the field `password` is missing"
+        );
+        let why = db_secret_fault(r#"{"username":"u","password":12345678}"#);
+        assert_eq!(why, "the field `password` is not a string");
+        let why = db_secret_fault(r#"{"username":"u","password":"p","port":"x5432"}"#);
+        assert!(why.contains("`port`") && !why.contains("x5432"), "{why}");
+    }
+
+    #[test]
+    fn a_misspelled_processor_secret_key_is_refused() {
+        let r: Result<ProcessorSecrets, _> = serde_json::from_str(r#"{"stripe_apikey":"sk_live_x"}"#);
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.starts_with("unknown field `stripe_apikey`") && !e.contains("sk_live_x"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn throttling_and_timeouts_are_retryable() {

@@ -269,7 +269,8 @@ fn the_terraform_environment_is_read_by_settings() {
 }
 
 /// The top-level keys of the input a state receives, found by walking back to the `Pass` state that last
-/// built the whole state (through Choices, and through Tasks and Maps that add their `ResultPath`).
+/// built the whole state (through Choices and Waits, and through Tasks and Maps that add their `ResultPath`);
+/// with several predecessors, the keys all of them give.
 fn input_keys(states: &Value, name: &str) -> BTreeSet<String> {
     let preds: Vec<&String> = states
         .as_object()
@@ -284,8 +285,13 @@ fn input_keys(states: &Value, name: &str) -> BTreeSet<String> {
         })
         .map(|(n, _)| n)
         .collect();
-    assert_eq!(preds.len(), 1, "{name} has one predecessor: {preds:?}");
-    output_keys(states, preds[0])
+    assert!(!preds.is_empty(), "{name} has a predecessor");
+    let mut keys = output_keys(states, preds[0]);
+    for p in &preds[1..] {
+        let other = output_keys(states, p);
+        keys.retain(|k| other.contains(k));
+    }
+    keys
 }
 
 fn output_keys(states: &Value, name: &str) -> BTreeSet<String> {
@@ -304,7 +310,7 @@ fn output_keys(states: &Value, name: &str) -> BTreeSet<String> {
         "Pass" if s["Parameters"].is_object() => {
             s["Parameters"].as_object().unwrap().keys().map(field).collect()
         }
-        "Choice" => input_keys(states, name),
+        "Choice" | "Wait" => input_keys(states, name),
         _ => {
             let mut keys = input_keys(states, name);
             if let Some(p) = s["ResultPath"].as_str().and_then(|p| p.strip_prefix("$.")) {

@@ -129,6 +129,9 @@ pub struct Settings {
     pub stripe_reference_metadata_keys: Vec<String>,
     /// `GRACE_DAYS` (the CLI's `--grace-days` wins).
     pub grace_days: u32,
+    /// `SETTLE_SECONDS`: how long the trigger lets drops of one processor and date gather into one execution
+    /// (0: an execution per dropped file).
+    pub settle_seconds: u32,
     /// `NOTIFY_MIN_SEVERITY`, `SENDER_EMAIL`, `OPERATIONS_EMAIL`.
     pub notify: NotifySettings,
     /// `SES_REGION`: the SES client's region when it differs from the functions' (AWS).
@@ -168,6 +171,7 @@ impl Settings {
         "PROCESSOR_SECRET_ARN",
         "STRIPE_REFERENCE_METADATA_KEYS",
         "GRACE_DAYS",
+        "SETTLE_SECONDS",
         "NOTIFY_MIN_SEVERITY",
         "SENDER_EMAIL",
         "OPERATIONS_EMAIL",
@@ -214,6 +218,15 @@ impl Settings {
                 .ok_or_else(|| bad("GRACE_DAYS", &g, "a number of days from 0 to 366"))?,
             None => 1,
         };
+        let settle_seconds = match var("SETTLE_SECONDS") {
+            Some(g) => g
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|d| *d <= 3600)
+                .ok_or_else(|| bad("SETTLE_SECONDS", &g, "a number of seconds from 0 to 3600"))?,
+            None => 300,
+        };
         let min_severity: Severity = match var("NOTIFY_MIN_SEVERITY") {
             Some(s) => s
                 .parse()
@@ -255,6 +268,7 @@ impl Settings {
                 .map(list)
                 .unwrap_or_default(),
             grace_days,
+            settle_seconds,
             notify: NotifySettings {
                 min_severity,
                 from: var("SENDER_EMAIL").unwrap_or_else(|| "recon@example.com".into()),

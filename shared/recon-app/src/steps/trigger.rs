@@ -38,6 +38,8 @@ pub struct ObjectKey {
     pub key: String,
     #[serde(default)]
     pub etag: String,
+    #[serde(default)]
+    pub sequencer: String,
 }
 
 /// What the trigger receives: an EventBridge event or a classic S3 notification.
@@ -56,6 +58,9 @@ pub struct Dropped {
     pub etag: String,
     /// An `ObjectRemoved:*` notification or an "Object Deleted" event: it starts nothing.
     pub removed: bool,
+    /// When the event happened (S3's own time, so that a redelivered event names the same execution).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    pub sequencer: String,
 }
 
 /// A classic notification's key, URL-decoded (spaces arrive as `+`).
@@ -75,6 +80,8 @@ pub fn dropped_objects(event: &S3Drop) -> Vec<Dropped> {
             key: e.detail.object.key.clone(),
             etag: e.detail.object.etag.clone(),
             removed: e.detail_type != "Object Created",
+            at: e.time,
+            sequencer: e.detail.object.sequencer.clone(),
         }],
         S3Drop::Notification(n) => n
             .records
@@ -84,6 +91,8 @@ pub fn dropped_objects(event: &S3Drop) -> Vec<Dropped> {
                 key: decode_key(r.s3.object.key.as_deref().unwrap_or("")),
                 etag: r.s3.object.e_tag.clone().unwrap_or_default(),
                 removed: !r.event_name.as_deref().unwrap_or("").starts_with("ObjectCreated"),
+                at: Some(r.event_time),
+                sequencer: r.s3.object.sequencer.clone().unwrap_or_default(),
             })
             .collect(),
     }
@@ -98,6 +107,35 @@ pub fn drop_of(key: &str) -> Result<(Processor, NaiveDate), String> {
         None => Err(format!(
             "{key:?} is a ledger drop: it starts no run (each processor's run stages the ledger's inbox)"
         )),
+    }
+}
+
+/// The execution a drop starts, and how long it waits before fetching. With a settle window of `settle`
+/// seconds, drops of one processor and date whose events fall in the same window name the same execution
+/// (the later ones are duplicates), and it waits the window out: every drop of the window is in the inbox when
+/// it fetches. Without one, a drop names its own execution from its ETag, or its key and sequencer when the
+/// event has no ETag (never a false duplicate).
+fn execution_of(d: &Dropped, p: Processor, date: NaiveDate, settle: u32) -> (String, u32) {
+    let day = date.to_string();
+    match (settle, d.at) {
+        (1.., Some(at)) => {
+            let window = format!("w{}", at.timestamp().div_euclid(i64::from(settle)));
+            (
+                execution_name(&[Trigger::S3.as_str(), p.as_str(), &day, &window]),
+                settle,
+            )
+        }
+        _ => {
+            let etag = d.etag.trim_matches('"');
+            let tag = if etag.is_empty() {
+                use sha2::Digest;
+                let h = hex::encode(sha2::Sha256::digest(format!("{}\n{}", d.key, d.sequencer)));
+                h.get(..32).unwrap_or(&h).to_string()
+            } else {
+                etag.to_string()
+            };
+            (execution_name(&[Trigger::S3.as_str(), p.as_str(), &day, &tag]), 0)
+        }
     }
 }
 
@@ -150,9 +188,9 @@ pub async fn s3_trigger<S: ObjectStore, M: Mailer, X: StartExecution>(
             });
             continue;
         }
-        let etag = d.etag.trim_matches('"').to_string();
-        let name = execution_name(&[Trigger::S3.as_str(), p.as_str(), &date.to_string(), &etag]);
-        let input = json!({"date": date, "processors": [p], "source": {"bucket": d.bucket, "key": d.key}, "trigger": Trigger::S3});
+        let (name, settle) = execution_of(&d, p, date, ports.settings.settle_seconds);
+        let input = json!({"date": date, "processors": [p], "source": {"bucket": d.bucket, "key": d.key},
+                           "trigger": Trigger::S3, "settle_seconds": settle});
         let outcome = match ports.executions.start(&name, &input).await? {
             Started::New { execution_arn } => {
                 info!(key = %d.key, execution = %execution_arn, "execution started");
@@ -207,5 +245,85 @@ mod tests {
         let ev: Result<S3Drop, _> = serde_json::from_value(ev);
         let keys: Vec<String> = ev.iter().flat_map(dropped_objects).map(|d| d.key).collect();
         assert_eq!(keys, ["inbox/paypal/2025-01-15/STL 2025+1.CSV"]);
+    }
+
+    fn dropped(key: &str, etag: &str, sequencer: &str, at: &str) -> Dropped {
+        Dropped {
+            bucket: "b".into(),
+            key: key.into(),
+            etag: etag.into(),
+            removed: false,
+            at: chrono::DateTime::parse_from_rfc3339(at).ok().map(|t| t.to_utc()),
+            sequencer: sequencer.into(),
+        }
+    }
+
+    #[test]
+    fn drops_within_the_settle_window_name_one_execution_that_waits_it_out() {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 15).unwrap_or_default();
+        let a = dropped(
+            "inbox/stripe/2025-01-15/p1.json",
+            "e1",
+            "s1",
+            "2025-01-16T06:10:05Z",
+        );
+        let b = dropped(
+            "inbox/stripe/2025-01-15/p2.json",
+            "e2",
+            "s2",
+            "2025-01-16T06:12:59Z",
+        );
+        let c = dropped(
+            "inbox/stripe/2025-01-15/p3.json",
+            "e3",
+            "s3",
+            "2025-01-16T06:15:01Z",
+        );
+        let (na, wait) = execution_of(&a, Processor::Stripe, day, 300);
+        assert_eq!(wait, 300);
+        assert_eq!(
+            execution_of(&b, Processor::Stripe, day, 300).0,
+            na,
+            "same window: one execution"
+        );
+        assert_ne!(
+            execution_of(&c, Processor::Stripe, day, 300).0,
+            na,
+            "the next window: its own"
+        );
+        assert_ne!(
+            execution_of(&a, Processor::Paypal, day, 300).0,
+            na,
+            "another processor: its own"
+        );
+    }
+
+    #[test]
+    fn without_a_window_or_an_etag_each_drop_names_its_own_execution() {
+        let day = NaiveDate::from_ymd_opt(2025, 1, 15).unwrap_or_default();
+        let a = dropped(
+            "inbox/stripe/2025-01-15/p1.json",
+            "",
+            "s1",
+            "2025-01-16T06:10:05Z",
+        );
+        let b = dropped(
+            "inbox/stripe/2025-01-15/p2.json",
+            "",
+            "s2",
+            "2025-01-16T06:10:05Z",
+        );
+        let (na, wait) = execution_of(&a, Processor::Stripe, day, 0);
+        assert_eq!(wait, 0);
+        assert_ne!(
+            execution_of(&b, Processor::Stripe, day, 0).0,
+            na,
+            "no ETag: never a false duplicate"
+        );
+        assert_eq!(
+            execution_of(&a, Processor::Stripe, day, 0).0,
+            na,
+            "the same event again: a duplicate"
+        );
     }
 }

@@ -156,3 +156,37 @@ async fn secrets_manager_throttling_is_named_retryable_and_names_the_secret() {
     assert_eq!(err.error_name(), "Retryable", "{err}");
     assert!(err.to_string().contains(arn), "{err}");
 }
+
+/// Step Functions throttling StartExecution: `Retryable` (the trigger is retried), a short message, not
+/// "SourceUnavailable: object store …".
+#[tokio::test]
+async fn step_functions_throttling_is_named_retryable() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("x-amzn-ErrorType", "ThrottlingException")
+                .set_body_string(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+        )
+        .mount(&server)
+        .await;
+    let cfg = aws_sdk_sfn::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+        .credentials_provider(creds())
+        .endpoint_url(server.uri())
+        .retry_config(aws_sdk_sfn::config::retry::RetryConfig::disabled())
+        .build();
+    let executions = recon_aws::SfnExecutions {
+        client: aws_sdk_sfn::Client::from_conf(cfg),
+        state_machine_arn: Some("arn:aws:states:us-east-1:123456789012:stateMachine:recon".into()),
+    };
+    use recon_app::steps::StartExecution;
+    let err = executions
+        .start("s3-stripe-2025-01-15-w1", &serde_json::json!({}))
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.error_name(), "Retryable", "{err}");
+    assert!(!err.to_string().contains("object store"), "{err}");
+    assert!(err.to_string().len() < 600, "a short message, no SDK dump: {err}");
+}

@@ -2,7 +2,6 @@
 
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
 use recon_app::notify::{Email, Mailer};
-use recon_app::objects::ObjectError;
 use recon_app::AppError;
 
 use crate::s3::retryable;
@@ -64,12 +63,11 @@ impl Mailer for SesMailer {
                         email.subject
                     ))
                 } else {
-                    AppError::Object(ObjectError {
-                        op: "send email",
-                        key: email.subject.clone(),
-                        reason: kind,
-                        retryable: false,
-                    })
+                    AppError::InvalidInput(format!(
+                        "SES refused the email {:?}: {kind}; check SENDER_EMAIL's verified identity and \
+                         SES_CONFIGURATION_SET",
+                        email.subject
+                    ))
                 }
             })?;
         Ok(out.message_id().unwrap_or_default().to_string())

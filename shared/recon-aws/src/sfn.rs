@@ -1,6 +1,5 @@
 //! The [`StartExecution`] port on Step Functions: `StartExecution`, idempotent by execution name.
 
-use recon_app::objects::ObjectError;
 use recon_app::steps::{StartExecution, Started};
 use recon_app::AppError;
 
@@ -62,16 +61,22 @@ pub async fn start_execution(
                     return Ok(Started::AlreadyExists);
                 }
             }
-            Err(AppError::Object(ObjectError {
-                op: "start execution",
-                key: name.to_string(),
-                reason: aws_sdk_sfn::error::DisplayErrorContext(&e).to_string(),
-                retryable: matches!(
-                    e,
-                    aws_sdk_sfn::error::SdkError::TimeoutError(_)
-                        | aws_sdk_sfn::error::SdkError::DispatchFailure(_)
-                ),
-            }))
+            // the error's kind only (never a dump of the request): throttling, timeouts and 5xx are retried
+            let kind = match &e {
+                aws_sdk_sfn::error::SdkError::ServiceError(s) => format!("{:?}", s.err()),
+                other => format!("{other:?}"),
+            };
+            let kind: String = kind.chars().take(200).collect();
+            Err(if crate::s3::retryable(&e) {
+                AppError::Transient(format!(
+                    "starting execution {name}: Step Functions throttled or unavailable ({kind})"
+                ))
+            } else {
+                AppError::InvalidInput(format!(
+                    "Step Functions refused to start execution {name} of {state_machine_arn}: {kind}; check \
+                     STATE_MACHINE_ARN and the function's permissions"
+                ))
+            })
         }
     }
 }

@@ -24,6 +24,15 @@ mod tests {
     use super::*;
     use recon_core::RunStatus;
 
+    /// Puts the objects an input's manifests list at their `raw/` keys, copied from their inbox origin.
+    fn stage_listed(root: &std::path::Path, input: &MatchInput) {
+        for o in input.manifests.iter().flatten().flat_map(|m| &m.objects) {
+            let to = root.join(&o.key);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(root.join(&o.origin), to).unwrap();
+        }
+    }
+
     /// Every event of `events/match/` through the handler on a local store holding the objects its
     /// manifests list (copied from their inbox origin), against a database of its own.
     #[tokio::test]
@@ -34,11 +43,7 @@ mod tests {
             let db = recon_tests::TestDb::new().await;
             let store = recon_tests::local::demo_store();
             let input: MatchInput = serde_json::from_value(event).unwrap();
-            for o in input.manifests.iter().flatten().flat_map(|m| &m.objects) {
-                let to = store.path().join(&o.key);
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(store.path().join(&o.origin), to).unwrap();
-            }
+            stage_listed(store.path(), &input);
             let ports = recon_tests::local::ports(store.path(), Some(db.store()));
             let out = handler(&ports, input)
                 .await
@@ -100,11 +105,7 @@ mod tests {
             .find(|(n, _)| n == "demo-stripe.json")
             .unwrap();
         let input: MatchInput = serde_json::from_value(event).unwrap();
-        for o in input.manifests.iter().flatten().flat_map(|m| &m.objects) {
-            let to = store.path().join(&o.key);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(store.path().join(&o.origin), to).unwrap();
-        }
+        stage_listed(store.path(), &input);
         (db, store, input)
     }
 

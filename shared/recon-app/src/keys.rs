@@ -180,6 +180,13 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The sha256 of the key, in hex: a name for the run that is safe in object keys, and the proof a
+    /// partition's outcome carries of whose it is.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.0.as_bytes()))
+    }
 }
 
 impl fmt::Display for IdempotencyKey {

@@ -77,8 +77,7 @@ pub enum MatchData {
 /// Where partition `index` of `count` of a run keeps its outcome until the merge: under `work/`, beside
 /// the layout of spec section 3 (the bucket's lifecycle rule expires it).
 pub fn partition_key(req: &RunRequest, index: u32, count: u32) -> String {
-    use sha2::Digest;
-    let digest = hex::encode(sha2::Sha256::digest(req.idempotency_key.as_str().as_bytes()));
+    let digest = req.idempotency_key.digest();
     keys::partition(
         req.date,
         req.processor,

@@ -51,14 +51,9 @@ pub type AwsPorts = Ports<S3Store, SesMailer, SfnExecutions>;
 /// database pool (migrated on first use). `with_db` is false for functions that never touch PostgreSQL
 /// (fetch, s3-trigger).
 pub async fn ports(with_db: bool) -> Result<AwsPorts, FnError> {
-    let settings = Settings::from_env()?;
+    let mut settings = Settings::from_env()?;
     settings.install();
     let aws = Aws::load(settings.ses_region.as_deref()).await;
-    ports_with(aws, settings, with_db).await
-}
-
-/// [`ports`] from given settings and clients (tests).
-pub async fn ports_with(aws: Aws, mut settings: Settings, with_db: bool) -> Result<AwsPorts, FnError> {
     let bucket = settings
         .bucket
         .clone()

@@ -64,16 +64,24 @@ impl S3Store {
     }
 }
 
-impl ObjectStore for S3Store {
-    async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
-        let out = self
-            .client
+impl S3Store {
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, ObjectError> {
+        self.client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| obj_err("get", key, e))?;
+            .map_err(|e| obj_err("get", key, e))
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
+        let out = self.get_object(key).await?;
         let body = out.body.collect().await.map_err(|e| ObjectError {
             op: "get",
             key: key.to_string(),
@@ -86,14 +94,7 @@ impl ObjectStore for S3Store {
     /// Streams the object: the parser reads the S3 body as it arrives (a blocking reader bridged onto the
     /// runtime), so a 300 MB settlement file is never held in memory whole.
     async fn open(&self, key: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), ObjectError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| obj_err("get", key, e))?;
+        let out = self.get_object(key).await?;
         let len = out.content_length().and_then(|l| u64::try_from(l).ok());
         let reader = tokio_util::io::SyncIoBridge::new(out.body.into_async_read());
         Ok((Box::new(reader), len))

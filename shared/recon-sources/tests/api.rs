@@ -433,6 +433,18 @@ async fn ledger_api_pages_by_cursor_header() {
     assert_eq!(rows, 3);
 }
 
+/// The Stripe day from `server`, or `None` when it has not finished within a minute (a fetch that loops or
+/// sleeps for good; far above what any of these tests needs).
+async fn stripe_day_within_a_minute(
+    server: &MockServer,
+) -> Option<Result<Vec<recon_sources::api::RawPage>, ApiError>> {
+    let (client, cfg, policy) = (http_client(), stripe_cfg(server), RetryPolicy::quick());
+    let fetch = recon_sources::api::stripe::fetch_day(&client, &cfg, &policy, day());
+    tokio::time::timeout(std::time::Duration::from_secs(60), fetch)
+        .await
+        .ok()
+}
+
 /// An API that keeps giving the same cursor: the fetch stops with an error naming it (before, it paged until
 /// the stub stopped, staging every page again).
 #[tokio::test]
@@ -444,12 +456,10 @@ async fn a_repeated_cursor_stops_the_fetch_naming_it() {
         .respond_with(ResponseTemplate::new(200).set_body_string(page))
         .mount(&server)
         .await;
-    let (client, cfg, policy) = (http_client(), stripe_cfg(&server), RetryPolicy::quick());
-    let fetch = recon_sources::api::stripe::fetch_day(&client, &cfg, &policy, day());
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), fetch)
+    let err = stripe_day_within_a_minute(&server)
         .await
-        .expect("the fetch stopped by itself");
-    let err = out.unwrap_err();
+        .expect("the fetch stopped by itself")
+        .unwrap_err();
     assert!(matches!(err, ApiError::Rejected { .. }), "{err}");
     assert!(err.to_string().contains("cursor \"txn_9\" again"), "{err}");
 }
@@ -468,12 +478,10 @@ async fn a_long_retry_after_is_not_slept_but_handed_back_as_retryable() {
         )
         .mount(&server)
         .await;
-    let (client, cfg, policy) = (http_client(), stripe_cfg(&server), RetryPolicy::quick());
-    let fetch = recon_sources::api::stripe::fetch_day(&client, &cfg, &policy, day());
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), fetch)
+    let err = stripe_day_within_a_minute(&server)
         .await
-        .expect("the fetch did not sleep for the hour");
-    let err = out.unwrap_err();
+        .expect("the fetch did not sleep for the hour")
+        .unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(err.to_string().contains("wait 3600s"), "{err}");
 }

@@ -4,11 +4,11 @@ use chrono::NaiveDate;
 
 use recon_sources::api::{ApiError, RawPage};
 
-use crate::keys::{self, Source};
+use crate::keys::Source;
 use crate::objects::ObjectStore;
 use crate::AppError;
 
-use super::{hash_and_parse, Fetched, Loaded, Staged, StagedFrom, StagedObject};
+use super::{hash_and_parse, Fetched, Staged, StagedFrom};
 
 /// API access configured for this process ([`crate::settings::ApiSettings::sources`]).
 #[derive(Default)]
@@ -64,14 +64,9 @@ pub async fn stage_pages<S: ObjectStore>(
     first_object: u32,
     pages: Vec<RawPage>,
 ) -> Result<Fetched, AppError> {
-    let fetch_id = uuid::Uuid::now_v7().to_string();
-    let prefix = keys::raw_fetch(source_name, date, &fetch_id);
-    let mut objects = Vec::new();
-    let mut loaded = Vec::new();
-    let mut cursors = Vec::new();
-    let mut failure = None;
+    let mut staged = Staged::new(source_name, date, StagedFrom::Api);
     for (n, page) in pages.into_iter().enumerate() {
-        let key = format!("{prefix}{}", page.name);
+        let key = format!("{}{}", staged.prefix, page.name);
         let len = page.body.len() as u64;
         let content_type = if page.name.ends_with(".jsonl") {
             "application/x-ndjson"
@@ -85,39 +80,9 @@ pub async fn stage_pages<S: ObjectStore>(
         let object = first_object + u32::try_from(n).unwrap_or(0);
         let (digest, _, parsed) = hash_and_parse(&key, object, page.body.as_slice(), Some(len));
         if let Some(c) = &page.next_cursor {
-            cursors.push(c.clone());
+            staged.cursors.push(c.clone());
         }
-        let (format, parsed) = match parsed {
-            Ok((f, p)) => (Some(f), Some(p)),
-            Err(e) => {
-                failure.get_or_insert(e);
-                (None, None)
-            }
-        };
-        objects.push(StagedObject {
-            key: key.clone(),
-            origin: page.request,
-            sha256: digest,
-            bytes: len,
-            format: format.map(|f| f.as_str().to_string()),
-            records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
-            invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
-        });
-        if let (Some(format), Some(parsed)) = (format, parsed) {
-            loaded.push(Loaded { key, format, parsed });
-        }
+        staged.add(key, page.request, (digest, len), parsed);
     }
-    let staged = Staged {
-        source_name,
-        date,
-        fetch_id,
-        prefix,
-        source: StagedFrom::Api,
-        cursors,
-        objects,
-        loaded,
-        failure,
-        skipped: Vec::new(),
-    };
     staged.finish(store).await
 }

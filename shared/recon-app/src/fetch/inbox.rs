@@ -3,13 +3,11 @@
 
 use chrono::NaiveDate;
 
-use recon_sources::SourceError;
-
 use crate::keys::{self, Source};
 use crate::objects::ObjectStore;
 use crate::AppError;
 
-use super::{hash_and_parse, Fetched, Loaded, Skipped, Staged, StagedFrom, StagedObject};
+use super::{hash_and_parse, Fetched, Skipped, Staged, StagedFrom};
 
 /// Why an inbox key is not staged, if it is not: a folder marker (an empty key ending in `/`, as the S3
 /// console makes), a partial upload (`.tmp-` name), or not a regular file (a symbolic link or device:
@@ -57,12 +55,7 @@ pub async fn stage_inbox<S: ObjectStore>(
             ),
         });
     }
-    let fetch_id = uuid::Uuid::now_v7().to_string();
-    let prefix = keys::raw_fetch(source_name, date, &fetch_id);
-    let mut objects = Vec::new();
-    let mut loaded = Vec::new();
-    let mut failure: Option<SourceError> = None;
-    let mut skipped = Vec::new();
+    let mut staged = Staged::new(source_name, date, StagedFrom::File);
     let mut n = 0u32;
     for inbox_key in &files {
         let relative = inbox_key.strip_prefix(&inbox).unwrap_or(inbox_key);
@@ -77,13 +70,13 @@ pub async fn stage_inbox<S: ObjectStore>(
         };
         if let Some(reason) = reason {
             tracing::warn!(key = %inbox_key, %reason, "inbox entry not staged");
-            skipped.push(Skipped {
+            staged.skipped.push(Skipped {
                 key: inbox_key.clone(),
                 reason,
             });
             continue;
         }
-        let raw_key = raw_key_of(&prefix, relative);
+        let raw_key = raw_key_of(&staged.prefix, relative);
         // stage first, unchanged, then read back what was staged
         store.copy(inbox_key, &raw_key).await.map_err(AppError::Object)?;
         let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
@@ -94,32 +87,11 @@ pub async fn stage_inbox<S: ObjectStore>(
             tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
                 .await
                 .map_err(|e| AppError::failed(format!("parser task for {raw_key}"), e))?;
-        let (format, parsed) = match parsed {
-            Ok((f, p)) => (Some(f), Some(p)),
-            Err(e) => {
-                failure.get_or_insert(e);
-                (None, None)
-            }
-        };
-        objects.push(StagedObject {
-            key: raw_key.clone(),
-            origin: inbox_key.clone(),
-            sha256: digest,
-            bytes: len,
-            format: format.map(|f| f.as_str().to_string()),
-            records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
-            invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
-        });
-        if let (Some(format), Some(parsed)) = (format, parsed) {
-            loaded.push(Loaded {
-                key: raw_key,
-                format,
-                parsed,
-            });
-        }
+        staged.add(raw_key, inbox_key.clone(), (digest, len), parsed);
     }
-    if objects.is_empty() && !skipped.is_empty() {
-        let list: Vec<String> = skipped
+    if staged.objects.is_empty() && !staged.skipped.is_empty() {
+        let list: Vec<String> = staged
+            .skipped
             .iter()
             .map(|s| format!("{} ({})", s.key, s.reason))
             .collect();
@@ -129,17 +101,5 @@ pub async fn stage_inbox<S: ObjectStore>(
             hint: format!("nothing in {inbox} could be staged: {}", list.join("; ")),
         });
     }
-    let staged = Staged {
-        source_name,
-        date,
-        fetch_id,
-        prefix,
-        source: StagedFrom::File,
-        cursors: Vec::new(),
-        objects,
-        loaded,
-        failure,
-        skipped,
-    };
     staged.finish(store).await
 }

@@ -183,6 +183,53 @@ struct Staged {
 }
 
 impl Staged {
+    /// A new fetch of `source_name` for `date`, under a fresh fetch id.
+    fn new(source_name: Source, date: NaiveDate, source: StagedFrom) -> Staged {
+        let fetch_id = uuid::Uuid::now_v7().to_string();
+        Staged {
+            source_name,
+            date,
+            prefix: keys::raw_fetch(source_name, date, &fetch_id),
+            fetch_id,
+            source,
+            cursors: Vec::new(),
+            objects: Vec::new(),
+            loaded: Vec::new(),
+            failure: None,
+            skipped: Vec::new(),
+        }
+    }
+
+    /// One staged object: its manifest entry (`sha256`, `bytes`), its records when it parsed, the first
+    /// failure otherwise.
+    fn add(
+        &mut self,
+        key: String,
+        origin: String,
+        (sha256, bytes): (String, u64),
+        parsed: Result<(Format, Parsed), SourceError>,
+    ) {
+        let (format, parsed) = match parsed {
+            Ok((f, p)) => (Some(f), Some(p)),
+            Err(e) => {
+                self.failure.get_or_insert(e);
+                (None, None)
+            }
+        };
+        self.objects.push(StagedObject {
+            key: key.clone(),
+            origin,
+            sha256,
+            bytes,
+            format: format.map(|f| f.as_str().to_string()),
+            records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
+            invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
+        });
+        if let (Some(format), Some(parsed)) = (format, parsed) {
+            self.loaded.push(Loaded { key, format, parsed });
+        }
+    }
+
     /// Writes the manifest (always, so a failed fetch's raw objects stay described), then reports the first
     /// unreadable object, if any.
     async fn finish<S: ObjectStore>(self, store: &S) -> Result<Fetched, AppError> {

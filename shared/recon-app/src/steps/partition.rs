@@ -42,12 +42,6 @@ struct Kept {
     outcome: recon_core::Outcome,
 }
 
-/// The digest a partition's outcome carries: of the run's idempotency key.
-fn run_digest(req: &crate::RunRequest) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(req.idempotency_key.as_str().as_bytes()))
-}
-
 /// Matches partition `task` and keeps its outcome in the store.
 pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecution>(
     ports: &Ports<S, M, X>,
@@ -76,7 +70,7 @@ pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecu
     let kept = Kept {
         index: task.index,
         count: task.count,
-        run: run_digest(&req),
+        run: req.idempotency_key.digest(),
         outcome,
     };
     let body = serde_json::to_vec(&kept).map_err(|e| AppError::failed(format!("encoding {key}"), e))?;
@@ -127,7 +121,7 @@ pub(crate) async fn merge_partitions<S: ObjectStore, M: Mailer, X: StartExecutio
         let bytes = ports.objects.get(&d.key).await.map_err(AppError::Object)?;
         let kept: Kept = serde_json::from_slice(&bytes)
             .map_err(|e| AppError::InvalidInput(format!("{}: not a partition outcome: {e}", d.key)))?;
-        if (kept.index, kept.count) != (d.index, d.count) || kept.run != run_digest(&req) {
+        if (kept.index, kept.count) != (d.index, d.count) || kept.run != req.idempotency_key.digest() {
             return Err(AppError::InvalidInput(format!(
                 "{} holds partition {} of {} of another run or place, not partition {} of {} of this run; rerun the \
                  partitions",

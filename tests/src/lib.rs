@@ -208,7 +208,7 @@ pub mod local {
             let ports = ports(store.path(), None);
             let input: FetchInput = serde_json::from_value(event).unwrap_or_else(|e| panic!("{name}: {e}"));
             let day = input.date.map(|d| d.to_string()).unwrap_or_default();
-            let out = recon_app::steps::fetch::fetch(&ports, source, input).await;
+            let out = recon_app::steps::fetch::fetch(&ports, source, input, None).await;
             let nothing = !store.path().join(format!("inbox/{source}/{day}")).is_dir();
             if name.starts_with("bad-") || nothing {
                 let want = if nothing {

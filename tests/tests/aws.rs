@@ -442,8 +442,8 @@ async fn recon_start_starts_a_named_execution() {
 async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
     use recon_app::keys::Source;
     use recon_app::steps::fetch::{fetch, FetchInput};
-    use recon_app::steps::partition::PartitionTask;
-    use recon_app::steps::r#match::{match_step, MatchInput, MatchOutput};
+    use recon_app::steps::partition::{PartitionFailed, PartitionTask, Receipt};
+    use recon_app::steps::r#match::{match_step, ManifestInput, MatchInput, MatchOutput};
     let aws = aws().await;
     let name = bucket(&aws).await;
     let s3 = S3Store::new(aws.s3.clone(), &name);
@@ -459,12 +459,19 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
         processor: Some(p.into()),
         source: None,
     };
-    let ledger = fetch(&env, Source::Ledger, fetch_input("ledger")).await.unwrap();
-    let stripe = fetch(&env, Source::Stripe, fetch_input("stripe")).await.unwrap();
+    let ledger = fetch(&env, Source::Ledger, fetch_input("ledger"), None)
+        .await
+        .unwrap();
+    let stripe = fetch(&env, Source::Stripe, fetch_input("stripe"), None)
+        .await
+        .unwrap();
     let input = |execution: &str| MatchInput {
         date,
         processor: Processor::Stripe,
-        manifests: vec![Some(stripe.clone()), Some(ledger.clone())],
+        manifests: vec![
+            Some(ManifestInput::Ref(stripe.clone())),
+            Some(ManifestInput::Ref(ledger.clone())),
+        ],
         error: None,
         execution: Some(execution.into()),
         trigger: Some(recon_app::Trigger::Manual),
@@ -494,7 +501,13 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
         "{receipts:?}"
     );
     let mut merge = input("sharded");
-    merge.partitions = Some(receipts.clone());
+    let done = |r: &[recon_app::steps::partition::PartitionDone]| {
+        r.iter()
+            .cloned()
+            .map(|d| Some(Receipt::Done(d)))
+            .collect::<Vec<_>>()
+    };
+    merge.partitions = Some(done(&receipts));
     let merged = run(match_step(&env, merge.clone()).await.unwrap());
     let strip = |s: &recon_core::RunSummary| {
         let mut v = serde_json::to_value(s).unwrap();
@@ -507,7 +520,26 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
     assert_eq!(again.run_id, merged.run_id);
     // a partition missing: refused, nothing recorded
     let mut short = input("short");
-    short.partitions = Some(receipts[1..].to_vec());
+    short.partitions = Some(done(&receipts[1..]));
     let err = match_step(&env, short).await.unwrap_err();
     assert!(err.to_string().contains("expected partitions 0..5"), "{}", err);
+    // a partition failed (its Catch hands the cause over) or came back null: the run is recorded failed with
+    // the cause
+    let mut failed = input("failed");
+    let mut parts = done(&receipts[2..]);
+    parts.push(Some(Receipt::Failed(PartitionFailed {
+        index: 1,
+        count: n,
+        error: "SourceUnavailable: object store: put work/...: HTTP 403 AccessDenied".into(),
+    })));
+    parts.push(None);
+    failed.partitions = Some(parts);
+    let run = run(match_step(&env, failed).await.unwrap());
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("partition 1 of 5 failed: SourceUnavailable") && error.contains("403"),
+        "{error}"
+    );
+    assert!(error.contains("returned no receipt"), "{error}");
 }

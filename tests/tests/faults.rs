@@ -94,6 +94,57 @@ fn email() -> Email {
     }
 }
 
+/// No SDK debug dump in an error (it ran to about 1 KB, with request ids and every field as `Some(..)`): an S3
+/// or SES refusal says the HTTP status, the service's code and its message.
+#[tokio::test]
+async fn aws_refusals_say_status_code_and_message_briefly() {
+    let dump_free =
+        |text: &str| !text.contains("Some(") && !text.contains(" { ") && !text.contains("ErrorMetadata");
+    let server = MockServer::start().await;
+    let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied\
+                  </Message><RequestId>4442587FB7D0A2F9</RequestId><HostId>Uuag1LuByRx9e6j5Onimru9pO4ZVKnJ2Qz7/C1NP\
+                  cfTWAtRPfTaOFg==</HostId></Error>";
+    Mock::given(method("PUT"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("content-type", "application/xml")
+                .set_body_string(denied),
+        )
+        .mount(&server)
+        .await;
+    let err = s3(&server)
+        .put(
+            "work/2025-01-15/stripe/p/0-of-2.json",
+            b"{}".to_vec(),
+            "application/json",
+        )
+        .await
+        .expect_err("refused");
+    let text = recon_app::AppError::Object(err).to_string();
+    assert!(text.contains("HTTP 403 AccessDenied: Access Denied"), "{text}");
+    assert!(text.contains("work/2025-01-15/stripe/p/0-of-2.json"), "{text}");
+    assert!(dump_free(&text) && text.len() < 300, "{text}");
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/email/outbound-emails"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .insert_header("x-amzn-ErrorType", "MessageRejected")
+                .set_body_string(r#"{"message":"Email address is not verified."}"#),
+        )
+        .mount(&server)
+        .await;
+    let err = ses(&server).send(&email()).await.expect_err("rejected");
+    let text = err.to_string();
+    assert_eq!(err.error_name(), "InvalidInput", "{text}");
+    assert!(
+        text.contains("HTTP 400 MessageRejected: Email address is not verified."),
+        "{text}"
+    );
+    assert!(dump_free(&text), "{text}");
+}
+
 #[tokio::test]
 async fn ses_throttling_is_retried_then_named_retryable() {
     let throttled = || {

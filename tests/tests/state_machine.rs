@@ -270,25 +270,36 @@ fn the_terraform_environment_is_read_by_settings() {
 
 /// The top-level keys of the input a state receives, found by walking back to the `Pass` state that last
 /// built the whole state (through Choices and Waits, and through Tasks and Maps that add their `ResultPath`);
-/// with several predecessors, the keys all of them give.
+/// through a Catch, the catching state's input and the error; with several predecessors, the keys all of them
+/// give.
 fn input_keys(states: &Value, name: &str) -> BTreeSet<String> {
-    let preds: Vec<&String> = states
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, s)| {
-            s["Next"] == name
-                || s["Default"] == name
-                || s["Choices"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["Next"] == name))
-        })
-        .map(|(n, _)| n)
-        .collect();
-    assert!(!preds.is_empty(), "{name} has a predecessor");
-    let mut keys = output_keys(states, preds[0]);
-    for p in &preds[1..] {
-        let other = output_keys(states, p);
+    let mut sets: Vec<BTreeSet<String>> = Vec::new();
+    for (n, s) in states.as_object().unwrap() {
+        let next = s["Next"] == name
+            || s["Default"] == name
+            || s["Choices"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["Next"] == name));
+        if next {
+            sets.push(output_keys(states, n));
+        }
+        // reached by a Catch: the catching state's input with the error at the Catch's ResultPath
+        for c in s["Catch"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["Next"] == name)
+        {
+            let mut keys = input_keys(states, n);
+            if let Some(p) = c["ResultPath"].as_str().and_then(|p| p.strip_prefix("$.")) {
+                keys.insert(p.to_string());
+            }
+            sets.push(keys);
+        }
+    }
+    assert!(!sets.is_empty(), "{name} has a predecessor");
+    let mut keys = sets.remove(0);
+    for other in &sets {
         keys.retain(|k| other.contains(k));
     }
     keys
@@ -332,7 +343,9 @@ fn every_catch_target_finds_what_it_reads() {
     for (name, s) in states.as_object().unwrap() {
         for c in s["Catch"].as_array().into_iter().flatten() {
             let target = c["Next"].as_str().unwrap();
-            let Some(payload) = states[target]["Parameters"]["Payload"].as_object() else {
+            // a Task reads its payload's paths, a Map its item selector's
+            let reads = states[target]["Parameters"]["Payload"].as_object();
+            let Some(payload) = reads.or(states[target]["ItemSelector"].as_object()) else {
                 continue;
             };
             let mut available = input_keys(states, name);
@@ -355,6 +368,58 @@ fn every_catch_target_finds_what_it_reads() {
         }
     }
     assert!(checked >= 6, "{checked}");
+}
+
+/// A partition iteration that fails hands its cause to the merge as data (`index`, `count`, `error`: a
+/// failed receipt), so the run is recorded failed with it; an iteration without a Catch gave the merge a
+/// `null` receipt and the cause was lost to a decoding error.
+#[test]
+fn a_failed_partition_hands_its_cause_to_the_merge() {
+    let (_, v) = definition();
+    let iteration =
+        &v["States"]["MatchProcessors"]["ItemProcessor"]["States"]["MatchPartitions"]["ItemProcessor"];
+    let task = &iteration["States"]["MatchPartition"];
+    let target = task["Catch"][0]["Next"].as_str().unwrap();
+    let failed = &iteration["States"][target]["Parameters"];
+    let receipt: recon_app::steps::partition::Receipt = serde_json::from_value(serde_json::json!({
+        "index": 1, "count": 2, "error": "SourceUnavailable: ..."
+    }))
+    .unwrap();
+    assert!(matches!(receipt, recon_app::steps::partition::Receipt::Failed(_)));
+    for field in ["index.$", "count.$", "error.$"] {
+        assert!(failed[field].is_string(), "{failed}");
+    }
+    assert!(failed["error.$"].as_str().unwrap().contains("$.failure.Cause"));
+}
+
+/// A ledger that cannot be fetched leaves no processor to reconcile: each processor's run of the day is
+/// recorded failed with the cause (the match function called with the error, as `RecordFailure` does), and the
+/// failure email still goes out whether or not the recording worked.
+#[test]
+fn a_failed_ledger_fetch_records_each_processors_run_as_failed() {
+    let (_, v) = definition();
+    let states = &v["States"];
+    assert_eq!(states["FetchLedger"]["Catch"][0]["Next"], "RecordLedgerFailure");
+    let record = &states["RecordLedgerFailure"];
+    assert_eq!(record["Type"], "Map");
+    assert_eq!(record["ItemsPath"], "$.processors");
+    assert_eq!(record["Next"], "NotifyFailure");
+    assert_eq!(record["Catch"][0]["Next"], "NotifyFailure");
+    assert_eq!(
+        record["ResultPath"], "$.recorded",
+        "NotifyFailure still reads $.failure"
+    );
+    let inner = &record["ItemProcessor"]["States"];
+    let task = &inner[record["ItemProcessor"]["StartAt"].as_str().unwrap()];
+    assert_eq!(task["Parameters"]["FunctionName"], "${match_arn}");
+    let payload = &task["Parameters"]["Payload"];
+    assert!(
+        payload["error.$"].as_str().unwrap().contains("$.failure.Cause"),
+        "{payload}"
+    );
+    assert_eq!(record["ItemSelector"]["execution.$"], "$$.Execution.Id");
+    let fallback = task["Catch"][0]["Next"].as_str().unwrap();
+    assert_eq!(inner[fallback]["Type"], "Pass");
 }
 
 /// A processor's match that fails (the whole match, a partition, the merge) is recorded as a failed run with

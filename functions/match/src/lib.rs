@@ -26,7 +26,12 @@ mod tests {
 
     /// Puts the objects an input's manifests list at their `raw/` keys, copied from their inbox origin.
     fn stage_listed(root: &std::path::Path, input: &MatchInput) {
-        for o in input.manifests.iter().flatten().flat_map(|m| &m.objects) {
+        use recon_app::steps::r#match::ManifestInput;
+        let inline = input.manifests.iter().flatten().filter_map(|m| match m {
+            ManifestInput::Inline(m) => Some(m),
+            ManifestInput::Ref(_) => None,
+        });
+        for o in inline.flat_map(|m| &m.objects) {
             let to = root.join(&o.key);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(root.join(&o.origin), to).unwrap();
@@ -123,13 +128,15 @@ mod tests {
         let (db, store, input) = demo().await;
         let ports = recon_tests::local::ports(store.path(), Some(db.store()));
         let mut twice = input.clone();
-        if let Some(Some(m)) = twice
-            .manifests
-            .iter_mut()
-            .find(|m| m.as_ref().is_some_and(|m| m.objects.len() > 1))
-        {
-            let first = m.objects[0].clone();
-            m.objects.push(first);
+        use recon_app::steps::r#match::ManifestInput;
+        for m in twice.manifests.iter_mut().flatten() {
+            if let ManifestInput::Inline(m) = m {
+                if m.objects.len() > 1 {
+                    let first = m.objects[0].clone();
+                    m.objects.push(first);
+                    break;
+                }
+            }
         }
         let why = failed(handler(&ports, twice).await.unwrap());
         assert!(why.contains("is listed twice"), "{why}");
@@ -162,7 +169,8 @@ mod tests {
         std::fs::write(&a, tb).unwrap();
         std::fs::write(&b, ta).unwrap();
         let mut merge = input;
-        merge.partitions = Some(receipts);
+        use recon_app::steps::partition::Receipt;
+        merge.partitions = Some(receipts.into_iter().map(|r| Some(Receipt::Done(r))).collect());
         let err = handler(&ports, merge).await.unwrap_err().0;
         assert_eq!(err.error_name(), "InvalidInput");
         assert!(err.to_string().contains("holds partition 1 of 2"), "{err}");

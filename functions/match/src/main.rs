@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    recon_aws::lambda::serve(true, r#match::handler).await
+    recon_aws::lambda::serve(true, |p, i, _deadline| r#match::handler(p, i)).await
 }

@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    recon_aws::lambda::serve(true, notify::handler).await
+    recon_aws::lambda::serve(true, |p, i, _deadline| notify::handler(p, i)).await
 }

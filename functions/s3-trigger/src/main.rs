@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    recon_aws::lambda::serve(false, s3_trigger::handler).await
+    recon_aws::lambda::serve(false, |p, i, _deadline| s3_trigger::handler(p, i)).await
 }

@@ -1,6 +1,7 @@
 //! `recon run`: the whole pipeline for one day in one process — fetch (stage) every processor and the
 //! ledger concurrently, match each processor, notify.
 
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -230,35 +231,53 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
 }
 
 /// Re-reads the objects a manifest lists (the match step in AWS, where fetch ran in another invocation).
-/// Verifies each object's sha256 against the manifest: staged raw data must not have changed.
+/// Verifies each object's sha256 against the manifest: staged raw data must not have changed. `manifest_sha256`
+/// is the manifest's own (as its reference gave it).
 pub async fn load_manifest<S: ObjectStore>(
     store: &S,
     manifest: crate::fetch::Manifest,
+    manifest_sha256: String,
     first_object: u32,
 ) -> Result<Fetched, AppError> {
-    let mut loaded = Vec::new();
-    for (n, o) in manifest.objects.iter().enumerate() {
-        let (reader, size) = store.open(&o.key).await.map_err(AppError::Object)?;
-        let key = o.key.clone();
-        let object = first_object + u32::try_from(n).unwrap_or(0);
-        let (digest, _, parsed) =
-            tokio::task::spawn_blocking(move || crate::fetch::hash_and_parse(&key, object, reader, size))
-                .await
-                .map_err(|e| AppError::failed(format!("parser task for {}", o.key), e))?;
-        if digest != o.sha256 {
-            return Err(AppError::InvalidInput(format!(
-                "{}: sha256 {digest} differs from the manifest's {}; the staged object changed, fetch again",
-                o.key, o.sha256
-            )));
-        }
-        let (format, parsed) = parsed.map_err(AppError::Unreadable)?;
-        loaded.push(crate::fetch::Loaded {
-            key: o.key.clone(),
-            format,
-            parsed,
-        });
+    // several objects read at once, kept in the manifest's order (object indexes follow it)
+    let loaded = stream::iter(manifest.objects.iter().cloned().enumerate().map(|(n, o)| {
+        let object = first_object.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        load_object(store, o, object)
+    }))
+    .buffered(crate::fetch::STAGING_CONCURRENCY)
+    .try_collect()
+    .await?;
+    Ok(Fetched {
+        manifest,
+        manifest_sha256,
+        loaded,
+    })
+}
+
+/// Reads one staged object, checking its sha256 against the manifest's, and parses it.
+async fn load_object<S: ObjectStore>(
+    store: &S,
+    o: crate::fetch::StagedObject,
+    object: u32,
+) -> Result<crate::fetch::Loaded, AppError> {
+    let (reader, size) = store.open(&o.key).await.map_err(AppError::Object)?;
+    let key = o.key.clone();
+    let (digest, _, parsed) =
+        tokio::task::spawn_blocking(move || crate::fetch::hash_and_parse(&key, object, reader, size))
+            .await
+            .map_err(|e| AppError::failed(format!("parser task for {}", o.key), e))?;
+    if digest != o.sha256 {
+        return Err(AppError::InvalidInput(format!(
+            "{}: sha256 {digest} differs from the manifest's {}; the staged object changed, fetch again",
+            o.key, o.sha256
+        )));
     }
-    Ok(Fetched { manifest, loaded })
+    let (format, parsed) = parsed.map_err(AppError::Unreadable)?;
+    Ok(crate::fetch::Loaded {
+        key: o.key,
+        format,
+        parsed,
+    })
 }
 
 /// One processor's run input from its staged data and the day's ledger.

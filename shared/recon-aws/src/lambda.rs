@@ -96,7 +96,7 @@ pub async fn serve<I, O, F, Fut>(with_db: bool, handler: F) -> Result<(), lambda
 where
     I: serde::de::DeserializeOwned + Send + 'static,
     O: serde::Serialize + Send + 'static,
-    F: Fn(&'static AwsPorts, I) -> Fut + Send + Sync + 'static,
+    F: Fn(&'static AwsPorts, I, Option<std::time::Instant>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<O, FnError>> + Send + 'static,
 {
     init_tracing();
@@ -107,7 +107,8 @@ where
     let ports: &'static AwsPorts = Box::leak(Box::new(ports));
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let call = decode::<I>(event.payload).map(|input| handler(ports, input));
+            let deadline = deadline_of(&event.context);
+            let call = decode::<I>(event.payload).map(|input| handler(ports, input, deadline));
             async move { call?.await }
         },
     ))
@@ -124,10 +125,23 @@ pub fn decode<I: serde::de::DeserializeOwned>(payload: serde_json::Value) -> Res
     })
 }
 
+/// The invocation's deadline (the context's, milliseconds since the epoch) as an instant of this process's
+/// clock; `None` when the runtime gives none.
+pub fn deadline_of(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let at = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(context.deadline))?;
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(std::time::Instant::now() + left)
+}
+
 /// The `main` of a fetch function: [`serve`] with the fetch step for `source` (no database).
 pub async fn serve_fetch(source: recon_app::keys::Source) -> Result<(), lambda_runtime::Error> {
-    serve(false, move |ports, input| async move {
-        Ok(recon_app::steps::fetch::fetch(ports, source, input).await?)
+    serve(false, move |ports, input, deadline| async move {
+        Ok(recon_app::steps::fetch::fetch(ports, source, input, deadline).await?)
     })
     .await
 }

@@ -33,6 +33,9 @@ pub struct Aws {
 impl Aws {
     /// Loads the SDK's shared configuration (region, credentials, `AWS_ENDPOINT_URL`) once; `ses_region`
     /// (the `SES_REGION` setting), when given, is the region of the SES client only.
+    /// The longest an email send waits for SES's answer.
+    pub const SES_ATTEMPT_TIMEOUT_SECS: u64 = 15;
+
     pub async fn load(ses_region: Option<&str>) -> Aws {
         let conf = aws_config::load_from_env().await;
         let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
@@ -40,8 +43,15 @@ impl Aws {
             .build();
         // one attempt per send: the SDK retrying after a lost answer would send the email again; Step
         // Functions retries the notify task instead, behind its idempotency record
+        // a send with no answer within SES_ATTEMPT_TIMEOUT is "sent, perhaps" (AppError::Uncertain), never left
+        // to hang until the function's own timeout
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .operation_attempt_timeout(std::time::Duration::from_secs(Self::SES_ATTEMPT_TIMEOUT_SECS))
+            .build();
         let mut ses_conf = aws_sdk_sesv2::config::Builder::from(&conf)
-            .retry_config(aws_config::retry::RetryConfig::disabled());
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(timeouts);
         if let Some(region) = ses_region {
             ses_conf = ses_conf.region(aws_sdk_sesv2::config::Region::new(region.to_string()));
         }

@@ -4,44 +4,76 @@
 use std::io::Read;
 use std::time::Duration;
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use recon_app::keys::is_raw;
 use recon_app::objects::{ObjectError, ObjectStore};
 
-/// Is an SDK error worth retrying (throttling, timeouts, 5xx, connection problems)?
-pub fn retryable<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
-where
-    E: std::fmt::Debug,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_s3::error::SdkError;
+/// Is an SDK error worth retrying (throttling, timeouts, 5xx, connection problems)? Any AWS service's.
+pub fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(s) => {
-            let dbg = format!("{:?} {:?}", s.raw(), s.err());
-            dbg.contains("status: StatusCode(5")
-                || dbg.contains("SlowDown")
-                || dbg.contains("Throttl")
-                || dbg.contains("TooManyRequests")
-                || dbg.contains("RequestLimitExceeded")
+            let code = s.err().code().unwrap_or("");
+            s.raw().status().is_server_error()
+                || s.raw().status().as_u16() == 429
+                || [
+                    "SlowDown",
+                    "Throttl",
+                    "TooManyRequests",
+                    "RequestLimitExceeded",
+                    "RequestTimeout",
+                ]
+                .iter()
+                .any(|c| code.contains(c))
         }
         _ => false,
     }
 }
 
-fn obj_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
+/// What an AWS error says, briefly: the service's HTTP status, error code and message, or the kind of failure
+/// (no answer in time, not reached, an unreadable answer). Never the SDK's debug dump of the request and
+/// response (about 1 KB, with request ids and headers). Any AWS service's.
+pub fn brief<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> String {
+    let text = match e {
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let code = s.err().code().unwrap_or("no error code");
+            match s.err().message().filter(|m| !m.is_empty()) {
+                Some(m) => format!("HTTP {status} {code}: {m}"),
+                None => format!("HTTP {status} {code}"),
+            }
+        }
+        SdkError::TimeoutError(_) => "no answer in time".to_string(),
+        SdkError::DispatchFailure(d) => {
+            let why = if d.is_timeout() {
+                "timed out"
+            } else if d.is_io() {
+                "connection failed"
+            } else {
+                "request not sent"
+            };
+            format!("not reached ({why})")
+        }
+        SdkError::ResponseError(_) => "an answer that could not be read".to_string(),
+        SdkError::ConstructionFailure(_) => "the request could not be built".to_string(),
+        _ => "an unknown SDK error".to_string(),
+    };
+    text.chars().take(300).collect()
+}
+
+fn obj_err<E: ProvideErrorMetadata>(
     op: &'static str,
     key: &str,
-    e: aws_sdk_s3::error::SdkError<E, R>,
+    e: SdkError<E, HttpResponse>,
 ) -> ObjectError {
-    let retry = retryable(&e);
-    let reason = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
     ObjectError {
         op,
         key: key.to_string(),
-        reason,
-        retryable: retry,
+        reason: brief(&e),
+        retryable: retryable(&e),
     }
 }
 

@@ -48,16 +48,12 @@ fn db_secret_fault(text: &str) -> String {
 
 /// A Secrets Manager error: throttling, timeouts, 5xx and connection problems are `Retryable`; anything else
 /// (not found, access denied) names the secret and stops.
-fn secret_error<E: std::fmt::Debug, R: std::fmt::Debug>(
+fn secret_error<E: aws_sdk_secretsmanager::error::ProvideErrorMetadata>(
     arn: &str,
-    e: &aws_sdk_secretsmanager::error::SdkError<E, R>,
+    e: &aws_sdk_secretsmanager::error::SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>,
 ) -> AppError {
-    let what = match e {
-        aws_sdk_secretsmanager::error::SdkError::ServiceError(s) => format!("{:?}", s.err()),
-        other => format!("{other:?}"),
-    };
     // only the error's kind, never a dump of the request or response
-    let short: String = what.chars().take(160).collect();
+    let short = crate::s3::brief(e);
     if crate::s3::retryable(e) {
         AppError::Transient(format!(
             "reading secret {arn}: throttled or unavailable ({short}); retry later"
@@ -189,7 +185,9 @@ mod tests {
 
     #[test]
     fn throttling_and_timeouts_are_retryable() {
-        let e: aws_sdk_secretsmanager::error::SdkError<(), ()> =
+        use aws_sdk_secretsmanager::config::http::HttpResponse;
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+        let e: aws_sdk_secretsmanager::error::SdkError<GetSecretValueError, HttpResponse> =
             aws_sdk_secretsmanager::error::SdkError::timeout_error("read timed out");
         let err = secret_error("arn:aws:secretsmanager:us-east-1:1:secret:db", &e);
         assert_eq!(err.error_name(), "Retryable", "{err}");

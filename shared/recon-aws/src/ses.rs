@@ -41,11 +41,7 @@ impl Mailer for SesMailer {
             .map_err(|e| {
                 // throttling (TooManyRequests), timeouts and 5xx are retried by Step Functions; the error's
                 // kind only, never a dump of the request
-                let kind = match &e {
-                    aws_sdk_sesv2::error::SdkError::ServiceError(s) => format!("{:?}", s.err()),
-                    other => format!("{other:?}"),
-                };
-                let kind: String = kind.chars().take(200).collect();
+                let kind = crate::s3::brief(&e);
                 let lost = matches!(
                     e,
                     aws_sdk_sesv2::error::SdkError::TimeoutError(_)

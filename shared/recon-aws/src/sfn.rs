@@ -62,11 +62,7 @@ pub async fn start_execution(
                 }
             }
             // the error's kind only (never a dump of the request): throttling, timeouts and 5xx are retried
-            let kind = match &e {
-                aws_sdk_sfn::error::SdkError::ServiceError(s) => format!("{:?}", s.err()),
-                other => format!("{other:?}"),
-            };
-            let kind: String = kind.chars().take(200).collect();
+            let kind = crate::s3::brief(&e);
             Err(if crate::s3::retryable(&e) {
                 AppError::Transient(format!(
                     "starting execution {name}: Step Functions throttled or unavailable ({kind})"

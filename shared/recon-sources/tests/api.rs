@@ -485,3 +485,40 @@ async fn a_long_retry_after_is_not_slept_but_handed_back_as_retryable() {
     assert!(err.is_retryable(), "{err}");
     assert!(err.to_string().contains("wait 3600s"), "{err}");
 }
+
+/// `Retry-After: 20` is within what a fetch waits (30 s), but the invocation has 15 s left: the fetch does not
+/// sleep past its deadline (the Lambda would be killed mid-fetch); it fails `Retryable` at once, naming the
+/// wait and the time left.
+#[tokio::test]
+async fn a_wait_past_the_invocations_deadline_is_handed_back_as_retryable() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/balance_transactions"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "20")
+                .set_body_string(r#"{"error":{"type":"rate_limit"}}"#),
+        )
+        .mount(&server)
+        .await;
+    let (client, cfg) = (http_client(), stripe_cfg(&server));
+    let policy = RetryPolicy {
+        max_wait: std::time::Duration::from_secs(30),
+        ..RetryPolicy::quick()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let fetch = recon_sources::api::within_deadline(
+        Some(deadline),
+        recon_sources::api::stripe::fetch_day(&client, &cfg, &policy, day()),
+    );
+    let err = tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
+        .await
+        .expect("the fetch did not sleep past the deadline")
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("wait 20s") && text.contains("before its deadline"),
+        "{text}"
+    );
+}

@@ -16,7 +16,7 @@ mod api;
 mod inbox;
 
 pub use api::{stage_pages, ApiSources};
-pub use inbox::stage_inbox;
+pub use inbox::{stage_inbox, STAGING_CONCURRENCY};
 
 /// One staged object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,102 @@ pub struct Manifest {
     pub unattributed: Vec<recon_store::Unattributed>,
     #[serde(default)]
     pub unattributed_count: u64,
+}
+
+/// What a fetch returns to the state machine: where its manifest is, the manifest's sha256 and the counts. Its
+/// size does not grow with the day (spec section 2: states pass S3 keys and counts), whereas the manifest lists
+/// every staged object; the match step reads the manifest from the store and checks it against this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRef {
+    pub source_name: Source,
+    pub date: String,
+    pub fetch_id: String,
+    pub manifest_key: String,
+    /// sha256 of the manifest object as written.
+    pub manifest_sha256: String,
+    pub source: StagedFrom,
+    pub object_count: u64,
+    pub record_count: u64,
+    pub invalid_count: u64,
+    pub skipped_count: u64,
+    pub unattributed_count: u64,
+    pub fetched_at: String,
+}
+
+impl ManifestRef {
+    /// The reference of `manifest`, whose stored bytes hash to `sha256`.
+    pub fn of(manifest: &Manifest, sha256: String) -> ManifestRef {
+        ManifestRef {
+            source_name: manifest.source_name,
+            date: manifest.date.clone(),
+            fetch_id: manifest.fetch_id.clone(),
+            manifest_key: manifest.manifest_key.clone(),
+            manifest_sha256: sha256,
+            source: manifest.source,
+            object_count: manifest.objects.len() as u64,
+            record_count: manifest.record_count,
+            invalid_count: manifest.invalid_count,
+            skipped_count: manifest.skipped.len() as u64,
+            unattributed_count: manifest.unattributed_count,
+            fetched_at: manifest.fetched_at.clone(),
+        }
+    }
+
+    /// Reads the manifest this refers to, refusing one that is not where a fetch of this source and date
+    /// writes it, whose bytes changed since the fetch (sha256), or that describes another fetch.
+    pub async fn load<S: ObjectStore>(&self, store: &S) -> Result<Manifest, AppError> {
+        let key = &self.manifest_key;
+        let date = NaiveDate::parse_from_str(&self.date, "%Y-%m-%d").map_err(|e| {
+            AppError::InvalidInput(format!(
+                "the {} manifest reference's date {:?}: {e}",
+                self.source_name, self.date
+            ))
+        })?;
+        if uuid::Uuid::parse_str(&self.fetch_id).is_err() {
+            return Err(AppError::InvalidInput(format!(
+                "the {} manifest reference's fetch_id {:?} is not a fetch id (a UUID)",
+                self.source_name, self.fetch_id
+            )));
+        }
+        let expected = format!(
+            "{}{}",
+            keys::raw_fetch(self.source_name, date, &self.fetch_id),
+            keys::MANIFEST
+        );
+        if *key != expected {
+            return Err(AppError::InvalidInput(format!(
+                "the {} manifest key {key} is not {expected}: a manifest reference names its own fetch; start the \
+                 day again",
+                self.source_name
+            )));
+        }
+        let body = store.get(key).await.map_err(AppError::Object)?;
+        let digest = hex::encode(Sha256::digest(&body));
+        if digest != self.manifest_sha256 {
+            return Err(AppError::InvalidInput(format!(
+                "{key}: sha256 {digest} differs from the fetch's {}; the manifest changed after the fetch, fetch again",
+                self.manifest_sha256
+            )));
+        }
+        let manifest: Manifest = serde_json::from_slice(&body)
+            .map_err(|e| AppError::InvalidInput(format!("{key} is not a manifest ({e}); fetch again")))?;
+        if manifest.source_name != self.source_name
+            || manifest.date != self.date
+            || manifest.fetch_id != self.fetch_id
+            || manifest.manifest_key != *key
+        {
+            return Err(AppError::InvalidInput(format!(
+                "{key} describes {} {} fetch {}, not the reference's {} {} fetch {}; fetch again",
+                manifest.source_name,
+                manifest.date,
+                manifest.fetch_id,
+                self.source_name,
+                self.date,
+                self.fetch_id
+            )));
+        }
+        Ok(manifest)
+    }
 }
 
 /// Where a fetch took its data from.
@@ -130,6 +226,8 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Fetched {
     pub manifest: Manifest,
+    /// sha256 of the manifest object as stored.
+    pub manifest_sha256: String,
     pub loaded: Vec<Loaded>,
 }
 
@@ -291,6 +389,7 @@ impl Staged {
         };
         let body =
             serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::failed("encoding the manifest", e))?;
+        let manifest_sha256 = hex::encode(Sha256::digest(&body));
         store
             .put(&manifest.manifest_key, body, "application/json")
             .await
@@ -298,7 +397,11 @@ impl Staged {
         if let Some(e) = failure {
             return Err(AppError::Unreadable(e));
         }
-        Ok(Fetched { manifest, loaded })
+        Ok(Fetched {
+            manifest,
+            manifest_sha256,
+            loaded,
+        })
     }
 }
 

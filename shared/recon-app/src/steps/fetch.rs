@@ -1,12 +1,13 @@
 //! The fetch step (`fetch-stripe`, `fetch-paypal`, `fetch-square`, `fetch-ledger`): stages one source's day
-//! under `raw/` (the files dropped in its inbox, else its API) and returns the manifest.
+//! under `raw/` (the files dropped in its inbox, else its API), writes the manifest there and returns a
+//! reference to it ([`ManifestRef`]: key, sha256 and counts, the same size whatever the day's).
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{yesterday, Ports, StartExecution};
-use crate::fetch::{stage, Manifest};
+use crate::fetch::{stage, ManifestRef};
 use crate::keys::{self, Source};
 use crate::notify::Mailer;
 use crate::objects::ObjectStore;
@@ -32,15 +33,17 @@ pub struct FetchInput {
     pub source: Option<SourceRef>,
 }
 
-/// Stages a source for a day and returns its manifest. A dropped file that started the execution must be
+/// Stages a source for a day and returns its manifest's reference. A dropped file that started the execution must be
 /// a drop of this processor for this date ([`keys::parse_inbox`], the trigger's parser); the ledger fetch of
-/// a processor's drop stages the ledger's own inbox.
+/// a processor's drop stages the ledger's own inbox. `deadline` is the invocation's (the Lambda context's): no
+/// API wait is slept past it ([`recon_sources::api::within_deadline`]).
 #[tracing::instrument(name = "fetch", skip_all, fields(source = %source, date = ?input.date))]
 pub async fn fetch<S: ObjectStore, M: Mailer, X: StartExecution>(
     ports: &Ports<S, M, X>,
     source: Source,
     input: FetchInput,
-) -> Result<Manifest, AppError> {
+    deadline: Option<std::time::Instant>,
+) -> Result<ManifestRef, AppError> {
     let date = input.date.unwrap_or_else(yesterday);
     if let (Some(dropped), true) = (&input.source, source != Source::Ledger) {
         let expected = keys::inbox_day(source, date);
@@ -56,7 +59,8 @@ pub async fn fetch<S: ObjectStore, M: Mailer, X: StartExecution>(
             }
         }
     }
-    let fetched = stage(&ports.objects, &ports.apis, source, date, 0).await?;
+    let staging = stage(&ports.objects, &ports.apis, source, date, 0);
+    let fetched = recon_sources::api::within_deadline(deadline, staging).await?;
     info!(source = %source, date = %date, records = fetched.manifest.record_count, key = %fetched.manifest.manifest_key, "staged");
-    Ok(fetched.manifest)
+    Ok(ManifestRef::of(&fetched.manifest, fetched.manifest_sha256))
 }

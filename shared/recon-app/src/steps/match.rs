@@ -6,9 +6,11 @@ use chrono::NaiveDate;
 use recon_core::{Processor, RunSummary};
 use serde::{Deserialize, Serialize};
 
-use super::partition::{match_one_partition, merge_partitions, PartitionDone, PartitionTask};
+use super::partition::{
+    failed_partitions, match_one_partition, merge_partitions, PartitionDone, PartitionTask, Receipt,
+};
 use super::{Ports, StartExecution};
-use crate::fetch::Manifest;
+use crate::fetch::{Manifest, ManifestRef};
 use crate::keys::{IdempotencyKey, Source};
 use crate::notify::Mailer;
 use crate::objects::ObjectStore;
@@ -18,10 +20,14 @@ use crate::{run_match, AppError, Deps, RunRequest, Trigger};
 /// Input of the match function.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MatchInput {
+    /// The day; `null` means yesterday (UTC), as for the fetches of the daily schedule (the state machine
+    /// records a failed ledger fetch before any fetch has named the day).
+    #[serde(deserialize_with = "date_or_yesterday")]
     pub date: NaiveDate,
     pub processor: Processor,
-    /// The processor's manifest and the ledger's (order does not matter; `null`s are ignored).
-    pub manifests: Vec<Option<Manifest>>,
+    /// The processor's manifest and the ledger's (order does not matter; `null`s are ignored): the references
+    /// the fetches returned, or the manifests themselves.
+    pub manifests: Vec<Option<ManifestInput>>,
     /// Set when the processor's fetch failed: the run is recorded as failed with this reason.
     #[serde(default)]
     pub error: Option<String>,
@@ -36,7 +42,43 @@ pub struct MatchInput {
     pub partition: Option<PartitionTask>,
     /// Sharded run, the merge: what every partition returned. The run is recorded from their outcomes.
     #[serde(default)]
-    pub partitions: Option<Vec<PartitionDone>>,
+    pub partitions: Option<Vec<Option<Receipt>>>,
+}
+
+fn date_or_yesterday<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    Ok(Option::<NaiveDate>::deserialize(d)?.unwrap_or_else(super::yesterday))
+}
+
+/// A manifest in a match input: the reference a fetch returns (what the state machine passes: its size does not
+/// grow with the day), read from the store and checked ([`ManifestRef::load`]); or the manifest itself (a
+/// hand-written event).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ManifestInput {
+    Ref(ManifestRef),
+    Inline(Box<Manifest>),
+}
+
+impl ManifestInput {
+    fn source_name(&self) -> Source {
+        match self {
+            ManifestInput::Ref(r) => r.source_name,
+            ManifestInput::Inline(m) => m.source_name,
+        }
+    }
+
+    /// The manifest and its sha256 (a reference's, checked against the stored bytes; an inline manifest's own).
+    async fn resolve<S: ObjectStore>(&self, store: &S) -> Result<(Manifest, String), AppError> {
+        match self {
+            ManifestInput::Ref(r) => Ok((r.load(store).await?, r.manifest_sha256.clone())),
+            ManifestInput::Inline(m) => {
+                use sha2::Digest;
+                let body =
+                    serde_json::to_vec_pretty(m).map_err(|e| AppError::failed("encoding a manifest", e))?;
+                Ok(((**m).clone(), hex::encode(sha2::Sha256::digest(&body))))
+            }
+        }
+    }
 }
 
 /// The match function's answer: a run summary, or one partition's receipt.
@@ -58,7 +100,15 @@ pub async fn match_step<S: ObjectStore, M: Mailer, X: StartExecution>(
             .await
             .map(MatchOutput::Partition);
     }
-    if input.partitions.is_some() && input.error.is_none() {
+    if let (Some(receipts), None) = (&input.partitions, &input.error) {
+        // a failed partition: the run is recorded failed with each failed partition's cause
+        if let Some(why) = failed_partitions(receipts) {
+            let input = MatchInput {
+                error: Some(why),
+                ..input
+            };
+            return whole(ports, input).await.map(|s| MatchOutput::Run(Box::new(s)));
+        }
         return merge_partitions(ports, input)
             .await
             .map(|s| MatchOutput::Run(Box::new(s)));
@@ -82,20 +132,25 @@ pub(crate) fn request(input: &MatchInput) -> RunRequest {
     }
 }
 
-/// The processor's and the ledger's manifests of a match input.
-pub(crate) fn manifests_of(input: &MatchInput) -> Result<(Manifest, Manifest), AppError> {
+/// The processor's and the ledger's manifests of a match input (each with its sha256), read from the store when
+/// the input holds references.
+pub(crate) async fn manifests_of<S: ObjectStore>(
+    store: &S,
+    input: &MatchInput,
+) -> Result<((Manifest, String), (Manifest, String)), AppError> {
     let p = input.processor;
     let (mut ledger, mut processor) = (None, None);
     for m in input.manifests.iter().flatten() {
-        if m.source_name == Source::Ledger {
-            ledger = Some(m.clone());
-        } else if m.source_name == Source::from(p) {
-            processor = Some(m.clone());
+        if m.source_name() == Source::Ledger {
+            ledger = Some(m);
+        } else if m.source_name() == Source::from(p) {
+            processor = Some(m);
         }
     }
     match (processor, ledger) {
         (Some(pm), Some(lm)) => {
-            consistent(input, &[&pm, &lm])?;
+            let (pm, lm) = (pm.resolve(store).await?, lm.resolve(store).await?);
+            consistent(input, &[&pm.0, &lm.0])?;
             Ok((pm, lm))
         }
         (None, _) => Err(AppError::InvalidInput(format!(
@@ -142,11 +197,17 @@ async fn whole<S: ObjectStore, M: Mailer, X: StartExecution>(
     let db = ports.db().await?;
     let p = input.processor;
     let req = request(&input);
-    let data = match manifests_of(&input) {
-        _ if input.error.is_some() => Err(input.error.clone().unwrap_or_default()),
-        Ok((pm, lm)) => {
-            let pf = load_manifest(&ports.objects, pm, 1000).await;
-            let lf = load_manifest(&ports.objects, lm, 0).await;
+    let manifests = match &input.error {
+        Some(_) => None,
+        None => Some(manifests_of(&ports.objects, &input).await),
+    };
+    let data = match manifests {
+        None => Err(input.error.clone().unwrap_or_default()),
+        // a storage hiccup is retried by Step Functions, never recorded as the day's result
+        Some(Err(e)) if e.is_retryable() => return Err(e),
+        Some(Ok(((pm, ps), (lm, ls)))) => {
+            let pf = load_manifest(&ports.objects, pm, ps, 1000).await;
+            let lf = load_manifest(&ports.objects, lm, ls, 0).await;
             match (pf, lf) {
                 // a storage hiccup is retried by Step Functions, never recorded as the day's result
                 (Err(e), _) | (_, Err(e)) if e.is_retryable() => return Err(e),
@@ -155,7 +216,7 @@ async fn whole<S: ObjectStore, M: Mailer, X: StartExecution>(
                 (_, Err(e)) => Err(format!("ledger: {}", e.chain())),
             }
         }
-        Err(e) => Err(e.chain()),
+        Some(Err(e)) => Err(e.chain()),
     };
     let config = ports.settings.run_config();
     let deps = Deps {

@@ -32,6 +32,40 @@ pub struct PartitionDone {
     pub discrepancies: u64,
 }
 
+/// What the merge gets from each partition iteration: its receipt, or its failure (the iteration's Catch in
+/// the state machine), or nothing (an interpreter that lets a failed iteration through as `null`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Receipt {
+    Done(PartitionDone),
+    Failed(PartitionFailed),
+}
+
+/// A partition iteration that failed, with its cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionFailed {
+    pub index: u32,
+    pub count: u32,
+    pub error: String,
+}
+
+/// Why a sharded run cannot be merged, when a partition failed or returned nothing: each such partition with
+/// its cause. `None` when every partition has a receipt.
+pub(crate) fn failed_partitions(receipts: &[Option<Receipt>]) -> Option<String> {
+    let why: Vec<String> = receipts
+        .iter()
+        .enumerate()
+        .filter_map(|(n, r)| match r {
+            Some(Receipt::Done(_)) => None,
+            Some(Receipt::Failed(f)) => Some(format!("partition {} of {} failed: {}", f.index, f.count, f.error)),
+            None => Some(format!(
+                "partition {n} returned no receipt (its invocation failed; the execution history has the cause)"
+            )),
+        })
+        .collect();
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 /// What a partition keeps under `work/`: its outcome with what proves whose it is (its index and count, and
 /// the digest of the run's idempotency key); the merge checks all three.
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,9 +84,9 @@ pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecu
 ) -> Result<PartitionDone, AppError> {
     let db = ports.db().await?;
     let req = request(&input);
-    let (pm, lm) = manifests_of(&input)?;
-    let pf = load_manifest(&ports.objects, pm, 1000).await?;
-    let lf = load_manifest(&ports.objects, lm, 0).await?;
+    let ((pm, ps), (lm, ls)) = manifests_of(&ports.objects, &input).await?;
+    let pf = load_manifest(&ports.objects, pm, ps, 1000).await?;
+    let lf = load_manifest(&ports.objects, lm, ls, 0).await?;
     let data = sides(input.processor, pf, lf)?;
     let config = ports.settings.run_config();
     let deps = Deps {
@@ -98,7 +132,12 @@ pub(crate) async fn merge_partitions<S: ObjectStore, M: Mailer, X: StartExecutio
 ) -> Result<RunSummary, AppError> {
     let db = ports.db().await?;
     let req = request(&input);
-    let done = input.partitions.clone().unwrap_or_default();
+    let done: Vec<PartitionDone> = (input.partitions.iter().flatten().flatten())
+        .filter_map(|r| match r {
+            Receipt::Done(d) => Some(d.clone()),
+            Receipt::Failed(_) => None,
+        })
+        .collect();
     let count = done.first().map(|d| d.count).unwrap_or(0);
     let mut seen: Vec<u32> = done.iter().map(|d| d.index).collect();
     seen.sort_unstable();
@@ -108,7 +147,7 @@ pub(crate) async fn merge_partitions<S: ObjectStore, M: Mailer, X: StartExecutio
             input.processor, input.date
         )));
     }
-    let (pm, lm) = manifests_of(&input)?;
+    let ((pm, _), (lm, _)) = manifests_of(&ports.objects, &input).await?;
     let mut parts = Vec::with_capacity(done.len());
     for d in &done {
         let expected = crate::partition_key(&req, d.index, d.count);

@@ -279,6 +279,36 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+tokio::task_local! {
+    static DEADLINE: std::time::Instant;
+}
+
+/// What is kept back from an invocation's deadline: time to write what was staged and answer.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Runs `fut` (a fetch) within an invocation's deadline (the Lambda context's): a wait the API asks for
+/// (`Retry-After`) or a backoff that would end within [`DEADLINE_MARGIN`] of it is not slept; the request fails
+/// `Retryable` naming the wait, so that Step Functions retries later instead of the function being killed.
+pub async fn within_deadline<F: std::future::Future>(
+    deadline: Option<std::time::Instant>,
+    fut: F,
+) -> F::Output {
+    match deadline {
+        Some(d) => DEADLINE.scope(d, fut).await,
+        None => fut.await,
+    }
+}
+
+/// The longest wait this fetch may sleep now: the policy's `max_wait`, cut to the invocation's time left.
+fn wait_cap(policy: &RetryPolicy) -> (Duration, bool) {
+    match DEADLINE.try_with(|d| d.saturating_duration_since(std::time::Instant::now())) {
+        Ok(left) if left.saturating_sub(DEADLINE_MARGIN) < policy.max_wait => {
+            (left.saturating_sub(DEADLINE_MARGIN), true)
+        }
+        _ => (policy.max_wait, false),
+    }
+}
+
 /// Sends a request with retries. `build` makes a fresh request each attempt; `valid` says whether a 2xx body
 /// is complete (a truncated body is retried like a 5xx).
 pub(crate) async fn send(
@@ -353,17 +383,25 @@ pub(crate) async fn send(
                     }
                 }
             };
+        let (cap, by_deadline) = wait_cap(policy);
+        let limit = || match by_deadline {
+            true => format!(
+                "longer than the {}s this invocation has left before its deadline",
+                cap.as_secs()
+            ),
+            false => format!("longer than this fetch waits ({}s)", cap.as_secs()),
+        };
         match outcome {
             Ok(a) => return Ok(a),
-            Err((why, Some(wait))) if wait > policy.max_wait => {
+            Err((why, Some(wait))) if wait > cap => {
                 return Err(ApiError::Retryable {
                     source_name: source_name.into(),
                     request: request.into(),
                     attempts: attempt + 1,
                     detail: format!(
-                        "{why}; the API asks to wait {}s (Retry-After), longer than this fetch waits ({}s)",
+                        "{why}; the API asks to wait {}s (Retry-After), {}",
                         wait.as_secs(),
-                        policy.max_wait.as_secs()
+                        limit()
                     ),
                 });
             }
@@ -371,6 +409,18 @@ pub(crate) async fn send(
                 last = why;
                 if attempt + 1 < policy.max_attempts {
                     let d = policy.backoff(attempt, wait);
+                    if d > cap {
+                        return Err(ApiError::Retryable {
+                            source_name: source_name.into(),
+                            request: request.into(),
+                            attempts: attempt + 1,
+                            detail: format!(
+                                "{last}; the next retry would wait {}ms, {}",
+                                d.as_millis(),
+                                limit()
+                            ),
+                        });
+                    }
                     warn!(source = source_name, request, attempt = attempt + 1, wait_ms = d.as_millis() as u64,
                           error = %last, "retrying");
                     tokio::time::sleep(d).await;

@@ -450,3 +450,40 @@ fn a_failed_match_is_recorded_as_a_failed_run() {
     );
     assert_eq!(record["Catch"][0]["Next"], "MatchFailed");
 }
+
+/// The statements of one `aws_iam_policy_document` of the recon module, as text.
+fn policy(name: &str) -> String {
+    let tf = std::fs::read_to_string(root().join("terraform/modules/recon/main.tf")).unwrap();
+    let start = tf
+        .find(&format!("data \"aws_iam_policy_document\" \"{name}\""))
+        .unwrap_or_else(|| panic!("no policy document {name}"));
+    let rest = &tf[start + 1..];
+    let end = ["\ndata \"", "\nmodule \"", "\nresource \""]
+        .iter()
+        .filter_map(|m| rest.find(m))
+        .min()
+        .unwrap_or(rest.len());
+    rest[..end].to_string()
+}
+
+/// What each function does in S3 is allowed by its own policy (moto does not enforce IAM, so only this
+/// catches it): notify writes and reads its idempotency records under `notifications/` (without them AWS would
+/// refuse the record and no email would go out); the trigger checks that a dropped object still exists
+/// (`HeadObject` needs `s3:GetObject` on `inbox/`).
+#[test]
+fn each_functions_policy_allows_what_it_does_in_s3() {
+    let notify = policy("notify");
+    assert!(
+        notify.contains("/notifications/*") && notify.contains("s3:PutObject"),
+        "notify: {notify}"
+    );
+    let trigger = policy("trigger");
+    assert!(
+        trigger.contains("/inbox/*") && trigger.contains("s3:GetObject"),
+        "trigger: {trigger}"
+    );
+    let matcher = policy("match");
+    for prefix in ["/raw/*", "/reports/*", "/work/*"] {
+        assert!(matcher.contains(prefix), "match: {prefix}");
+    }
+}

@@ -151,6 +151,11 @@ data "aws_iam_policy_document" "notify" {
     resources = ["${local.bucket_arn}/reports/*"]
   }
   statement {
+    sid       = "IdempotencyRecords"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${local.bucket_arn}/notifications/*"]
+  }
+  statement {
     sid       = "Send"
     actions   = ["ses:SendEmail", "ses:SendRawEmail"]
     resources = [module.monitoring.sender_identity_arn, "arn:aws:ses:${var.region}:*:configuration-set/${module.monitoring.configuration_set}"]
@@ -168,6 +173,18 @@ data "aws_iam_policy_document" "notify" {
 }
 
 data "aws_iam_policy_document" "trigger" {
+  statement {
+    sid       = "DropStillThere"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.bucket_arn}/inbox/*"]
+  }
+  statement {
+    # without it, S3 answers a HeadObject of a vanished drop 403 instead of 404 (a condition on s3:prefix would
+    # not apply to a HeadObject)
+    sid       = "VanishedDrop"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+  }
   statement {
     sid       = "Start"
     actions   = ["states:StartExecution", "states:DescribeExecution"]

@@ -7,11 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 : "${AWS_ENDPOINT_URL:?run through scripts/with-moto.sh}"
 TOOLS=$ROOT/target/tools
-CL_VERSION=1.9.2
-if [ ! -x "$TOOLS/cargo-lambda/bin/cargo-lambda" ]; then
-  echo "lambda-e2e: installing cargo-lambda==$CL_VERSION into $TOOLS/cargo-lambda" >&2
-  mkdir -p "$TOOLS" && python3 -m venv "$TOOLS/cargo-lambda" && "$TOOLS/cargo-lambda/bin/pip" install -q "cargo-lambda==$CL_VERSION"
-fi
+. scripts/tools.sh
+ensure_cargo_lambda
 export PATH="$TOOLS/cargo-lambda/bin:$PATH"
 PY=$TOOLS/moto/bin/python
 [ -x "$PY" ] || PY=python3

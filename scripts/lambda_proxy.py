@@ -14,12 +14,21 @@ Faults (the test harness arms them; moto itself cannot inject faults):
     DELETE /__faults   no faults
 
     lambda_proxy.py LISTEN_PORT MOTO_PORT WATCH_PORT
+
+LAMBDA_ROUTES='{"recon-dev-match": [9061, "match"], ...}' sends each deployed function's invokes to the watch
+serving it (its port, and the binary it runs); MOTO_GAPS=1 answers the two Step Functions calls Terraform makes
+that moto lacks (ValidateStateMachineDefinition: OK; ListStateMachineVersions: none) — for `make deploy-local`.
 """
-import http.server, json, re, sys, threading, time, urllib.error, urllib.request
+import http.server, json, os, re, sys, threading, time, urllib.error, urllib.request
 
 LISTEN, MOTO, WATCH = (int(a) for a in sys.argv[1:4])
 INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 faults, lock = [], threading.Lock()
+ROUTES = json.loads(os.environ.get("LAMBDA_ROUTES") or "{}")
+GAPS = {
+    "AWSStepFunctions.ValidateStateMachineDefinition": {"result": "OK", "diagnostics": []},
+    "AWSStepFunctions.ListStateMachineVersions": {"stateMachineVersions": []},
+} if os.environ.get("MOTO_GAPS") == "1" else {}
 
 
 def armed(method, path):
@@ -79,6 +88,9 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/__faults":
             return self.control(body)
+        target = self.headers.get("X-Amz-Target", "")
+        if target in GAPS:
+            return self.answer(200, json.dumps(GAPS[target]).encode(), {"Content-Type": "application/x-amz-json-1.0"})
         m = INVOKE.match(self.path)
         fault = None if m else armed(self.command, urllib.request.unquote(path))
         if fault and not fault.get("forward"):
@@ -86,12 +98,16 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return self.answer(fault["status"], fault.get("body", "").encode(), fault.get("headers", {}))
         if m and self.command == "POST":
             name = urllib.request.unquote(m.group(1)).split(":function:")[-1].split(":")[0]
-            url = f"http://127.0.0.1:{WATCH}/2015-03-31/functions/{name}/invocations"
+            port, name = ROUTES.get(name, (WATCH, name))
+            url = f"http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations"
             headers = {"Content-Type": "application/json"}
         else:
             url = f"http://127.0.0.1:{MOTO}{self.path}"
             headers = {k: v for k, v in self.headers.items()
-                       if k.lower() not in ("host", "content-length", "transfer-encoding")}
+                       if k.lower() not in ("host", "content-length", "transfer-encoding", "expect")}
+            if body is not None and not any(k.lower() == "content-type" for k in headers):
+                # urllib would send a form content type, and moto would read the body as a form: S3's own default
+                headers["Content-Type"] = "binary/octet-stream"
         req = urllib.request.Request(url, data=body, method=self.command, headers=headers)
         extra = {}
         try:

@@ -5,9 +5,9 @@ terraform {
   required_version = ">= 1.6"
   backend "s3" {
     # bucket         = "acme-terraform-state"          # in backend.hcl
-    key            = "recon/dev/terraform.tfstate"
-    encrypt        = true
-    use_lockfile   = true
+    key          = "recon/dev/terraform.tfstate"
+    encrypt      = true
+    use_lockfile = true
   }
   required_providers {
     aws = {
@@ -30,6 +30,11 @@ variable "region" {
 }
 variable "operations_email" { type = string }
 variable "sender_email" { type = string }
+variable "ses_configuration_set" {
+  type        = bool
+  default     = true
+  description = "Leave true. Only `make deploy-local` (moto) sets it false: moto cannot describe an SES configuration set."
+}
 variable "artifacts_dir" {
   type    = string
   default = "../../../target/lambda"
@@ -44,6 +49,8 @@ module "recon" {
   sender_email     = var.sender_email
   artifacts_dir    = var.artifacts_dir
   multi_az         = false
+
+  ses_configuration_set = var.ses_configuration_set
 }
 
 output "bucket" { value = module.recon.bucket }

@@ -5,9 +5,9 @@ terraform {
   required_version = ">= 1.6"
   backend "s3" {
     # bucket         = "acme-terraform-state"          # in backend.hcl
-    key            = "recon/prod/terraform.tfstate"
-    encrypt        = true
-    use_lockfile   = true
+    key          = "recon/prod/terraform.tfstate"
+    encrypt      = true
+    use_lockfile = true
   }
   required_providers {
     aws = {

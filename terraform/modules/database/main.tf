@@ -61,35 +61,35 @@ resource "aws_iam_role" "monitoring" {
 
 resource "aws_db_instance" "this" {
   #checkov:skip=CKV_AWS_157:Multi-AZ is on in prod (var.multi_az = true in environments/prod); dev runs single-AZ to halve its cost.
-  identifier                            = var.name
-  engine                                = "postgres"
-  engine_version                        = "15"
-  instance_class                        = var.instance_class
-  allocated_storage                     = 50
-  max_allocated_storage                 = 500
-  db_name                               = "recon"
-  username                              = "recon_admin"
-  manage_master_user_password           = true
-  master_user_secret_kms_key_id         = var.kms_key_arn
-  db_subnet_group_name                  = aws_db_subnet_group.this.name
-  vpc_security_group_ids                = [aws_security_group.db.id]
-  parameter_group_name                  = aws_db_parameter_group.this.name
-  storage_encrypted                     = true
-  kms_key_id                            = var.kms_key_arn
-  multi_az                              = var.multi_az
-  backup_retention_period               = 35
-  deletion_protection                   = true
-  skip_final_snapshot                   = false
-  final_snapshot_identifier             = "${var.name}-final"
-  copy_tags_to_snapshot                 = true
-  auto_minor_version_upgrade            = true
-  publicly_accessible                   = false
-  iam_database_authentication_enabled   = true
-  performance_insights_enabled          = true
-  performance_insights_kms_key_id       = var.kms_key_arn
-  monitoring_interval                   = 60
-  monitoring_role_arn                   = aws_iam_role.monitoring.arn
-  enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
+  identifier                          = var.name
+  engine                              = "postgres"
+  engine_version                      = "15"
+  instance_class                      = var.instance_class
+  allocated_storage                   = 50
+  max_allocated_storage               = 500
+  db_name                             = "recon"
+  username                            = "recon_admin"
+  manage_master_user_password         = true
+  master_user_secret_kms_key_id       = var.kms_key_arn
+  db_subnet_group_name                = aws_db_subnet_group.this.name
+  vpc_security_group_ids              = [aws_security_group.db.id]
+  parameter_group_name                = aws_db_parameter_group.this.name
+  storage_encrypted                   = true
+  kms_key_id                          = var.kms_key_arn
+  multi_az                            = var.multi_az
+  backup_retention_period             = 35
+  deletion_protection                 = true
+  skip_final_snapshot                 = false
+  final_snapshot_identifier           = "${var.name}-final"
+  copy_tags_to_snapshot               = true
+  auto_minor_version_upgrade          = true
+  publicly_accessible                 = false
+  iam_database_authentication_enabled = true
+  performance_insights_enabled        = true
+  performance_insights_kms_key_id     = var.kms_key_arn
+  monitoring_interval                 = 60
+  monitoring_role_arn                 = aws_iam_role.monitoring.arn
+  enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
 }
 
 output "endpoint" { value = aws_db_instance.this.address }

@@ -65,7 +65,14 @@ resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }
 
+variable "ses_configuration_set" {
+  type        = bool
+  default     = true
+  description = "Create the SES configuration set (TLS required, reputation metrics). Always true in AWS; false only for `make deploy-local`, because moto answers GetConfigurationSet with a body the provider cannot decode."
+}
+
 resource "aws_sesv2_configuration_set" "this" {
+  count                  = var.ses_configuration_set ? 1 : 0
   configuration_set_name = var.name
   delivery_options {
     tls_policy = "REQUIRE"
@@ -77,8 +84,10 @@ resource "aws_sesv2_configuration_set" "this" {
 
 resource "aws_sesv2_email_identity" "sender" {
   email_identity         = var.sender_email
-  configuration_set_name = aws_sesv2_configuration_set.this.configuration_set_name
+  configuration_set_name = var.ses_configuration_set ? aws_sesv2_configuration_set.this[0].configuration_set_name : null
 }
 
-output "configuration_set" { value = aws_sesv2_configuration_set.this.configuration_set_name }
+output "configuration_set" {
+  value = var.ses_configuration_set ? aws_sesv2_configuration_set.this[0].configuration_set_name : null
+}
 output "sender_identity_arn" { value = aws_sesv2_email_identity.sender.arn }

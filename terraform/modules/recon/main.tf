@@ -28,6 +28,11 @@ variable "internal_api_base_url" {
   type    = string
   default = ""
 }
+variable "ses_configuration_set" {
+  type        = bool
+  default     = true
+  description = "Always true in AWS; false only for the local apply onto moto (make deploy-local), see the monitoring module."
+}
 variable "partitions" {
   type        = number
   default     = 1
@@ -158,7 +163,7 @@ data "aws_iam_policy_document" "notify" {
   statement {
     sid       = "Send"
     actions   = ["ses:SendEmail", "ses:SendRawEmail"]
-    resources = [module.monitoring.sender_identity_arn, "arn:aws:ses:${var.region}:*:configuration-set/${module.monitoring.configuration_set}"]
+    resources = concat([module.monitoring.sender_identity_arn], var.ses_configuration_set ? ["arn:aws:ses:${var.region}:*:configuration-set/${module.monitoring.configuration_set}"] : [])
   }
   statement {
     sid       = "DbSecret"
@@ -226,7 +231,7 @@ module "notify" {
   source             = "../lambda_function"
   name               = "${local.name}-notify"
   zip_path           = "${var.artifacts_dir}/notify/bootstrap.zip"
-  environment        = merge(local.common_env, local.db_env, { SES_CONFIGURATION_SET = module.monitoring.configuration_set })
+  environment        = merge(local.common_env, local.db_env, var.ses_configuration_set ? { SES_CONFIGURATION_SET = module.monitoring.configuration_set } : {})
   policy_json        = data.aws_iam_policy_document.notify.json
   timeout            = 120
   subnet_ids         = module.network.private_subnet_ids
@@ -296,13 +301,14 @@ resource "aws_lambda_permission" "inbox" {
 }
 
 module "monitoring" {
-  source            = "../monitoring"
-  name              = local.name
-  operations_email  = var.operations_email
-  sender_email      = var.sender_email
-  state_machine_arn = module.state_machine.arn
-  kms_key_arn       = module.storage.kms_key_arn
-  function_names = concat([for f in module.fetch : f.name], [module.match.name, module.notify.name, module.s3_trigger.name])
+  source                = "../monitoring"
+  name                  = local.name
+  operations_email      = var.operations_email
+  sender_email          = var.sender_email
+  state_machine_arn     = module.state_machine.arn
+  kms_key_arn           = module.storage.kms_key_arn
+  ses_configuration_set = var.ses_configuration_set
+  function_names        = concat([for f in module.fetch : f.name], [module.match.name, module.notify.name, module.s3_trigger.name])
 }
 
 output "bucket" { value = module.storage.bucket }

@@ -6,7 +6,7 @@ STORE := ./.recon/store
 CARGO ?= cargo
 BENCH_N ?= 1000000
 
-.PHONY: run test fmt lint build watch invoke validate bench bench-core fuzz screenshots
+.PHONY: run test fmt lint build watch invoke validate bench bench-core fuzz screenshots deploy-local
 
 ## run: reconcile the bundled demo day (events/demo) through the real pipeline, local store + .eml outbox
 run:
@@ -19,7 +19,11 @@ run:
 test:
 	@scripts/validate.sh
 	@scripts/deny.sh
-	@scripts/with-postgres.sh scripts/with-moto.sh bash -c '$(CARGO) test --workspace --no-fail-fast && scripts/lambda-e2e.sh && scripts/sfn-e2e.sh'
+	@scripts/with-postgres.sh scripts/with-moto.sh bash -c '$(CARGO) test --workspace --no-fail-fast && scripts/lambda-e2e.sh && scripts/sfn-e2e.sh && scripts/deploy-local.sh'
+
+## deploy-local: terraform apply of the dev stack onto moto, the demo day through it, a second plan (needs terraform)
+deploy-local:
+	@scripts/with-postgres.sh scripts/with-moto.sh scripts/deploy-local.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -141,7 +141,8 @@ runs = runs.get("runs", runs) if isinstance(runs, dict) else runs
 assert runs[0]["status"] == "succeeded" and not any(x["status"] == "failed" for x in runs), runs
 PYEOF
 
-# SES refusing the report email: Notify fails, NotifyFailure's email still goes out, once
+# SES refusing the report email: Notify fails, ReportNotSent's email still goes out, once, with the runs'
+# own figures
 faults '[{"method":"POST","path":"^/v2/email/outbound-emails","status":400,"times":1,"body":"{\"message\":\"Email address is not verified.\"}","headers":{"Content-Type":"application/json","x-amzn-ErrorType":"MessageRejected"}}]'
 mails >"$OUT/mails-a.json"
 "$PY" scripts/sfn-e2e.py run "notifyfail-$RUN" '{"date":"2025-01-15","processors":["stripe"]}' >"$OUT/notifyfail.json"
@@ -154,7 +155,8 @@ before, after = (json.load(open(f)) for f in sys.argv[2:4])
 assert r["status"] == "FAILED", r
 new = after[len(before):]
 assert len(new) == 1, [m[:300] for m in new]
-assert "FAILED" in new[0] and "HTTP 400 MessageRejected" in new[0], new[0][:3000]
+assert "the report email: NOT SENT" in new[0] and "HTTP 400 MessageRejected" in new[0], new[0][:3000]
+assert "stripe: succeeded (CRITICAL)" in new[0] and "FAILED for stripe" not in new[0], new[0][:3000]
 PYEOF
 
 # SES accepts the email but its answer is lost (the proxy answers 500 after 20 s; the send gives up at 15 s):

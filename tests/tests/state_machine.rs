@@ -487,3 +487,17 @@ fn each_functions_policy_allows_what_it_does_in_s3() {
         assert!(matcher.contains(prefix), "match: {prefix}");
     }
 }
+
+/// The report email failing after the runs were recorded (SES refused it): the failure email carries the runs
+/// with their own figures and says the report was not sent; before, it said "FAILED" for every processor.
+#[test]
+fn a_failed_report_email_is_reported_with_the_days_runs() {
+    let (_, v) = definition();
+    let states = &v["States"];
+    let target = states["Notify"]["Catch"][0]["Next"].as_str().unwrap();
+    let payload = &states[target]["Parameters"]["Payload"];
+    assert_eq!(states[target]["Parameters"]["FunctionName"], "${notify_arn}");
+    assert_eq!(payload["runs.$"], "$.runs", "{payload}");
+    assert_eq!(payload["pipeline_error.$"], "$.failure", "{payload}");
+    assert_eq!(states[target]["Next"], "Failed");
+}

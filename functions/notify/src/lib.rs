@@ -23,11 +23,11 @@ mod tests {
 
     /// Every event of `events/notify/` through the handler with the outbox mailer: below the threshold
     /// nothing is sent; a CRITICAL run and a failed processor give one email naming both; so does a run of a
-    /// name that is no processor.
+    /// name that is no processor; a report email that could not be sent is reported beside the runs.
     #[tokio::test]
     async fn the_handler_answers_every_event_file() {
         let events = recon_tests::local::events("notify");
-        assert_eq!(events.len(), 3);
+        assert_eq!(events.len(), 4);
         for (name, event) in events {
             let store = recon_tests::local::demo_store();
             let ports = recon_tests::local::ports(store.path(), None);
@@ -58,6 +58,18 @@ mod tests {
                         eml.contains("venmo: NOT RECONCILED") && eml.contains("stripe"),
                         "{eml}"
                     );
+                }
+                // Notify failed (SES refused the report) and NotifyFailure reports it with the day's runs: the
+                // runs keep their own status and figures, the report email is NOT SENT (never "FAILED for stripe")
+                "report-not-sent.json" => {
+                    assert!(!out.skipped && sent.len() == 1, "{out:?}");
+                    let eml = std::fs::read_to_string(sent[0].path()).unwrap();
+                    assert!(eml.contains("the report email: NOT SENT"), "{eml}");
+                    assert!(
+                        eml.contains("MessageRejected") && eml.contains("stripe: succeeded (CRITICAL)"),
+                        "{eml}"
+                    );
+                    assert!(!eml.contains("FAILED for stripe"), "{eml}");
                 }
                 other => panic!("{other}: no expectation"),
             }

@@ -88,12 +88,20 @@ pub struct RunNotice {
     pub top: Vec<TopItem>,
 }
 
-/// Something the execution was asked to reconcile that is no processor run: an unknown processor name in
-/// its input, with the reason. The email names it; it never stops the email.
+/// Something the email reports beside the runs, with the reason: a name in the execution's input that is no
+/// processor (`NOT RECONCILED`), or the day's report email that could not be sent (`NOT SENT`). The email names
+/// it; it never stops the email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub name: String,
+    /// `NOT RECONCILED` or `NOT SENT`.
+    pub status: &'static str,
     pub reason: String,
+}
+
+impl Problem {
+    pub const NOT_RECONCILED: &'static str = "NOT RECONCILED";
+    pub const NOT_SENT: &'static str = "NOT SENT";
 }
 
 /// Composes the operations email for a day.
@@ -108,14 +116,22 @@ pub fn compose(
         .iter()
         .filter(|n| n.summary.status == RunStatus::Failed)
         .map(|n| n.summary.processor.as_str())
-        .chain(problems.iter().map(|p| p.name.as_str()))
+        .chain(
+            problems
+                .iter()
+                .filter(|p| p.status == Problem::NOT_RECONCILED)
+                .map(|p| p.name.as_str()),
+        )
         .collect();
     let worst = notices.iter().filter_map(|n| n.summary.severity).max();
-    let headline = match (failed.is_empty(), worst) {
+    let mut headline = match (failed.is_empty(), worst) {
         (false, _) => format!("FAILED for {}", failed.join(", ")),
         (true, Some(s)) => format!("{s} discrepancies"),
         (true, None) => "no discrepancies".to_string(),
     };
+    if problems.iter().any(|p| p.status == Problem::NOT_SENT) {
+        headline += " (the report email was not sent)";
+    }
     let mut top: Vec<TopItem> = notices.iter().flat_map(|n| n.top.iter().cloned()).collect();
     top.sort_by_key(|t| std::cmp::Reverse(t.rank));
     top.truncate(10);

@@ -347,6 +347,7 @@ mod tests {
         };
         let problem = crate::notify::Problem {
             name: "<img src=x onerror=alert(2)>".into(),
+            status: crate::notify::Problem::NOT_RECONCILED,
             reason: "<script>alert(3)</script>".into(),
         };
         let email = crate::notify::compose(

@@ -73,26 +73,37 @@ fn runs_of(input: NotifyInput) -> (Vec<RunSummary>, Vec<Problem>) {
             }),
         }
     }
+    let mut problems = Vec::new();
     if let Some(e) = &input.pipeline_error {
-        let why = format!(
-            "the reconciliation stopped: {}: {}",
+        let (error, cause) = (
             e["Error"].as_str().unwrap_or("error"),
-            e["Cause"].as_str().unwrap_or("")
+            e["Cause"].as_str().unwrap_or(""),
         );
-        let names: Vec<String> = if input.processors.is_empty() {
-            Processor::ALL.iter().map(|p| p.as_str().to_string()).collect()
+        if runs.is_empty() && failures.is_empty() {
+            // the pipeline stopped before any run: every processor it was asked for failed
+            let why = format!("the reconciliation stopped: {error}: {cause}");
+            let names: Vec<String> = if input.processors.is_empty() {
+                Processor::ALL.iter().map(|p| p.as_str().to_string()).collect()
+            } else {
+                input.processors.clone()
+            };
+            for p in names {
+                failures.push(Failure {
+                    processor: p,
+                    error: why.clone(),
+                    cause: None,
+                });
+            }
         } else {
-            input.processors.clone()
-        };
-        for p in names {
-            failures.push(Failure {
-                processor: p,
-                error: why.clone(),
-                cause: None,
+            // the runs were recorded and only the report email failed: the runs keep their own figures and
+            // status, and this email says the report was not sent
+            problems.push(Problem {
+                name: "the report email".into(),
+                status: Problem::NOT_SENT,
+                reason: format!("{error}: {cause}; this email carries the day's runs instead"),
             });
         }
     }
-    let mut problems = Vec::new();
     for f in &failures {
         let reason = match &f.cause {
             Some(c) if !c.is_empty() => format!("{}: {c}", f.error),
@@ -102,6 +113,7 @@ fn runs_of(input: NotifyInput) -> (Vec<RunSummary>, Vec<Problem>) {
             Ok(processor) => runs.push(RunSummary::failed(String::new(), processor, reason)),
             Err(unknown) => problems.push(Problem {
                 name: f.processor.clone(),
+                status: Problem::NOT_RECONCILED,
                 reason: format!(
                     "{unknown}: nothing was reconciled for it ({reason}); fix the execution's input"
                 ),

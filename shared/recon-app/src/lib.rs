@@ -8,6 +8,7 @@
 //! Ports: [`objects::ObjectStore`] (S3 or a local directory with the same keys), [`notify::Mailer`] (SES or
 //! an `.eml` outbox) and the PostgreSQL [`recon_store::Store`].
 
+pub mod alloc;
 pub mod fetch;
 pub mod keys;
 pub mod notify;

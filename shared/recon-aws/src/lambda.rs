@@ -99,6 +99,7 @@ where
     F: Fn(&'static AwsPorts, I, Option<std::time::Instant>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<O, FnError>> + Send + 'static,
 {
+    recon_app::alloc::batch_settings();
     init_tracing();
     let ports = ports(with_db)
         .await

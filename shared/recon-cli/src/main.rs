@@ -18,38 +18,6 @@ use recon_store::{DbConfig, Store};
 
 mod table;
 
-/// mimalloc: the matcher allocates millions of small keys; glibc malloc spent much of its time in page faults.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `mi_option_purge_delay` in the pinned mimalloc (libmimalloc-sys 0.1.49: the same index in its v2 and v3
-/// headers; the crate exports no constant for it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Allocator settings for a batch run: never hand freed memory back to the OS while the process runs (a
-/// run frees and reallocates hundreds of MiB within a second; purged pages are zeroed again on reuse) and
-/// ask for transparent huge pages (`madvise`, where the kernel allows them), so that the matcher's random
-/// probes into tables of millions of entries miss the TLB less. Measured at 1M rows, 8 alternating runs
-/// each after `sync`: median 1.56 s with both, 1.66 s with mimalloc's defaults, 1.76 s without purging only;
-/// peak RSS unchanged (574 MiB). `MIMALLOC_PURGE_DELAY` / `MIMALLOC_LARGE_OS_PAGES` in the environment win.
-#[allow(unsafe_code)]
-fn keep_freed_memory() {
-    // mimalloc's own environment variables still win (they were read at load)
-    let unset = |v: &str| std::env::var_os(v).is_none();
-    let purge = unset("MIMALLOC_PURGE_DELAY") && unset("MIMALLOC_RESET_DELAY");
-    let large = unset("MIMALLOC_ALLOW_LARGE_OS_PAGES") && unset("MIMALLOC_LARGE_OS_PAGES");
-    // SAFETY: mi_option_set only stores an integer option (no pointers, no memory touched); it is called
-    // first thing in main; -1 is the documented "never purge" value, 1 enables large OS pages.
-    unsafe {
-        if purge {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
-        }
-        if large {
-            libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1);
-        }
-    }
-}
-
 #[derive(Parser)]
 #[command(
     name = "recon",
@@ -187,7 +155,7 @@ fn init_tracing(settings: &Settings) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    keep_freed_memory();
+    recon_app::alloc::batch_settings();
     let cli = Cli::parse();
     let settings = match Settings::from_env() {
         Ok(s) => s,

@@ -47,13 +47,7 @@ BASE=${DATABASE_URL%/*}
 OUT=$ROOT/target/deploy-local
 rm -rf "$OUT" && mkdir -p "$OUT/lambda" "$OUT/tree"
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  command -v psql >/dev/null && psql "$BASE/postgres" -qc "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-up() { for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done; echo "deploy-local: port $1 never opened" >&2; return 1; }
+trap stop_started EXIT
 FUNCTIONS=(fetch-stripe fetch-paypal fetch-square fetch-ledger match notify s3-trigger)
 
 echo "deploy-local: building the functions (host debug binaries zipped as bootstrap.zip)"

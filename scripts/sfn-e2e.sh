@@ -9,6 +9,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 T=$ROOT/target/tools
+. scripts/tools.sh
 export PATH="$T/cargo-lambda/bin:$PATH"
 PY=$T/moto/bin/python
 MOTO=5010 PROXY=5011 WATCH=9056
@@ -20,13 +21,7 @@ DB_URL=$BASE/$DBNAME
 OUT=$ROOT/target/sfn-e2e
 rm -rf "$OUT" && mkdir -p "$OUT"
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  command -v psql >/dev/null && psql "$BASE/postgres" -qc "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-up() { for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done; echo "sfn-e2e: port $1 never opened" >&2; return 1; }
+trap stop_started EXIT
 
 MOTO_PORT=$PROXY "$T/moto/bin/moto_server" -H 127.0.0.1 -p $MOTO >"$OUT/moto.log" 2>&1 & pids+=($!)
 "$PY" scripts/lambda_proxy.py $PROXY $MOTO $WATCH >"$OUT/proxy.log" 2>&1 & pids+=($!)

@@ -35,6 +35,39 @@ fn unattributed_rows(l: &LedgerSide) -> Vec<recon_store::Unattributed> {
         .collect()
 }
 
+/// Object indexes must be unique within a run: a processor's objects are numbered from 1000 and the ledger's
+/// from 0, so a ledger of 1,000 objects or more (a large day from the ledger API, 500 rows a page) overlaps them,
+/// and a discrepancy's source would name a ledger page for a processor record. Then the processor side (its
+/// records, invalid records and object list) is moved past the ledger's last index.
+fn keep_objects_apart(p: &mut ProcessorSide, l: &LedgerSide) {
+    let range = |objects: &[(u32, String)]| {
+        let min = objects.iter().map(|(i, _)| *i).min()?;
+        Some((min, objects.iter().map(|(i, _)| *i).max()?))
+    };
+    let (Some((p_min, p_max)), Some((l_min, l_max))) = (range(&p.objects), range(&l.objects)) else {
+        return;
+    };
+    if p_max < l_min || l_max < p_min {
+        return;
+    }
+    let Some(shift) = (l_max + 1).checked_sub(p_min) else {
+        return;
+    };
+    // indexes stay below u32::MAX: the ledger's last index plus the processor's object count
+    if p_max.checked_add(shift).is_none() {
+        return;
+    }
+    for r in &mut p.records {
+        r.location.object += shift;
+    }
+    for inv in &mut p.invalid {
+        inv.location.object += shift;
+    }
+    for (i, _) in &mut p.objects {
+        *i += shift;
+    }
+}
+
 fn object_table(sides: &[&[(u32, String)]]) -> Vec<String> {
     let max = sides
         .iter()
@@ -145,6 +178,8 @@ async fn on_sides<T: Send + 'static>(
     config: RunConfig,
     matcher: impl FnOnce(RunInput<'_>) -> T + Send + 'static,
 ) -> Result<T, tokio::task::JoinError> {
+    let mut p = p;
+    keep_objects_apart(&mut p, &l);
     let objects = object_table(&[&p.objects, &l.objects]);
     let mut invalid = p.invalid;
     invalid.extend(l.invalid);
@@ -407,4 +442,58 @@ pub async fn run_match_with<S: ObjectStore>(
         top,
         replayed: false,
     })
+}
+
+#[cfg(test)]
+mod object_tests {
+    use super::*;
+    use recon_core::{InvalidRecord, Location, Side};
+
+    /// Given a ledger of 1,201 objects (indexes 0..=1200) and a processor's 3 objects numbered from 1000, when
+    /// the run's object table is built, then each processor record's index names its own object, not a ledger
+    /// page.
+    #[test]
+    fn a_ledger_of_a_thousand_objects_never_takes_a_processor_objects_index() {
+        let ledger = LedgerSide {
+            objects: (0..=1200)
+                .map(|i| (i, format!("raw/ledger/page-{i:05}.json")))
+                .collect(),
+            ..Default::default()
+        };
+        let at = |object| Location { object, line: 7 };
+        let mut side = ProcessorSide {
+            manifests: Vec::new(),
+            records: Vec::new(),
+            invalid: vec![InvalidRecord::new(
+                Side::Processor,
+                at(1001),
+                "amount",
+                "bad".into(),
+                "x".into(),
+            )],
+            objects: (1000..1003)
+                .map(|i| (i, format!("raw/stripe/page-{i:05}.json")))
+                .collect(),
+        };
+        keep_objects_apart(&mut side, &ledger);
+        let table = object_table(&[&side.objects, &ledger.objects]);
+        let object = side.invalid[0].location.object as usize;
+        assert_eq!(table[object], "raw/stripe/page-01001.json");
+        assert_eq!(table[1001], "raw/ledger/page-01001.json");
+        // no overlap: nothing moves
+        let mut apart = side.objects.clone();
+        let small = LedgerSide {
+            objects: vec![(0, "raw/ledger/l.csv".into())],
+            ..Default::default()
+        };
+        let mut s2 = ProcessorSide {
+            manifests: Vec::new(),
+            records: Vec::new(),
+            invalid: Vec::new(),
+            objects: std::mem::take(&mut apart),
+        };
+        let before = s2.objects.clone();
+        keep_objects_apart(&mut s2, &small);
+        assert_eq!(s2.objects, before);
+    }
 }

@@ -12,6 +12,8 @@
     deploy-local.py back BUCKET FILE         put it back as it was
     deploy-local.py wait EXECUTION_ARN       wait for an execution; print its status and output
     deploy-local.py sent                     how many emails SES accepted (moto's send statistics)
+    deploy-local.py alarm STATE_MACHINE EMAIL   a failed execution of STATE_MACHINE raises an alarm whose action is
+                                             an SNS topic EMAIL is subscribed to
 """
 import json, os, pathlib, sys, time, urllib.request
 import boto3
@@ -68,6 +70,20 @@ def wait(arn):
     print(json.dumps({"status": d["status"], "output": json.loads(d.get("output") or "null")}))
 
 
+def alarm(state_machine, email):
+    alarms = boto3.client("cloudwatch", endpoint_url=endpoint).describe_alarms()["MetricAlarms"]
+    failed = [a for a in alarms if a.get("Namespace") == "AWS/States" and a.get("MetricName") == "ExecutionsFailed"
+              and {"Name": "StateMachineArn", "Value": state_machine} in a.get("Dimensions", [])]
+    assert failed, f"no ExecutionsFailed alarm on {state_machine}: {[a['AlarmName'] for a in alarms]}"
+    sns = boto3.client("sns", endpoint_url=endpoint)
+    for topic in failed[0]["AlarmActions"]:
+        subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        if any(s["Protocol"] == "email" and s["Endpoint"] == email for s in subs):
+            print(f"{failed[0]['AlarmName']} -> {topic} -> {email}")
+            return
+    raise SystemExit(f"{failed[0]['AlarmName']}: no action reaches {email}")
+
+
 def sent():
     points = boto3.client("ses", endpoint_url=endpoint).get_send_statistics()["SendDataPoints"]
     print(sum(p.get("DeliveryAttempts", 0) for p in points))
@@ -76,4 +92,4 @@ def sent():
 if __name__ == "__main__":
     {"env": lambda: env(sys.argv[2]), "prepare": lambda: prepare(*sys.argv[2:6]),
      "execute": execute, "aside": lambda: aside(*sys.argv[2:4]), "back": lambda: back(*sys.argv[2:4]),
-     "wait": lambda: wait(sys.argv[2]), "sent": sent}[sys.argv[1]]()
+     "wait": lambda: wait(sys.argv[2]), "sent": sent, "alarm": lambda: alarm(*sys.argv[2:4])}[sys.argv[1]]()

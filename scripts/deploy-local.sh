@@ -120,9 +120,13 @@ tf state list | grep -v '\.data\.\|^data\.' >"$OUT/resources.txt"
 echo "deploy-local: created $(wc -l <"$OUT/resources.txt") resources:"
 sed -E 's/\[[^]]*\]//g; s/^module\.recon\.//' "$OUT/resources.txt" | awk -F. '{print "  " $(NF-1)}' | sort | uniq -c | sort -rn | head -40
 
-# the demo day through the deployed stack
 BUCKET=$(tf output -raw bucket)
 SM_ARN=$(tf output -raw state_machine_arn)
+# a failed execution reaches operations: the alarm on ExecutionsFailed of this state machine, to the topic the
+# operations address is subscribed to
+"$PY" scripts/deploy-local.py alarm "$SM_ARN" ops-deploy-local@example.com
+
+# the demo day through the deployed stack
 for f in "${FUNCTIONS[@]}"; do "$PY" scripts/deploy-local.py env "recon-dev-$f" >"$OUT/$f.env"; done
 # the secrets the deployed functions read
 DB_SECRET=$(sed -n 's/^DB_SECRET_ARN=//p' "$OUT/match.env")

@@ -108,6 +108,13 @@ PYEOF
 
 # --- faults between the functions and AWS (scripts/lambda_proxy.py answers in moto's place) ---
 faults() { "$PY" -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], data=sys.argv[2].encode(), method="PUT")).read()' "http://127.0.0.1:$PROXY/__faults" "$1"; }
+# s3_fault METHOD KEY_PREFIX STATUS CODE MESSAGE TIMES: S3 answers requests for the bucket's keys under KEY_PREFIX
+# with its XML error
+s3_fault() { faults "$("$PY" -c 'import json, sys
+m, prefix, status, code, message, times, bucket = sys.argv[1:8]
+body = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+print(json.dumps([{"method": m, "path": f"^/{bucket}/{prefix}", "status": int(status), "body": body,
+                   "headers": {"Content-Type": "application/xml"}, "times": int(times)}]))' "$@" "$BUCKET")"; }
 mails() { "$PY" - "$AWS_ENDPOINT_URL" "ops-sfn-$RUN@example.com" "$@" <<'PYEOF'
 import json, sys, urllib.request
 data = json.load(urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json"))
@@ -119,8 +126,7 @@ mails >"$OUT/mails-before-faults.json"
 
 # S3 answering 503 SlowDown while match reads raw/ (6 times: two whole invocations, the SDK's own retries
 # included): the invocation fails Retryable, Step Functions retries it, the day's figures are the good ones
-SLOWDOWN='<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
-faults "$("$PY" -c 'import json,sys; print(json.dumps([{"method":"GET","path":"^/"+sys.argv[1]+"/raw/stripe/2025-01-15/","status":503,"body":sys.argv[2],"headers":{"Content-Type":"application/xml"},"times":6}]))' "$BUCKET" "$SLOWDOWN")"
+s3_fault GET raw/stripe/2025-01-15/ 503 SlowDown "Please reduce your request rate." 6
 "$PY" scripts/sfn-e2e.py run "s3read-$RUN" '{"date":"2025-01-15","processors":["stripe"]}' >"$OUT/s3read.json"
 faults '[]'
 ./target/debug/recon runs --date 2025-01-15 --processor stripe --database-url "$DB_URL" --format json >"$OUT/s3read-runs.json"
@@ -173,8 +179,7 @@ PYEOF
 
 # a partition that cannot keep its outcome (S3 refusing work/): the run is recorded failed with the cause;
 # the day's good run stays current
-DENIED='<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'
-faults "$("$PY" -c 'import json,sys; print(json.dumps([{"method":"PUT","path":"^/"+sys.argv[1]+"/work/","status":403,"body":sys.argv[2],"headers":{"Content-Type":"application/xml"},"times":1000}]))' "$BUCKET" "$DENIED")"
+s3_fault PUT work/ 403 AccessDenied "Access Denied" 1000
 "$PY" scripts/sfn-e2e.py run "partfail-$RUN" '{"date":"2025-01-15","processors":["stripe"],"partitions":2}' >"$OUT/partfail.json"
 faults '[]'
 ./target/debug/recon runs --date 2025-01-15 --processor stripe --database-url "$DB_URL" --format json >"$OUT/partfail-runs.json"

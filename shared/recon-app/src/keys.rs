@@ -100,6 +100,12 @@ pub fn raw_day(source: Source, date: NaiveDate) -> String {
     format!("{RAW}{source}/{date}/")
 }
 
+/// `raw/{source}/{date}/{fetch_id}/manifest.json`: where a fetch writes its manifest, and the only key a
+/// manifest reference may name.
+pub fn manifest(source: Source, date: NaiveDate, fetch_id: &str) -> String {
+    format!("{}{MANIFEST}", raw_fetch(source, date, fetch_id))
+}
+
 /// `raw/{source}/{date}/{fetch_id}/`.
 pub fn raw_fetch(source: Source, date: NaiveDate, fetch_id: &str) -> String {
     format!("{RAW}{source}/{date}/{fetch_id}/")

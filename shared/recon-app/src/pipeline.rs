@@ -231,12 +231,10 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
 }
 
 /// Re-reads the objects a manifest lists (the match step in AWS, where fetch ran in another invocation).
-/// Verifies each object's sha256 against the manifest: staged raw data must not have changed. `manifest_sha256`
-/// is the manifest's own (as its reference gave it).
+/// Verifies each object's sha256 against the manifest: staged raw data must not have changed.
 pub async fn load_manifest<S: ObjectStore>(
     store: &S,
     manifest: crate::fetch::Manifest,
-    manifest_sha256: String,
     first_object: u32,
 ) -> Result<Fetched, AppError> {
     // several objects read at once, kept in the manifest's order (object indexes follow it)
@@ -249,7 +247,7 @@ pub async fn load_manifest<S: ObjectStore>(
     .await?;
     Ok(Fetched {
         manifest,
-        manifest_sha256,
+        manifest_sha256: None,
         loaded,
     })
 }

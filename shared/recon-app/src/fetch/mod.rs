@@ -117,11 +117,7 @@ impl ManifestRef {
                 self.source_name, self.fetch_id
             )));
         }
-        let expected = format!(
-            "{}{}",
-            keys::raw_fetch(self.source_name, date, &self.fetch_id),
-            keys::MANIFEST
-        );
+        let expected = keys::manifest(self.source_name, date, &self.fetch_id);
         if *key != expected {
             return Err(AppError::InvalidInput(format!(
                 "the {} manifest key {key} is not {expected}: a manifest reference names its own fetch; start the \
@@ -226,8 +222,9 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Fetched {
     pub manifest: Manifest,
-    /// sha256 of the manifest object as stored.
-    pub manifest_sha256: String,
+    /// sha256 of the manifest object as this process wrote it (for its [`ManifestRef`]); `None` when the
+    /// manifest was read back from the store.
+    pub manifest_sha256: Option<String>,
     pub loaded: Vec<Loaded>,
 }
 
@@ -335,7 +332,7 @@ impl Staged {
             source_name,
             date,
             fetch_id,
-            prefix,
+            prefix: _,
             source,
             cursors,
             objects,
@@ -371,6 +368,7 @@ impl Staged {
         } else {
             0
         };
+        let manifest_key = keys::manifest(source_name, date, &fetch_id);
         let manifest = Manifest {
             source_name,
             date: date.to_string(),
@@ -382,14 +380,14 @@ impl Staged {
             window: Window::of(date),
             fetched_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             cursors,
-            manifest_key: format!("{prefix}{}", keys::MANIFEST),
+            manifest_key,
             skipped,
             unattributed,
             unattributed_count,
         };
         let body =
             serde_json::to_vec_pretty(&manifest).map_err(|e| AppError::failed("encoding the manifest", e))?;
-        let manifest_sha256 = hex::encode(Sha256::digest(&body));
+        let manifest_sha256 = Some(hex::encode(Sha256::digest(&body)));
         store
             .put(&manifest.manifest_key, body, "application/json")
             .await

@@ -62,5 +62,11 @@ pub async fn fetch<S: ObjectStore, M: Mailer, X: StartExecution>(
     let staging = stage(&ports.objects, &ports.apis, source, date, 0);
     let fetched = recon_sources::api::within_deadline(deadline, staging).await?;
     info!(source = %source, date = %date, records = fetched.manifest.record_count, key = %fetched.manifest.manifest_key, "staged");
-    Ok(ManifestRef::of(&fetched.manifest, fetched.manifest_sha256))
+    let sha256 = fetched.manifest_sha256.ok_or_else(|| {
+        AppError::Internal(format!(
+            "{}: staged without its sha256",
+            fetched.manifest.manifest_key
+        ))
+    })?;
+    Ok(ManifestRef::of(&fetched.manifest, sha256))
 }

@@ -67,16 +67,11 @@ impl ManifestInput {
         }
     }
 
-    /// The manifest and its sha256 (a reference's, checked against the stored bytes; an inline manifest's own).
-    async fn resolve<S: ObjectStore>(&self, store: &S) -> Result<(Manifest, String), AppError> {
+    /// The manifest: a reference's read from the store and checked, an inline one as it is.
+    async fn resolve<S: ObjectStore>(&self, store: &S) -> Result<Manifest, AppError> {
         match self {
-            ManifestInput::Ref(r) => Ok((r.load(store).await?, r.manifest_sha256.clone())),
-            ManifestInput::Inline(m) => {
-                use sha2::Digest;
-                let body =
-                    serde_json::to_vec_pretty(m).map_err(|e| AppError::failed("encoding a manifest", e))?;
-                Ok(((**m).clone(), hex::encode(sha2::Sha256::digest(&body))))
-            }
+            ManifestInput::Ref(r) => r.load(store).await,
+            ManifestInput::Inline(m) => Ok((**m).clone()),
         }
     }
 }
@@ -132,12 +127,12 @@ pub(crate) fn request(input: &MatchInput) -> RunRequest {
     }
 }
 
-/// The processor's and the ledger's manifests of a match input (each with its sha256), read from the store when
-/// the input holds references.
+/// The processor's and the ledger's manifests of a match input, read from the store when the input holds
+/// references.
 pub(crate) async fn manifests_of<S: ObjectStore>(
     store: &S,
     input: &MatchInput,
-) -> Result<((Manifest, String), (Manifest, String)), AppError> {
+) -> Result<(Manifest, Manifest), AppError> {
     let p = input.processor;
     let (mut ledger, mut processor) = (None, None);
     for m in input.manifests.iter().flatten() {
@@ -150,7 +145,7 @@ pub(crate) async fn manifests_of<S: ObjectStore>(
     match (processor, ledger) {
         (Some(pm), Some(lm)) => {
             let (pm, lm) = (pm.resolve(store).await?, lm.resolve(store).await?);
-            consistent(input, &[&pm.0, &lm.0])?;
+            consistent(input, &[&pm, &lm])?;
             Ok((pm, lm))
         }
         (None, _) => Err(AppError::InvalidInput(format!(
@@ -205,9 +200,9 @@ async fn whole<S: ObjectStore, M: Mailer, X: StartExecution>(
         None => Err(input.error.clone().unwrap_or_default()),
         // a storage hiccup is retried by Step Functions, never recorded as the day's result
         Some(Err(e)) if e.is_retryable() => return Err(e),
-        Some(Ok(((pm, ps), (lm, ls)))) => {
-            let pf = load_manifest(&ports.objects, pm, ps, 1000).await;
-            let lf = load_manifest(&ports.objects, lm, ls, 0).await;
+        Some(Ok((pm, lm))) => {
+            let pf = load_manifest(&ports.objects, pm, 1000).await;
+            let lf = load_manifest(&ports.objects, lm, 0).await;
             match (pf, lf) {
                 // a storage hiccup is retried by Step Functions, never recorded as the day's result
                 (Err(e), _) | (_, Err(e)) if e.is_retryable() => return Err(e),

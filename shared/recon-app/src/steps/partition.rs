@@ -84,9 +84,9 @@ pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecu
 ) -> Result<PartitionDone, AppError> {
     let db = ports.db().await?;
     let req = request(&input);
-    let ((pm, ps), (lm, ls)) = manifests_of(&ports.objects, &input).await?;
-    let pf = load_manifest(&ports.objects, pm, ps, 1000).await?;
-    let lf = load_manifest(&ports.objects, lm, ls, 0).await?;
+    let (pm, lm) = manifests_of(&ports.objects, &input).await?;
+    let pf = load_manifest(&ports.objects, pm, 1000).await?;
+    let lf = load_manifest(&ports.objects, lm, 0).await?;
     let data = sides(input.processor, pf, lf)?;
     let config = ports.settings.run_config();
     let deps = Deps {
@@ -147,7 +147,7 @@ pub(crate) async fn merge_partitions<S: ObjectStore, M: Mailer, X: StartExecutio
             input.processor, input.date
         )));
     }
-    let ((pm, _), (lm, _)) = manifests_of(&ports.objects, &input).await?;
+    let (pm, lm) = manifests_of(&ports.objects, &input).await?;
     let mut parts = Vec::with_capacity(done.len());
     for d in &done {
         let expected = crate::partition_key(&req, d.index, d.count);

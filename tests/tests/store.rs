@@ -220,6 +220,7 @@ async fn record_with_input(s: &Store, key: &str, fetched_at: &str) -> (uuid::Uui
         finished_at: chrono::Utc::now(),
         first_seen: &first_seen,
         unattributed: &[],
+        rules: recon_core::ItemRules::default(),
     };
     (id, s.record_run(&new).await.unwrap())
 }

@@ -10,6 +10,7 @@
 
 pub mod alloc;
 pub mod fetch;
+pub mod items;
 pub mod keys;
 pub mod notify;
 pub mod objects;
@@ -189,6 +190,9 @@ pub struct RunResult {
     pub top: Vec<TopItem>,
     /// True when the idempotency key had been recorded before and nothing new was written.
     pub replayed: bool,
+    /// The processor's items after this run (new, still open, resolved since the last run), when it became
+    /// the day's current run.
+    pub items: Option<recon_store::ItemDigest>,
 }
 
 /// Ports a run needs.

@@ -73,10 +73,12 @@ impl Mailer for OutboxMailer {
     }
 }
 
-/// Should these runs be notified at `min` severity?
+/// Should these runs be notified at `min` severity? Also when an item escalated by age in a run (issue 15),
+/// even if the run alone would not alert.
 pub fn should_notify(runs: &[RunSummary], min: Severity) -> bool {
-    runs.iter()
-        .any(|r| r.status == RunStatus::Failed || r.severity.is_some_and(|s| s >= min))
+    runs.iter().any(|r| {
+        r.status == RunStatus::Failed || r.severity.is_some_and(|s| s >= min) || r.escalated_count > 0
+    })
 }
 
 /// What the email shows of one run.
@@ -86,6 +88,8 @@ pub struct RunNotice {
     /// Link to the run's `report.html`.
     pub link: Option<String>,
     pub top: Vec<TopItem>,
+    /// The run's items: new today, still open, resolved since the last run (none for a failed run).
+    pub items: Option<recon_store::ItemDigest>,
 }
 
 /// Something the email reports beside the runs, with the reason: a name in the execution's input that is no
@@ -151,6 +155,12 @@ pub fn compose(
         out_of_window: Option<String>,
         warnings: &'a [String],
         link: Option<&'a str>,
+        items: Option<&'a recon_store::ItemDigest>,
+        new_count: u64,
+        still_open_count: u64,
+        resolved_count: u64,
+        escalated_count: u64,
+        open_line: String,
     }
     let runs: Vec<R<'_>> = notices
         .iter()
@@ -178,6 +188,12 @@ pub fn compose(
                 out_of_window: crate::report::out_of_window_line(date, s),
                 warnings: &s.warnings,
                 link: n.link.as_deref(),
+                items: n.items.as_ref(),
+                new_count: s.new_count,
+                still_open_count: s.still_open_count,
+                resolved_count: s.resolved_since_last_count,
+                escalated_count: s.escalated_count,
+                open_line: crate::report::open_items_line(s),
             }
         })
         .collect();

@@ -219,6 +219,7 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
                     summary: r.summary.clone(),
                     link: r.report_link.clone(),
                     top: r.top.clone(),
+                    items: r.items.clone(),
                 })
                 .collect();
             let mail = compose(&date.to_string(), &notices, &[], &settings.from, &settings.to)?;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use minijinja::{context, Environment};
 use recon_core::{Category, Discrepancy, Outcome, RunSummary, Severity};
-use recon_store::RunRow;
+use recon_store::{ItemDigest, RunRow};
 use serde::Serialize;
 
 use crate::AppError;
@@ -195,13 +195,87 @@ const CATEGORY_COLORS: [&str; 7] = [
     "#ba2525", "#de911d", "#8719e0", "#2680c2", "#0f609b", "#e12d39", "#616e7c",
 ];
 
-/// Renders `report.html`.
+/// The closing line of the items sections: "N open items, X USD, Y EUR, oldest Z days".
+pub fn open_items_line(run: &RunSummary) -> String {
+    let n = run.open_items.count;
+    let mut parts = vec![format!("{n} open item{}", if n == 1 { "" } else { "s" })];
+    parts.extend(run.open_items.amount.iter().map(|(c, a)| format!("{a} {c}")));
+    if let Some(d) = run.oldest_open_age_days {
+        parts.push(format!("oldest {d} day{}", if d == 1 { "" } else { "s" }));
+    }
+    parts.join(", ")
+}
+
+/// The open items' aging chart: open count by age bucket (each bar's title gives the amount per currency).
+pub fn aging_chart(d: &ItemDigest) -> String {
+    let rows: Vec<(String, u64, &str)> = recon_core::AGE_BUCKETS
+        .iter()
+        .map(|(b, _, _)| {
+            let n: i64 = d.aging.iter().filter(|a| a.0 == *b).map(|a| a.2).sum();
+            let amounts: Vec<String> = d
+                .aging
+                .iter()
+                .filter(|a| a.0 == *b)
+                .map(|a| format!("{} {}", a.3, a.1))
+                .collect();
+            let label = match amounts.is_empty() {
+                true => format!("{b} days"),
+                false => format!("{b} days: {}", amounts.join(", ")),
+            };
+            (label, u64::try_from(n).unwrap_or(0), "#de911d")
+        })
+        .collect();
+    bar_chart(&rows)
+}
+
+/// Open items after each of the last runs (from their summaries), oldest first.
+pub fn open_trend_chart(runs: &[RunRow], current: &RunSummary, date: &str) -> String {
+    let mut points: Vec<(String, u64)> = runs
+        .iter()
+        .filter(|r| r.run_id.to_string() != current.run_id)
+        .map(|r| {
+            let n = r
+                .summary
+                .as_ref()
+                .and_then(|s| s.get("open_items")?.get("count")?.as_u64())
+                .unwrap_or(0);
+            (r.run_date.format("%m-%d").to_string(), n)
+        })
+        .collect();
+    points.push((
+        date.get(5..).unwrap_or(date).to_string(),
+        current.open_items.count,
+    ));
+    let keep = points.len().saturating_sub(30);
+    let points = &points[keep..];
+    let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="170" role="img">"#,
+        points.len() * 30 + 8
+    );
+    for (i, (d, v)) in points.iter().enumerate() {
+        let h = if *v == 0 { 1 } else { (v * 120 / max).max(2) };
+        let x = i * 30 + 4;
+        let _ = write!(
+            s,
+            r##"<rect x="{x}" y="{y}" width="22" height="{h}" fill="#de911d"><title>{d}: {v} open</title></rect><text x="{x}" y="150" font-size="8" fill="#616e7c">{d}</text><text x="{x}" y="{ly}" font-size="9" fill="#323f4b">{v}</text>"##,
+            y = 135 - h,
+            d = esc(d),
+            ly = 132 - h,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Renders `report.html`; `items` is the run's item digest (none for a failed run or a run kept as history).
 pub fn render_html(
     date: &str,
     run: &RunSummary,
     outcome: Option<&Outcome>,
     trend: &[RunRow],
     manifests: &[String],
+    items: Option<&ItemDigest>,
 ) -> Result<String, AppError> {
     let mut env = Environment::new();
     // the `.html` name turns auto-escaping on: every data value shown is escaped
@@ -266,8 +340,12 @@ pub fn render_html(
         category_chart => bar_chart(&cat_rows),
         severity_chart => bar_chart(&sev_rows),
         currency_chart => bar_chart(&cur_rows),
-        trend_chart => trend_chart(trend),
-        trend_len => trend.len(),
+        trend_chart => trend_chart(&trend[trend.len().saturating_sub(13)..]),
+        trend_len => trend.len().min(13),
+        items => items,
+        open_items_line => open_items_line(run),
+        aging_chart => items.map(aging_chart),
+        open_trend_chart => items.map(|_| open_trend_chart(trend, run, date)),
         totals => totals,
         excluded => run.excluded_counts,
         out_of_window => out_of_window_line(date, run),
@@ -334,16 +412,53 @@ mod tests {
     #[test]
     fn hostile_ids_are_escaped_in_the_report_and_the_email() {
         let (summary, o) = hostile_outcome();
-        let html =
-            render_html("2025-01-15", &summary, Some(&o), &[], &[]).unwrap_or_else(|e| unreachable!("{e}"));
+        // an item whose assignee and details are hostile (operators type assignees, notes and comments)
+        let item = recon_store::ItemRow {
+            id: 1,
+            processor: "stripe".into(),
+            family: "missing".into(),
+            category: "missing_in_ledger".into(),
+            severity: Some("HIGH".into()),
+            status: "acknowledged".into(),
+            assignee: Some("<script>alert(5)</script>".into()),
+            processor_record_id: Some("<img src=x onerror=alert(6)>".into()),
+            ledger_id: None,
+            reference: None,
+            amount_at_stake: rust_decimal::Decimal::new(12345, 2),
+            currency: Some("USD".into()),
+            details: "<script>alert(7)</script>".into(),
+            first_seen_date: chrono::NaiveDate::from_ymd_opt(2025, 1, 10).unwrap_or_default(),
+            run_date: chrono::NaiveDate::from_ymd_opt(2025, 1, 10).unwrap_or_default(),
+            run_id: uuid::Uuid::nil(),
+            age_days: 5,
+            resolution: Some("<b>x</b>".into()),
+            resolution_note: None,
+            resolved_by: Some("<script>alert(8)</script>".into()),
+            resolved_at: None,
+            version: 3,
+        };
+        let digest = ItemDigest {
+            new: vec![item.clone()],
+            still_open: vec![item.clone()],
+            resolved: vec![item],
+            aging: vec![("4-7".into(), "<USD>".into(), 1, rust_decimal::Decimal::ONE)],
+        };
+        let html = render_html("2025-01-15", &summary, Some(&o), &[], &[], Some(&digest))
+            .unwrap_or_else(|e| unreachable!("{e}"));
         assert!(!html.contains("<script>alert"), "raw script in report.html");
         assert!(!html.contains("<img src=x"), "raw img in report.html");
         assert!(html.contains("&lt;script&gt;alert(1)"));
+        assert!(
+            html.contains("&lt;script&gt;alert(5)"),
+            "the assignee is shown, escaped"
+        );
+        assert!(!html.contains("<USD>"), "aging labels are escaped");
         assert!(html.contains("Content-Security-Policy"));
         let notice = crate::notify::RunNotice {
             summary,
             link: None,
             top: top("stripe", &o.discrepancies, 10),
+            items: Some(digest),
         };
         let problem = crate::notify::Problem {
             name: "<img src=x onerror=alert(2)>".into(),
@@ -364,6 +479,10 @@ mod tests {
             "the problem is shown, escaped"
         );
         assert!(email.html.contains("&lt;script&gt;"));
+        assert!(
+            email.html.contains("&lt;script&gt;alert(5)"),
+            "the assignee is shown, escaped"
+        );
         let csv =
             String::from_utf8(discrepancies_csv(&o.discrepancies).unwrap_or_default()).unwrap_or_default();
         assert!(csv.contains(",-123.45,"), "amounts stay numbers: {csv}");

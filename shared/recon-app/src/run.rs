@@ -138,7 +138,12 @@ pub async fn match_partition<S: ObjectStore>(
     }
     let carried: Vec<Carried> = deps
         .db
-        .load_carried(req.processor, req.date)
+        .load_carried(
+            req.processor,
+            req.date,
+            deps.config.grace_days,
+            deps.config.items.lookback_days,
+        )
         .await
         .map_err(AppError::Store)?
         .into_iter()
@@ -257,6 +262,7 @@ pub async fn run_match_with<S: ObjectStore>(
             report_link: None,
             top: Vec::new(),
             replayed: true,
+            items: None,
         });
     }
     let run_id = Uuid::now_v7();
@@ -265,7 +271,12 @@ pub async fn run_match_with<S: ObjectStore>(
     let carried_items = match &input {
         MatchData::Input(Ok(_)) | MatchData::Partitions { .. } => deps
             .db
-            .load_carried(req.processor, req.date)
+            .load_carried(
+                req.processor,
+                req.date,
+                deps.config.grace_days,
+                deps.config.items.lookback_days,
+            )
             .await
             .map_err(AppError::Store)?,
         MatchData::Input(Err(_)) => Vec::new(),
@@ -351,42 +362,14 @@ pub async fn run_match_with<S: ObjectStore>(
     let manifest_keys: Vec<String> = manifests.iter().map(|m| m.manifest_key.clone()).collect();
 
     mark_unrecorded_reports(deps, req).await;
-    // reports first, then the database row that points at them
     let summary_key = format!("{prefix}summary.json");
     let csv_key = format!("{prefix}discrepancies.csv");
     let html_key = format!("{prefix}report.html");
-    let body =
-        serde_json::to_vec_pretty(&summary).map_err(|e| AppError::failed("encoding summary.json", e))?;
-    deps.objects
-        .put(&summary_key, body, "application/json")
-        .await
-        .map_err(AppError::Object)?;
-    let ds = outcome
-        .as_ref()
-        .map(|o| o.discrepancies.as_slice())
-        .unwrap_or(&[]);
-    deps.objects
-        .put(&csv_key, report::discrepancies_csv(ds)?, "text/csv")
-        .await
-        .map_err(AppError::Object)?;
     let trend = deps
         .db
-        .trend(req.processor, req.date, 13)
+        .trend(req.processor, req.date, 30)
         .await
         .unwrap_or_default();
-    let html = report::render_html(
-        &req.date.to_string(),
-        &summary,
-        outcome.as_ref(),
-        &trend,
-        &manifest_keys,
-    )?;
-    deps.objects
-        .put(&html_key, html.into_bytes(), "text/html")
-        .await
-        .map_err(AppError::Object)?;
-
-    debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "reports written");
     let new = NewRun {
         run_id,
         date: req.date,
@@ -403,8 +386,47 @@ pub async fn run_match_with<S: ObjectStore>(
         finished_at: Utc::now(),
         first_seen: &first_seen,
         unattributed: &unattributed,
+        rules: deps.config.items,
     };
-    match deps.db.record_run(&new).await.map_err(AppError::Store)? {
+    // the reports are written inside the run's transaction, once its item figures are known, and before it
+    // commits: the database row never points at reports that do not exist
+    let write_reports = |summary: RunSummary, items: Option<recon_store::ItemDigest>| {
+        let (outcome, trend, manifest_keys) = (outcome.as_ref(), &trend, &manifest_keys);
+        let (summary_key, csv_key, html_key) = (&summary_key, &csv_key, &html_key);
+        async move {
+            let body = serde_json::to_vec_pretty(&summary)
+                .map_err(|e| AppError::failed("encoding summary.json", e))?;
+            deps.objects
+                .put(summary_key, body, "application/json")
+                .await
+                .map_err(AppError::Object)?;
+            let ds = outcome.map(|o| o.discrepancies.as_slice()).unwrap_or(&[]);
+            deps.objects
+                .put(csv_key, report::discrepancies_csv(ds)?, "text/csv")
+                .await
+                .map_err(AppError::Object)?;
+            let html = report::render_html(
+                &req.date.to_string(),
+                &summary,
+                outcome,
+                trend,
+                manifest_keys,
+                items.as_ref(),
+            )?;
+            deps.objects
+                .put(html_key, html.into_bytes(), "text/html")
+                .await
+                .map_err(AppError::Object)?;
+            debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "reports written");
+            Ok::<(), AppError>(())
+        }
+    };
+    let (recorded, summary, items) = deps
+        .db
+        .record_run_with(&new, write_reports)
+        .await
+        .map_err(AppError::Store)??;
+    match recorded {
         Recorded::Existing {
             run_id: id,
             summary: Some(s),
@@ -416,6 +438,7 @@ pub async fn run_match_with<S: ObjectStore>(
                 report_link: None,
                 top: Vec::new(),
                 replayed: true,
+                items: None,
             });
         }
         Recorded::Attempt { current, .. } => {
@@ -441,6 +464,7 @@ pub async fn run_match_with<S: ObjectStore>(
         report_link: link,
         top,
         replayed: false,
+        items,
     })
 }
 

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use recon_core::{RunConfig, Severity};
+use recon_core::{ItemRules, RunConfig, Severity};
 use recon_sources::api::{http_client, ledger, paypal, square, stripe, RetryPolicy};
 use recon_store::DbConfig;
 use secrecy::SecretString;
@@ -144,6 +144,10 @@ pub struct Settings {
     pub outbox: PathBuf,
     /// `RECON_LOG`: the CLI's log filter.
     pub log_filter: String,
+    /// `LOOKBACK_DAYS`, `ESCALATE_HIGH_DAYS`, `ESCALATE_CRITICAL_DAYS`: items' lookback and escalation by age.
+    pub items: ItemRules,
+    /// Who acts on items from the CLI: `RECON_ACTOR`, else the OS user (`USER`, then `LOGNAME`).
+    pub actor: Option<String>,
 }
 
 impl Settings {
@@ -180,6 +184,12 @@ impl Settings {
         "STATE_MACHINE_ARN",
         "RECON_OUTBOX",
         "RECON_LOG",
+        "LOOKBACK_DAYS",
+        "ESCALATE_HIGH_DAYS",
+        "ESCALATE_CRITICAL_DAYS",
+        "RECON_ACTOR",
+        "USER",
+        "LOGNAME",
     ];
 
     /// The process environment. A value that is set but wrong (a grace period that is not a number of days,
@@ -227,6 +237,30 @@ impl Settings {
                 .ok_or_else(|| bad("SETTLE_SECONDS", &g, "a number of seconds from 0 to 3600"))?,
             None => 300,
         };
+        let days = |k: &str, default: u32| -> Result<u32, AppError> {
+            match var(k) {
+                Some(g) => g
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| *d <= 3660)
+                    .ok_or_else(|| bad(k, &g, "a number of days from 0 to 3660")),
+                None => Ok(default),
+            }
+        };
+        let defaults = ItemRules::default();
+        let items = ItemRules {
+            lookback_days: days("LOOKBACK_DAYS", defaults.lookback_days)?,
+            high_after_days: days("ESCALATE_HIGH_DAYS", defaults.high_after_days)?,
+            critical_after_days: days("ESCALATE_CRITICAL_DAYS", defaults.critical_after_days)?,
+        };
+        if items.critical_after_days < items.high_after_days {
+            return Err(AppError::InvalidInput(format!(
+                "ESCALATE_CRITICAL_DAYS={} is below ESCALATE_HIGH_DAYS={}: an item must be HIGH before it is \
+                 CRITICAL; fix either variable",
+                items.critical_after_days, items.high_after_days
+            )));
+        }
         let min_severity: Severity = match var("NOTIFY_MIN_SEVERITY") {
             Some(s) => s
                 .parse()
@@ -281,6 +315,11 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("./.recon/outbox")),
             log_filter: var("RECON_LOG").unwrap_or_else(|| "info".into()),
+            items,
+            actor: var("RECON_ACTOR")
+                .or_else(|| var("USER"))
+                .or_else(|| var("LOGNAME"))
+                .map(|a| a.trim().to_string()),
         })
     }
 
@@ -288,6 +327,7 @@ impl Settings {
     pub fn run_config(&self) -> RunConfig {
         RunConfig {
             grace_days: self.grace_days,
+            items: self.items,
             ..RunConfig::default()
         }
     }

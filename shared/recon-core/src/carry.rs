@@ -22,6 +22,10 @@ pub struct Carried {
     /// Where the record came from originally (object key and line).
     pub source: String,
     pub record: CarriedRecord,
+    /// Already reported as `missing_*` by an earlier run and still open: a match candidate for the item's
+    /// lookback days (issue 15). Linked today, its item is resolved `matched_later`; left unlinked, nothing
+    /// is reported again (its item stays open) and it is not counted in this run.
+    pub reported: bool,
 }
 
 /// What happened to a carried item in this run.
@@ -35,4 +39,8 @@ pub enum CarryOutcome {
     StillPending,
     /// The same record arrived again today; the carried copy is superseded by it.
     Duplicate,
+    /// An item reported missing earlier was linked today: resolved `matched_later` by this run.
+    MatchedLater,
+    /// An item reported missing earlier is still unlinked (or listed again today): it stays as it is.
+    StillOpen,
 }

@@ -12,6 +12,7 @@
 
 pub mod carry;
 pub mod discrepancy;
+pub mod item;
 pub mod matching;
 pub mod model;
 pub mod money;
@@ -23,6 +24,7 @@ pub mod summary;
 
 pub use carry::{Carried, CarriedRecord, CarryOutcome};
 pub use discrepancy::{Category, Discrepancy, Lifecycle};
+pub use item::{age_bucket, item_key, item_keys, Action, Family, ItemRules, ItemStatus, Reason, AGE_BUCKETS};
 pub use matching::candidates::MAX_MINOR;
 pub use matching::{reconcile, reconcile_partition, reconcile_sharded};
 pub use model::{
@@ -34,4 +36,4 @@ pub use outcome::{merge, ConservationError, DiscrepancyCounts, OutOfWindow, Outc
 pub use partition::{plan, Plan, Selection};
 pub use run::{window_lag, RunConfig, RunInput};
 pub use severity::{Severity, SeverityConfig, Thresholds};
-pub use summary::{DaySummary, RunStatus, RunSummary};
+pub use summary::{DaySummary, OpenItems, RunStatus, RunSummary};

@@ -22,6 +22,9 @@ pub struct RunConfig {
     /// Start of the run date (UTC midnight, ms): records dated outside it (widened by [`window_lag`]) are
     /// counted in [`crate::Outcome::out_of_window`]. `None`: not checked.
     pub day_start: Option<Millis>,
+    /// Items' lookback (how long open missing items stay match candidates) and escalation by age; used where
+    /// runs are loaded and recorded.
+    pub items: crate::item::ItemRules,
 }
 
 impl Default for RunConfig {
@@ -32,6 +35,7 @@ impl Default for RunConfig {
             severity: SeverityConfig::default(),
             partitions: 1,
             day_start: None,
+            items: crate::item::ItemRules::default(),
         }
     }
 }

@@ -53,6 +53,33 @@ pub struct RunSummary {
     /// What the operator should know that is not a discrepancy: inbox entries not staged, with the reason.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Day over day (issue 15), for this processor's items as of the run's date: items this run reported
+    /// first (its date's first report of them)...
+    #[serde(default)]
+    pub new_count: u64,
+    /// ... open items first reported earlier ...
+    #[serde(default)]
+    pub still_open_count: u64,
+    /// ... items resolved since the processor's previous run (by an operator, or by this run) ...
+    #[serde(default)]
+    pub resolved_since_last_count: u64,
+    /// ... every open item (all dates): count and amount at stake per currency ...
+    #[serde(default)]
+    pub open_items: OpenItems,
+    /// ... the oldest open item's age in days (since first seen), `null` when none is open ...
+    #[serde(default)]
+    pub oldest_open_age_days: Option<i64>,
+    /// ... and items whose age raised their severity in this run (escalation rules): the email goes out for
+    /// them even when the run alone would not alert.
+    #[serde(default)]
+    pub escalated_count: u64,
+}
+
+/// Open items: how many, and the amount at stake per currency (exact decimal strings).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct OpenItems {
+    pub count: u64,
+    pub amount: BTreeMap<String, String>,
 }
 
 /// `YYYY-MM-DD` (UTC) of a time in milliseconds since the epoch.
@@ -93,6 +120,12 @@ impl RunSummary {
             out_of_window_earliest: o.out_of_window.earliest.map(utc_date),
             out_of_window_latest: o.out_of_window.latest.map(utc_date),
             warnings: Vec::new(),
+            new_count: 0,
+            still_open_count: 0,
+            resolved_since_last_count: 0,
+            open_items: OpenItems::default(),
+            oldest_open_age_days: None,
+            escalated_count: 0,
         }
     }
 
@@ -115,6 +148,12 @@ impl RunSummary {
             out_of_window_earliest: None,
             out_of_window_latest: None,
             warnings: Vec::new(),
+            new_count: 0,
+            still_open_count: 0,
+            resolved_since_last_count: 0,
+            open_items: OpenItems::default(),
+            oldest_open_age_days: None,
+            escalated_count: 0,
         }
     }
 }

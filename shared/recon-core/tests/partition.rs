@@ -101,6 +101,8 @@ proptest! {
                 id: 100 + i as i64,
                 age_days: *age,
                 source: format!("raw/earlier.csv:{i}"),
+                // every third carried item was reported missing earlier (a lookback candidate)
+                reported: i % 3 == 2,
                 record: if *side {
                     CarriedRecord::Processor(record(500 + i, p))
                 } else {

@@ -278,6 +278,7 @@ fn pending_items_carry_forward_and_resolve_as_timing_differences() {
         age_days: 1,
         source: "raw/ledger/l.csv:2".into(),
         record: carry,
+        reported: false,
     }];
     // Day 2: the processor reports it -> matched, the pending item resolves.
     let p = vec![prec("txn_1", &["ch_1"], None, Kind::Charge, 100, "USD", 2)];
@@ -289,6 +290,58 @@ fn pending_items_carry_forward_and_resolve_as_timing_differences() {
     let day2b = run(&[], &[], &carried, 1);
     assert_eq!(day2b.counts.missing_in_processor, 1);
     assert_eq!(day2b.carried, vec![(7, CarryOutcome::Escalated)]);
+}
+
+/// Issue 15: a record reported missing by an earlier run stays a match candidate while its item is open.
+/// Given a Stripe charge reported missing_in_ledger on day 1 (grace 0), when day 4's ledger books it, then day 4
+/// links it (its item is resolved matched_later) and counts the pair; when nothing books it, nothing is
+/// reported again and it is not one of day 4's records; when Stripe lists it again, today's record takes its
+/// place (no duplicate of itself).
+#[test]
+fn an_open_missing_item_is_matched_later_and_never_reported_twice() {
+    let p = vec![prec("txn_1", &["ch_1"], None, Kind::Charge, 100, "USD", 2)];
+    let day1 = run(&p, &[], &[], 0);
+    assert_eq!(day1.counts.missing_in_ledger, 1);
+    let carry = day1.discrepancies[0]
+        .carry
+        .clone()
+        .unwrap_or_else(|| unreachable!("a missing record is kept for the lookback"));
+    let carried = vec![Carried {
+        id: 9,
+        age_days: 3,
+        source: "raw/stripe/p.csv:2".into(),
+        record: carry,
+        reported: true,
+    }];
+    let booked = vec![lrow(
+        "L9",
+        Some("ch_1"),
+        None,
+        LedgerType::Charge,
+        100,
+        "USD",
+        LedgerStatus::Captured,
+        2,
+    )];
+    let day4 = run(&[], &booked, &carried, 0);
+    assert_eq!(day4.carried, vec![(9, CarryOutcome::MatchedLater)]);
+    assert_eq!((day4.matched_count, day4.clean_count), (1, 1));
+    assert_eq!((day4.processor_count, day4.ledger_count), (1, 1));
+    assert!(day4.discrepancies.is_empty());
+    assert_eq!(
+        day4.carried_count, 0,
+        "a lookback candidate is not a pending carry"
+    );
+
+    let quiet = run(&[], &[], &carried, 0);
+    assert_eq!(quiet.carried, vec![(9, CarryOutcome::StillOpen)]);
+    assert_eq!(quiet.processor_count, 0);
+    assert!(quiet.discrepancies.is_empty(), "{:?}", quiet.discrepancies);
+
+    let again = run(&p, &[], &carried, 0);
+    assert_eq!(again.counts.duplicate, 0, "{:?}", again.discrepancies);
+    assert_eq!(again.counts.missing_in_ledger, 1);
+    assert_eq!(again.processor_count, 1);
 }
 
 #[test]

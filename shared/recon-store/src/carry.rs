@@ -20,23 +20,42 @@ pub struct CarriedItem {
 
 impl Store {
     /// Pending items of earlier current runs of `processor`, plus those the current run of `date` had taken
-    /// (a rerun takes them again). Ordered by id, so the matcher sees them in a stable order.
+    /// (a rerun takes them again), plus the open `missing_*` items of earlier current runs first seen within
+    /// `grace_days + lookback_days` of `date` and not linked by a current run before `date` (one candidate per
+    /// item: its latest report). Ordered by id, so the matcher sees them in a stable order.
     pub async fn load_carried(
         &self,
         processor: Processor,
         date: NaiveDate,
+        grace_days: u32,
+        lookback_days: u32,
     ) -> Result<Vec<CarriedItem>, StoreError> {
         let c = self.client().await?;
+        let window = i32::try_from(grace_days.saturating_add(lookback_days)).unwrap_or(i32::MAX);
         let rows = c
             .query(
-                "SELECT d.id, d.first_seen_date, d.carry, COALESCE(d.processor_source, d.ledger_source, '')
+                "SELECT d.id, d.first_seen_date, d.carry, COALESCE(d.processor_source, d.ledger_source, ''), false
                  FROM discrepancies d JOIN reconciliation_runs r ON r.id = d.run_id
                  WHERE r.processor_name = $1 AND r.status = 'succeeded' AND r.run_date < $2 AND d.carry IS NOT NULL
                    AND (d.lifecycle = 'pending'
                         OR d.resolved_in_run IN (SELECT id FROM reconciliation_runs
                                                  WHERE run_date = $2 AND processor_name = $1 AND status <> 'superseded'))
-                 ORDER BY d.id",
-                &[&processor.as_str(), &date],
+                 UNION ALL
+                 SELECT * FROM (
+                   SELECT DISTINCT ON (d.item_key) d.id, d.first_seen_date, d.carry,
+                          COALESCE(d.processor_source, d.ledger_source, ''), true
+                   FROM discrepancies d JOIN reconciliation_runs r ON r.id = d.run_id
+                   WHERE d.processor_name = $1 AND d.lifecycle = 'open' AND d.carry IS NOT NULL
+                     AND d.first_seen_date >= $2::date - $3::int AND d.item_key IS NOT NULL
+                     AND d.category IN ('missing_in_ledger', 'missing_in_processor')
+                     AND r.status = 'succeeded' AND r.run_date < $2
+                     AND NOT EXISTS (SELECT 1 FROM items i
+                                       JOIN item_matches m ON m.item_id = i.id
+                                       JOIN reconciliation_runs mr ON mr.id = m.run_id
+                                      WHERE i.item_key = d.item_key AND mr.status = 'succeeded' AND mr.run_date < $2)
+                   ORDER BY d.item_key, r.run_date DESC, d.id DESC) open_missing
+                 ORDER BY 1",
+                &[&processor.as_str(), &date, &window],
             )
             .await
             .map_err(q("loading pending items to carry forward"))?;
@@ -57,6 +76,7 @@ impl Store {
                     age_days: u32::try_from(age).unwrap_or(u32::MAX),
                     source: r.get(3),
                     record,
+                    reported: r.get(4),
                 },
                 first_seen,
             });
@@ -107,8 +127,16 @@ pub(crate) async fn resolve_carried(
         return Ok(());
     }
     let mut by: BTreeMap<&str, (Vec<i64>, String)> = BTreeMap::new();
+    let mut later = Vec::new();
     for (id, o) in carried {
         let (res, note) = match o {
+            // items reported earlier: the discrepancy stays as its run reported it; the item is resolved
+            // matched_later while this run is current
+            CarryOutcome::MatchedLater => {
+                later.push(*id);
+                continue;
+            }
+            CarryOutcome::StillOpen => continue,
             CarryOutcome::Matched => ("timing_difference", format!("matched in the run of {}", run.date)),
             CarryOutcome::Escalated => (
                 "escalated",
@@ -138,5 +166,6 @@ pub(crate) async fn resolve_carried(
         .await
         .map_err(q("resolving carried items"))?;
     }
+    crate::items::matched_later(tx, run.run_id, &later).await?;
     Ok(())
 }

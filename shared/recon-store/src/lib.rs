@@ -7,9 +7,11 @@
 //! and processor ([`write`]), and read runs back for `recon runs` / `recon show` and the report's trend chart
 //! ([`read`]). Errors keep their cause as their source ([`StoreError`]).
 
+mod actions;
 mod carry;
 mod config;
 mod error;
+pub mod items;
 mod migrate;
 pub mod read;
 pub mod write;
@@ -17,9 +19,11 @@ pub mod write;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+pub use actions::{Acted, BatchOutcome, ItemCommand, ItemEvent, ItemFilter, Refusal};
 pub use carry::CarriedItem;
 pub use config::DbConfig;
 pub use error::{retryable_sqlstate, Cause, StoreError};
+pub use items::{ItemDigest, ItemRow};
 pub use read::{DiscrepancyRow, RunRow, RunState};
 pub use write::{NewRun, Recorded, Unattributed};
 

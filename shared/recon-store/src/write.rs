@@ -6,15 +6,17 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::pin_mut;
-use recon_core::{Discrepancy, Outcome, Processor, RunStatus, RunSummary};
+use recon_core::{Discrepancy, ItemRules, Outcome, Processor, RunStatus, RunSummary};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
+use std::future::Future;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use crate::error::q;
+use crate::items::ItemDigest;
 use crate::{Store, StoreError};
 
 /// Everything needed to record one run.
@@ -38,6 +40,8 @@ pub struct NewRun<'a> {
     pub first_seen: &'a HashMap<i64, NaiveDate>,
     /// The day's ledger rows that belong to no processor's run (kept once per source location).
     pub unattributed: &'a [Unattributed],
+    /// Escalation by age of the processor's open items (issue 15).
+    pub rules: ItemRules,
 }
 
 /// A ledger row whose processor column is unknown or unreadable.
@@ -99,6 +103,29 @@ impl Store {
 
     /// Records a run and its discrepancies in one transaction. Idempotent on `idempotency_key`.
     pub async fn record_run(&self, run: &NewRun<'_>) -> Result<Recorded, StoreError> {
+        let done = self
+            .record_run_with(run, |_, _| async { Ok::<(), std::convert::Infallible>(()) })
+            .await?;
+        match done {
+            Ok((recorded, _, _)) => Ok(recorded),
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Self::record_run`], with `finish` called inside the transaction before it commits: with the run's
+    /// summary as recorded (its day-over-day item figures filled in for a run that became current) and that
+    /// run's item digest. The run becomes visible only once `finish` succeeded (the reports it writes exist
+    /// before the row that points at them); when `finish` fails, nothing is written and its error is returned.
+    /// Not called for a key recorded before.
+    pub async fn record_run_with<E, F, Fut>(
+        &self,
+        run: &NewRun<'_>,
+        finish: F,
+    ) -> Result<Result<(Recorded, RunSummary, Option<ItemDigest>), E>, StoreError>
+    where
+        F: FnOnce(RunSummary, Option<ItemDigest>) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
         let mut obj = self.client().await?;
         let tx = obj
             .transaction()
@@ -126,10 +153,16 @@ impl Store {
             .map_err(q("checking the idempotency key"))?
         {
             let summary: Option<Value> = r.get(1);
-            return Ok(Recorded::Existing {
-                run_id: r.get(0),
-                summary: summary.and_then(|s| serde_json::from_value(s).ok()).map(Box::new),
-            });
+            let summary: Option<RunSummary> = summary.and_then(|s| serde_json::from_value(s).ok());
+            let known = summary.clone().unwrap_or_else(|| run.summary.clone());
+            return Ok(Ok((
+                Recorded::Existing {
+                    run_id: r.get(0),
+                    summary: summary.map(Box::new),
+                },
+                known,
+                None,
+            )));
         }
         // the current run of this date and processor, locked; it becomes superseded
         let current: Option<(Uuid, String, Value)> = tx
@@ -296,6 +329,32 @@ impl Store {
                 }
             }
         }
+        // items: the run that became current opens, finds again, closes and escalates them, and its summary
+        // gets the day-over-day figures
+        let mut summary_out = run.summary.clone();
+        let mut digest = None;
+        if kept.is_none() {
+            crate::items::sync(&tx, run.run_id, old).await?;
+            if run.outcome.is_some() {
+                let escalated =
+                    crate::items::escalate(&tx, run.processor, run.date, run.run_id, &run.rules).await?;
+                let (f, d) = crate::items::day_over_day(&*tx, run.processor, run.date, run.run_id).await?;
+                summary_out.new_count = f.new;
+                summary_out.still_open_count = f.still_open;
+                summary_out.resolved_since_last_count = f.resolved_since;
+                summary_out.open_items = f.open;
+                summary_out.oldest_open_age_days = f.oldest;
+                summary_out.escalated_count = escalated;
+                digest = Some(d);
+                let stored = serde_json::to_value(&summary_out).unwrap_or(Value::Null);
+                tx.execute(
+                    "UPDATE reconciliation_runs SET summary = $2 WHERE id = $1",
+                    &[&run.run_id, &stored],
+                )
+                .await
+                .map_err(q("storing the run's day-over-day figures"))?;
+            }
+        }
         for u in run.unattributed {
             tx.execute(
                 "INSERT INTO unattributed_ledger_rows (run_date, source, field, reason, raw_record, first_run_id)
@@ -305,8 +364,12 @@ impl Store {
             .await
             .map_err(q("keeping the unattributed ledger rows"))?;
         }
+        if let Err(e) = finish(summary_out.clone(), digest.clone()).await {
+            // nothing of this run is kept (the transaction rolls back when dropped)
+            return Ok(Err(e));
+        }
         tx.commit().await.map_err(q("committing the run"))?;
-        Ok(match kept {
+        let recorded = match kept {
             Some(current) => Recorded::Attempt {
                 run_id: run.run_id,
                 current,
@@ -315,7 +378,8 @@ impl Store {
                 run_id: run.run_id,
                 superseded: old,
             },
-        })
+        };
+        Ok(Ok((recorded, summary_out, digest)))
     }
 
     /// Which of these run ids are recorded.
@@ -339,7 +403,7 @@ async fn copy_discrepancies(
             "COPY discrepancies (run_id, run_date, processor_name, category, severity, processor_record_id, ledger_id,
                 processor_txn_id, reference, kind, processor_amount, processor_currency, ledger_amount, ledger_currency,
                 amount_at_stake, currency, occurred_at, processor_source, ledger_source, details, raw_record,
-                lifecycle, first_seen_date, carried_from, carry) FROM STDIN BINARY",
+                lifecycle, first_seen_date, carried_from, carry, item_key) FROM STDIN BINARY",
         )
         .await
         .map_err(q("starting COPY of discrepancies"))?;
@@ -369,11 +433,13 @@ async fn copy_discrepancies(
         Type::DATE,
         Type::INT8,
         Type::JSONB,
+        Type::TEXT,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     let p = run.processor.as_str();
-    for d in ds {
+    let keys = recon_core::item_keys(run.processor, run.date, ds);
+    for (d, item_key) in ds.iter().zip(&keys) {
         let severity = d.severity.map(|s| s.as_str());
         let kind = d.kind.map(|k| k.as_str());
         let pa = d.processor_amount.map(|m| m.to_decimal());
@@ -391,7 +457,7 @@ async fn copy_discrepancies(
             .and_then(|id| run.first_seen.get(&id).copied())
             .unwrap_or(run.date);
         let carry = d.carry.as_ref().and_then(|c| serde_json::to_value(c).ok());
-        let row: [&(dyn ToSql + Sync); 25] = [
+        let row: [&(dyn ToSql + Sync); 26] = [
             &run.run_id,
             &run.date,
             &p,
@@ -417,6 +483,7 @@ async fn copy_discrepancies(
             &first_seen,
             &d.carried_from,
             &carry,
+            item_key,
         ];
         writer
             .as_mut()

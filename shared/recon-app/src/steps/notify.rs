@@ -148,17 +148,22 @@ pub async fn notify<S: ObjectStore, M: Mailer, X: StartExecution>(
     }
     let mut notices = Vec::new();
     for r in runs {
-        let (link, top) = if r.status == RunStatus::Succeeded && !r.run_id.is_empty() {
+        let (link, top, items) = if r.status == RunStatus::Succeeded && !r.run_id.is_empty() {
             let key = format!("{}report.html", keys::report_run(date, r.processor, &r.run_id));
             let link = ports.objects.link(&key).await.ok();
-            (link, top_from_db(ports, &r).await)
+            (
+                link,
+                top_from_db(ports, &r).await,
+                items_from_db(ports, &r, date).await,
+            )
         } else {
-            (None, Vec::new())
+            (None, Vec::new(), None)
         };
         notices.push(RunNotice {
             summary: r,
             link,
             top,
+            items,
         });
     }
     let email = compose(
@@ -223,6 +228,16 @@ async fn claim<S: ObjectStore>(objects: &S, marker: &str) -> Result<bool, AppErr
         .await
         .map_err(AppError::Object)?;
     Ok(true)
+}
+
+/// The item digest of a recorded run, for the email (none when the database cannot say).
+async fn items_from_db<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    r: &RunSummary,
+    date: chrono::NaiveDate,
+) -> Option<recon_store::ItemDigest> {
+    let (db, id) = (ports.db_if_any()?, r.run_id.parse().ok()?);
+    db.item_digest(r.processor, date, id).await.ok()
 }
 
 /// The ten most severe items of a recorded run, for the email (none when the database cannot say).

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use crate::carry::{Carried, CarriedRecord};
 use crate::model::{InvalidRecord, LedgerRow, LedgerType, Location, ProcessorRecord, Side};
 use crate::money::Money;
@@ -74,6 +76,13 @@ impl Origins<'_> {
     /// The store id of a carried candidate.
     pub fn carried_id(&self, carried: Option<u32>) -> Option<i64> {
         carried.and_then(|i| self.carried.get(i as usize)).map(|c| c.id)
+    }
+
+    /// Was the candidate reported missing by an earlier run (an open item within its lookback)?
+    pub fn reported(&self, carried: Option<u32>) -> bool {
+        carried
+            .and_then(|i| self.carried.get(i as usize))
+            .is_some_and(|c| c.reported)
     }
 
     /// Days a candidate has been unmatched (0 for today's records).
@@ -147,6 +156,40 @@ fn nul_invalid(side: Side, location: Location, field: &str, raw: &str) -> Invali
     }
 }
 
+/// The carried items reported missing earlier whose record is listed again today (the same processor record
+/// id, or the same `ledger_id`): today's record takes their place, so a re-listed record is never a
+/// duplicate of its own open item; so do pending carries of the same record. Checked over the whole input,
+/// whatever the partition, and only when such items are carried.
+fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRow]) -> FxHashSet<usize> {
+    let mut p: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut l: FxHashMap<&str, usize> = FxHashMap::default();
+    for (i, c) in carried.iter().enumerate().filter(|(_, c)| c.reported) {
+        match &c.record {
+            CarriedRecord::Processor(r) => p.insert(&r.id, i),
+            CarriedRecord::Ledger(r) => l.insert(&r.ledger_id, i),
+        };
+    }
+    let mut out = FxHashSet::default();
+    if p.is_empty() && l.is_empty() {
+        return out;
+    }
+    // a pending carry of the same record (listed again, and pending again) takes its place too
+    for c in carried.iter().filter(|c| !c.reported) {
+        let hit = match &c.record {
+            CarriedRecord::Processor(r) => p.get(&*r.id),
+            CarriedRecord::Ledger(r) => l.get(&*r.ledger_id),
+        };
+        out.extend(hit.copied());
+    }
+    if !p.is_empty() {
+        out.extend(records.iter().filter_map(|r| p.get(&*r.id).copied()));
+    }
+    if !l.is_empty() {
+        out.extend(ledger.iter().filter_map(|r| l.get(&*r.ledger_id).copied()));
+    }
+    out
+}
+
 /// The candidates of the selected records of `input`.
 pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates<'a> {
     let RunInput {
@@ -165,11 +208,14 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         refused: Vec::new(),
         carried_count: 0,
     };
+    let relisted = relisted(carried, records, ledger);
     for (i, item) in carried.iter().enumerate() {
-        if !sel.carried(i) {
+        if !sel.carried(i) || relisted.contains(&i) {
             continue;
         }
-        c.carried_count += 1;
+        if !item.reported {
+            c.carried_count += 1;
+        }
         let carried = Some(i as u32);
         match &item.record {
             CarriedRecord::Processor(rec) => c.procs.push(PRef { rec, carried }),

@@ -137,8 +137,8 @@ fn reconcile_selected(input: RunInput<'_>, sel: Selection<'_>) -> Result<Outcome
     conclude(
         Tally {
             processor: input.processor,
-            processor_count: c.procs.len() as u64,
-            ledger_count: c.ledg.len() as u64,
+            processor_count: c.procs.len() as u64 - unlinked.processor_still_open,
+            ledger_count: c.ledg.len() as u64 - unlinked.ledger_still_open,
             matched,
             clean,
             processor_pending: unlinked.processor_pending,
@@ -172,8 +172,14 @@ fn pairs(
         }
         let l = c.ledg[j as usize];
         matched += 1;
-        for id in [p.carried, l.carried].into_iter().filter_map(|x| o.carried_id(x)) {
-            carry_out.push((id, CarryOutcome::Matched));
+        for x in [p.carried, l.carried] {
+            if let Some(id) = o.carried_id(x) {
+                let outcome = match o.reported(x) {
+                    true => CarryOutcome::MatchedLater,
+                    false => CarryOutcome::Matched,
+                };
+                carry_out.push((id, outcome));
+            }
         }
         let Some(problem) = classify::classify(p.rec, l.row, &config.tolerance) else {
             clean += 1;

@@ -73,9 +73,12 @@ pub(crate) struct Unlinked {
     pub processor_pending: u64,
     pub ledger_pending: u64,
     pub not_settled: u64,
+    /// Carried items reported missing by an earlier run and still unlinked: not this run's records.
+    pub processor_still_open: u64,
+    pub ledger_still_open: u64,
 }
 
-/// One side: returns (pending, not settled).
+/// One side: returns (pending, not settled, reported earlier and still unlinked).
 #[allow(clippy::too_many_arguments)]
 fn side<C: Candidate>(
     cands: &[C],
@@ -86,9 +89,18 @@ fn side<C: Candidate>(
     o: Origins<'_>,
     found: &mut Vec<Discrepancy>,
     carry_out: &mut Vec<(i64, CarryOutcome)>,
-) -> (u64, u64) {
-    let (mut pending, mut not_settled) = (0u64, 0u64);
+) -> (u64, u64, u64) {
+    let (mut pending, mut not_settled, mut still_open) = (0u64, 0u64, 0u64);
     for (i, c) in cands.iter().enumerate() {
+        if o.reported(c.carried()) && (dup[i] || link[i] == NONE) {
+            // reported by an earlier run and still unlinked: its item stays open, nothing is reported again,
+            // and it is not one of this run's records
+            if let Some(id) = o.carried_id(c.carried()) {
+                carry_out.push((id, CarryOutcome::StillOpen));
+            }
+            still_open += 1;
+            continue;
+        }
         if dup[i] {
             // a carried item that turned out to be a duplicate of today's record
             if let Some(id) = o.carried_id(c.carried()) {
@@ -109,9 +121,11 @@ fn side<C: Candidate>(
             None => C::WHY.to_string(),
         };
         let mut d = c.missing(o, why);
+        // the record is kept with the discrepancy: carried while pending, a match candidate while its item
+        // is open (the lookback)
+        d.carry = Some(c.carry());
         if o.age(c.carried()) < grace_days {
             d.lifecycle = Lifecycle::Pending;
-            d.carry = Some(c.carry());
             pending += 1;
         }
         if let Some(id) = o.carried_id(c.carried()) {
@@ -123,7 +137,7 @@ fn side<C: Candidate>(
         }
         found.push(d);
     }
-    (pending, not_settled)
+    (pending, not_settled, still_open)
 }
 
 /// Reports the unlinked candidates of both sides.
@@ -135,7 +149,7 @@ pub(crate) fn report(
     found: &mut Vec<Discrepancy>,
     carry_out: &mut Vec<(i64, CarryOutcome)>,
 ) -> Unlinked {
-    let (processor_pending, not_settled) = side(
+    let (processor_pending, not_settled, processor_still_open) = side(
         &c.procs,
         &links.p_dup,
         &links.link_p,
@@ -145,7 +159,7 @@ pub(crate) fn report(
         found,
         carry_out,
     );
-    let (ledger_pending, _) = side(
+    let (ledger_pending, _, ledger_still_open) = side(
         &c.ledg,
         &links.l_dup,
         &links.link_l,
@@ -159,6 +173,8 @@ pub(crate) fn report(
         processor_pending,
         ledger_pending,
         not_settled,
+        processor_still_open,
+        ledger_still_open,
     }
 }
 

@@ -3,74 +3,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::Path;
+mod common;
 
 use chrono::NaiveDate;
-use recon_app::notify::OutboxMailer;
-use recon_app::objects::LocalStore;
-use recon_app::pipeline::{run_day, DayOptions};
-use recon_app::Deps;
-use recon_core::{Processor, RunConfig, RunStatus};
+use common::{count, day, store, write, write_days, LEDGER_HEADER, STRIPE_HEADER};
+use recon_core::{Processor, RunStatus};
 use recon_store::{DbConfig, Store};
 use recon_tests::TestDb;
-
-async fn store(db: &TestDb) -> Store {
-    let s = Store::new(&DbConfig::from_url(&db.url).unwrap()).unwrap();
-    s.migrate().await.unwrap();
-    s
-}
-
-fn write(root: &Path, key: &str, text: &str) {
-    let p = root.join(key);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-const LEDGER_HEADER: &str =
-    "ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n";
-const STRIPE_HEADER: &str = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,charge_id,payment_intent_id,payment_metadata[order_id]\n";
-
-async fn day(
-    db: &Store,
-    root: &Path,
-    date: &str,
-    grace: u32,
-    execution: &str,
-) -> recon_app::pipeline::DayResult {
-    let objects = LocalStore::new(root);
-    let config = RunConfig {
-        grace_days: grace,
-        ..RunConfig::default()
-    };
-    let deps = Deps {
-        objects: &objects,
-        db,
-        config: &config,
-    };
-    let opts = DayOptions {
-        date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
-        processors: vec![Processor::Stripe],
-        trigger: recon_app::Trigger::Cli,
-        execution: execution.into(),
-        notify: None,
-    };
-    run_day(
-        &deps,
-        &recon_app::fetch::ApiSources::default(),
-        None::<&OutboxMailer>,
-        &opts,
-    )
-    .await
-    .unwrap()
-}
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
 
 #[tokio::test]
 async fn migrations_apply_once() {
@@ -327,31 +266,6 @@ fn figures(r: &recon_core::RunSummary) -> String {
         r.total_discrepancy_amount,
         r.severity
     )
-}
-
-/// A universe of transactions, each on the processor side on some day and in the ledger on some day
-/// (either may be absent), written as the inbox of four days.
-fn write_days(root: &Path, txns: &[(Option<u8>, Option<u8>, u32)]) {
-    for d in 0..4u8 {
-        let date = format!("2025-01-{}", 15 + d);
-        let mut p = STRIPE_HEADER.to_string();
-        let mut l = LEDGER_HEADER.to_string();
-        for (k, &(pd, ld, cents)) in txns.iter().enumerate() {
-            let amount = format!("{}.{:02}", 100 + cents / 100, cents % 100);
-            if pd == Some(d) {
-                p.push_str(&format!(
-                    "txn_{k},{date} 10:00:00,usd,{amount},0,{amount},charge,ch_{k},ch_{k},pi_{k},o{k}\n"
-                ));
-            }
-            if ld == Some(d) {
-                l.push_str(&format!(
-                    "L{k},stripe,ch_{k},o{k},charge,{amount},USD,captured,{date}T10:00:00Z\n"
-                ));
-            }
-        }
-        write(root, &format!("inbox/stripe/{date}/p.csv"), &p);
-        write(root, &format!("inbox/ledger/{date}/l.csv"), &l);
-    }
 }
 
 async fn current_figures(db: &TestDb, s: &Store, days: u8) -> Vec<String> {

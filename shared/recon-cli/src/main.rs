@@ -1,20 +1,22 @@
 //! `recon`: run the reconciliation pipeline locally, list and show runs, apply migrations.
 //! The binary is glue: every step is a use case of `recon-app`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use recon_app::items as app_items;
 use recon_app::notify::OutboxMailer;
 use recon_app::objects::LocalStore;
 use recon_app::pipeline::{run_day, DayOptions};
 use recon_app::settings::Settings;
 use recon_app::steps::{execution_name, StartExecution, Started};
 use recon_app::Deps;
-use recon_core::{DaySummary, Processor, RunConfig, RunStatus};
-use recon_store::{DbConfig, Store};
+use recon_core::{Action, DaySummary, ItemStatus, Processor, RunConfig, RunStatus};
+use recon_store::{BatchOutcome, DbConfig, ItemFilter, Store};
 
 mod table;
 
@@ -45,6 +47,129 @@ fn parse_day(s: &str) -> Result<NaiveDate, String> {
 enum OutputFormat {
     Table,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Which items: every flag narrows the selection.
+#[derive(clap::Args, Clone, Default)]
+struct ItemFilterArgs {
+    /// open, acknowledged or resolved; default: the open and acknowledged ones.
+    #[arg(long)]
+    status: Option<ItemStatus>,
+    #[arg(long)]
+    processor: Option<Processor>,
+    /// A category (missing_in_ledger, amount_mismatch, ...) or a family (missing, mismatch, duplicate, invalid).
+    #[arg(long)]
+    category: Option<String>,
+    /// At least this many days since first seen.
+    #[arg(long)]
+    min_age: Option<u32>,
+    #[arg(long)]
+    assignee: Option<String>,
+    /// Every status, resolved ones too.
+    #[arg(long, conflicts_with = "status")]
+    all_statuses: bool,
+}
+
+#[derive(clap::Args, Clone)]
+struct ItemsCommon {
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// The day ages are counted to; default today (UTC).
+    #[arg(long, global = true, value_parser = parse_day)]
+    as_of: Option<NaiveDate>,
+}
+
+/// What an operator does to items.
+#[derive(clap::Args, Clone)]
+struct ActArgs {
+    /// The items (ids from `recon items`); or --all-matching with filters.
+    ids: Vec<i64>,
+    /// Act on every item the filters select (asks first unless --yes).
+    #[arg(long, conflicts_with = "ids")]
+    all_matching: bool,
+    #[command(flatten)]
+    filter: ItemFilterArgs,
+    /// Do not ask before a bulk action.
+    #[arg(long)]
+    yes: bool,
+    /// Who acts; default RECON_ACTOR, else the OS user.
+    #[arg(long)]
+    actor: Option<String>,
+    /// The version you looked at (`recon items show`): refused as a conflict if the item changed since.
+    #[arg(long)]
+    expect_version: Option<i32>,
+    /// Say what would change and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Subcommand, Clone)]
+enum ItemsCommand {
+    /// One item with its history.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Acknowledge: someone is looking at it.
+    Ack {
+        #[command(flatten)]
+        act: ActArgs,
+    },
+    /// Assign to a person.
+    Assign {
+        #[command(flatten)]
+        act: ActArgs,
+        #[arg(long)]
+        to: String,
+    },
+    /// Add a note to the history.
+    Comment {
+        #[command(flatten)]
+        act: ActArgs,
+        #[arg(long)]
+        note: String,
+    },
+    /// Resolve with a reason (a note too for `other` and `written_off`).
+    Resolve {
+        #[command(flatten)]
+        act: ActArgs,
+        /// booked_in_ledger, processor_corrected, timing, refunded, duplicate_reversed, not_an_issue,
+        /// written_off (with --note) or other (with --note).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reopen a resolved item.
+    Reopen {
+        #[command(flatten)]
+        act: ActArgs,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The selected items as CSV (to stdout or --out) with empty action/reason/note/to columns to fill in.
+    Export {
+        #[command(flatten)]
+        filter: ItemFilterArgs,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Apply an edited export: every row with an action, all or nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +237,17 @@ enum Command {
         database_url: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+    },
+    /// Work the exceptions: list, show and act on items (discrepancies that live until resolved).
+    Items {
+        #[command(subcommand)]
+        command: Option<ItemsCommand>,
+        #[command(flatten)]
+        filter: ItemFilterArgs,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+        #[command(flatten)]
+        common: ItemsCommon,
     },
     /// Apply database migrations.
     Migrate {
@@ -336,6 +472,12 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Items {
+            command,
+            filter,
+            format,
+            common,
+        } => items(&settings, command, filter, format, common).await,
         Command::Migrate { database_url } => {
             let cfg = db_config(&settings, database_url.as_deref())?;
             Store::create_database_if_missing(&cfg).await?;
@@ -358,4 +500,179 @@ fn print_day(day: &DaySummary, format: OutputFormat) -> Result<()> {
         OutputFormat::Table => print!("{}", table::day(day)),
     }
     Ok(())
+}
+
+impl ItemFilterArgs {
+    fn to_filter(&self) -> ItemFilter {
+        ItemFilter {
+            status: self.status,
+            open_only: self.status.is_none() && !self.all_statuses,
+            processor: self.processor,
+            category: self.category.clone(),
+            min_age: self.min_age,
+            assignee: self.assignee.clone(),
+            ids: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.processor.is_none()
+            && self.category.is_none()
+            && self.min_age.is_none()
+            && self.assignee.is_none()
+    }
+}
+
+async fn items(
+    settings: &Settings,
+    command: Option<ItemsCommand>,
+    filter: ItemFilterArgs,
+    format: ListFormat,
+    common: ItemsCommon,
+) -> Result<ExitCode> {
+    let db = store_from(settings, common.database_url.as_deref())?;
+    let as_of = common.as_of.unwrap_or_else(|| Utc::now().date_naive());
+    let (act, action) = match command {
+        None => {
+            let rows = app_items::list(&db, &filter.to_filter(), as_of).await?;
+            match format {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                ListFormat::Csv => std::io::stdout().write_all(&app_items::export_csv(&rows)?)?,
+                ListFormat::Table => print!("{}", table::items(&rows)),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(ItemsCommand::Show { id, format }) => {
+            let (item, events) = app_items::show(&db, id, as_of).await?;
+            match format {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"item": item, "history": events}))?
+                ),
+                OutputFormat::Table => print!("{}", table::item(&item, &events)),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(ItemsCommand::Export { filter, out }) => {
+            let rows = app_items::list(&db, &filter.to_filter(), as_of).await?;
+            let csv = app_items::export_csv(&rows)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("exported {} items to {}", rows.len(), path.display());
+                }
+                None => std::io::stdout().write_all(&csv)?,
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(ItemsCommand::Import { file, actor, dry_run }) => {
+            let actor = app_items::actor(settings, actor.as_deref())?;
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("reading {}: check the path", file.display()))?;
+            let name = file.display().to_string();
+            let imported = app_items::import_csv(&db, &actor, &name, &bytes, dry_run).await?;
+            eprintln!("{name}: {} rows with an action", imported.rows);
+            return Ok(print_outcome(&imported.outcome, dry_run));
+        }
+        Some(ItemsCommand::Ack { act }) => (act, Action::parse("ack", None, None, None)),
+        Some(ItemsCommand::Assign { act, to }) => {
+            let a = Action::parse("assign", None, None, Some(&to));
+            (act, a)
+        }
+        Some(ItemsCommand::Comment { act, note }) => {
+            let a = Action::parse("comment", None, Some(&note), None);
+            (act, a)
+        }
+        Some(ItemsCommand::Resolve { act, reason, note }) => {
+            let a = Action::parse("resolve", Some(&reason), note.as_deref(), None);
+            (act, a)
+        }
+        Some(ItemsCommand::Reopen { act, note }) => {
+            let a = Action::parse("reopen", None, note.as_deref(), None);
+            (act, a)
+        }
+    };
+    let action = action.map_err(|e| anyhow::anyhow!(e))?;
+    let actor = app_items::actor(settings, act.actor.as_deref())?;
+    let targets: Vec<(i64, Option<i32>)> = if act.all_matching {
+        if act.filter.is_empty() {
+            bail!("--all-matching needs at least one filter (--status, --processor, --category, --min-age, --assignee)");
+        }
+        let mut f = act.filter.to_filter();
+        // reopen acts on resolved items; every other action on the open and acknowledged ones
+        if matches!(action, Action::Reopen { .. }) && act.filter.status.is_none() {
+            f.status = Some(ItemStatus::Resolved);
+            f.open_only = false;
+        }
+        let rows = app_items::list(&db, &f, as_of).await?;
+        if rows.is_empty() {
+            println!("no item matches: nothing to do");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let total = rows
+            .iter()
+            .try_fold(rust_decimal::Decimal::ZERO, |t, r| {
+                t.checked_add(r.amount_at_stake)
+            })
+            .context("the selected amounts overflow")?;
+        eprintln!("{} {} items ({} at stake)", action.name(), rows.len(), total);
+        if !act.yes && !act.dry_run && !confirm()? {
+            println!("nothing done");
+            return Ok(ExitCode::from(1));
+        }
+        rows.iter().map(|r| (r.id, Some(r.version))).collect()
+    } else {
+        if act.ids.is_empty() {
+            bail!("name the items (ids from `recon items`) or select them with --all-matching and filters");
+        }
+        if act.expect_version.is_some() && act.ids.len() != 1 {
+            bail!("--expect-version applies to one item; name exactly one");
+        }
+        act.ids.iter().map(|id| (*id, act.expect_version)).collect()
+    };
+    let outcome = app_items::act(&db, &actor, &targets, &action, act.dry_run).await?;
+    Ok(print_outcome(&outcome, act.dry_run))
+}
+
+/// Asks on the terminal; `false` unless the answer is yes.
+fn confirm() -> Result<bool> {
+    eprint!("proceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
+}
+
+/// Prints what a batch did (or, for a dry run, would do); exit 1 when anything was refused (nothing written).
+fn print_outcome(outcome: &BatchOutcome, dry_run: bool) -> ExitCode {
+    match outcome {
+        BatchOutcome::Done(done) => {
+            let verb = if dry_run { "would" } else { "did" };
+            for a in done {
+                if a.changed {
+                    println!(
+                        "item {}: {verb} {} ({} -> {}, version {})",
+                        a.item_id, a.action, a.from_status, a.to_status, a.version
+                    );
+                } else {
+                    println!("item {}: {} changes nothing (already so)", a.item_id, a.action);
+                }
+            }
+            let changed = done.iter().filter(|a| a.changed).count();
+            if dry_run {
+                println!("dry run: {changed} items would change; nothing written");
+            } else {
+                println!("{changed} items changed");
+            }
+            ExitCode::SUCCESS
+        }
+        BatchOutcome::Refused(refused) => {
+            for r in refused {
+                eprintln!("refused: {r}");
+            }
+            eprintln!("nothing was changed: fix the refused items and run it again");
+            ExitCode::from(1)
+        }
+    }
 }

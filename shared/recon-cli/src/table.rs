@@ -1,7 +1,7 @@
 //! Plain-text tables for the terminal.
 
 use recon_core::{DaySummary, RunStatus};
-use recon_store::{DiscrepancyRow, RunRow};
+use recon_store::{DiscrepancyRow, ItemEvent, ItemRow, RunRow};
 
 fn render(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -216,5 +216,125 @@ pub fn show(r: &RunRow, ds: &[DiscrepancyRow]) -> String {
         &rows,
         &[true, false, false, false, false, false, false, true, false, false],
     ));
+    out
+}
+
+/// A data value for the terminal: control characters (escape sequences included) shown as `?`.
+fn t(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+fn ot(s: &Option<String>) -> String {
+    s.as_deref().map(t).unwrap_or_else(|| "-".into())
+}
+
+/// `recon items`: one line per item.
+pub fn items(items: &[ItemRow]) -> String {
+    let header = [
+        "id",
+        "processor",
+        "category",
+        "severity",
+        "status",
+        "age",
+        "assignee",
+        "processor id",
+        "ledger id",
+        "amount",
+        "cur",
+        "resolution",
+    ];
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.processor.clone(),
+                i.category.clone(),
+                ot(&i.severity),
+                i.status.clone(),
+                format!("{}d", i.age_days),
+                ot(&i.assignee),
+                ot(&i.processor_record_id),
+                ot(&i.ledger_id),
+                i.amount_at_stake.to_string(),
+                ot(&i.currency),
+                ot(&i.resolution),
+            ]
+        })
+        .collect();
+    let mut out = render(
+        &header,
+        &rows,
+        &[
+            true, false, false, false, false, true, false, false, false, true, false, false,
+        ],
+    );
+    out.push_str(&format!("{} items\n", items.len()));
+    out
+}
+
+/// `recon items show`: the item and its history.
+pub fn item(i: &ItemRow, events: &[ItemEvent]) -> String {
+    let mut out = String::new();
+    let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<18}{v}\n"));
+    kv("item", i.id.to_string());
+    kv("version", i.version.to_string());
+    kv("processor", i.processor.clone());
+    kv("category", i.category.clone());
+    kv("severity", ot(&i.severity));
+    kv("status", i.status.clone());
+    kv("assignee", ot(&i.assignee));
+    kv(
+        "first seen",
+        format!("{} ({} days ago)", i.first_seen_date, i.age_days),
+    );
+    kv("last seen", format!("{} (run {})", i.run_date, i.run_id));
+    kv("processor id", ot(&i.processor_record_id));
+    kv("ledger id", ot(&i.ledger_id));
+    kv("reference", ot(&i.reference));
+    kv(
+        "amount at stake",
+        format!("{} {}", i.amount_at_stake, ot(&i.currency)),
+    );
+    kv("details", t(&i.details));
+    if i.status == "resolved" {
+        kv(
+            "resolution",
+            format!(
+                "{} by {} at {}{}",
+                ot(&i.resolution),
+                ot(&i.resolved_by),
+                i.resolved_at
+                    .map(|a| a.to_rfc3339())
+                    .unwrap_or_else(|| "-".into()),
+                i.resolution_note
+                    .as_deref()
+                    .map(|n| format!(": {}", t(n)))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    out.push_str("\nhistory:\n");
+    let header = ["at", "actor", "action", "status", "reason", "assignee", "note"];
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                t(&e.actor),
+                e.action.clone(),
+                format!(
+                    "{} -> {}",
+                    e.from_status.as_deref().unwrap_or("(new)"),
+                    e.to_status
+                ),
+                ot(&e.reason),
+                ot(&e.assignee),
+                ot(&e.note),
+            ]
+        })
+        .collect();
+    out.push_str(&render(&header, &rows, &[false; 7]));
     out
 }

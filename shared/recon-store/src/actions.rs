@@ -17,6 +17,8 @@ use crate::{Store, StoreError};
 #[derive(Debug, Clone, Default)]
 pub struct ItemFilter {
     pub status: Option<ItemStatus>,
+    /// Only items not resolved (open or acknowledged); ignored when `status` is set.
+    pub open_only: bool,
     pub processor: Option<Processor>,
     pub category: Option<String>,
     /// At least this many days since first seen (as of `as_of`).
@@ -129,6 +131,9 @@ fn filter_sql(
     }
     if !f.ids.is_empty() {
         add("i.id = ANY(?)", Box::new(f.ids.clone()));
+    }
+    if f.status.is_none() && f.open_only {
+        w.push("i.status <> 'resolved'".to_string());
     }
     w.join(" AND ")
 }
@@ -264,17 +269,8 @@ impl Store {
                 refused.push(Refusal::NotFound { item_id: cmd.item_id });
                 continue;
             };
-            let next = match transition(cur, &cmd.action) {
-                Ok(n) => n,
-                Err(reason) => {
-                    refused.push(Refusal::Refused {
-                        item_id: cmd.item_id,
-                        reason,
-                    });
-                    continue;
-                }
-            };
-            let Some(next) = next else {
+            let next = transition(cur, &cmd.action);
+            if let Ok(None) = next {
                 // already as the action would leave it: nothing to write, whatever version was seen
                 done.push(Acted {
                     item_id: cmd.item_id,
@@ -285,9 +281,10 @@ impl Store {
                     version: cur.version,
                 });
                 continue;
-            };
+            }
             if let Some(expected) = cmd.expected_version {
-                // the version the operator saw must be the one before this batch touched it
+                // the version the operator saw must be the one before this batch touched it: a stale view is a
+                // conflict, told before whether the action would apply to what the item has become
                 if expected != cur.seen {
                     let last = tx
                         .query_opt(
@@ -306,6 +303,17 @@ impl Store {
                     continue;
                 }
             }
+            let next = match next {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                Err(reason) => {
+                    refused.push(Refusal::Refused {
+                        item_id: cmd.item_id,
+                        reason,
+                    });
+                    continue;
+                }
+            };
             let (reason, note, assignee) = match &cmd.action {
                 Action::Resolve { reason, note } => (Some(reason.as_str()), note.as_deref(), None),
                 Action::Comment { note } => (None, Some(note.as_str()), None),

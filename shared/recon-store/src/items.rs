@@ -149,7 +149,7 @@ pub(crate) async fn matched_later(
     }
     tx.execute(
         "INSERT INTO item_matches (item_id, run_id)
-         SELECT DISTINCT i.id, $2 FROM discrepancies d JOIN items i ON i.item_key = d.item_key
+         SELECT DISTINCT i.id, $2::uuid FROM discrepancies d JOIN items i ON i.item_key = d.item_key
           WHERE d.id = ANY($1)
          ON CONFLICT DO NOTHING",
         &[&discrepancies, &run_id],

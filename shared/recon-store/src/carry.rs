@@ -19,8 +19,9 @@ pub struct CarriedItem {
 }
 
 impl Store {
-    /// Pending items of earlier current runs of `processor`, plus those the current run of `date` had taken
-    /// (a rerun takes them again), plus the open `missing_*` items of earlier current runs first seen within
+    /// Pending items of earlier current runs of `processor`, plus those the current run of `date` or of a later
+    /// date had taken (a rerun takes them again; a day run for the first time after a later day takes what it
+    /// would have taken in date order: what a run takes depends on earlier days only), plus the open `missing_*` items of earlier current runs first seen within
     /// `grace_days + lookback_days` of `date` and not linked by a current run before `date` (one candidate per
     /// item: its latest report). Ordered by id, so the matcher sees them in a stable order.
     pub async fn load_carried(
@@ -39,7 +40,7 @@ impl Store {
                  WHERE r.processor_name = $1 AND r.status = 'succeeded' AND r.run_date < $2 AND d.carry IS NOT NULL
                    AND (d.lifecycle = 'pending'
                         OR d.resolved_in_run IN (SELECT id FROM reconciliation_runs
-                                                 WHERE run_date = $2 AND processor_name = $1 AND status <> 'superseded'))
+                                                 WHERE run_date >= $2 AND processor_name = $1 AND status <> 'superseded'))
                  UNION ALL
                  SELECT * FROM (
                    SELECT DISTINCT ON (d.item_key) d.id, d.first_seen_date, d.carry,

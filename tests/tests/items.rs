@@ -91,13 +91,13 @@ fn resolve(reason: Reason, note: Option<&str>) -> Action {
 }
 
 /// Day 1 (15th): ch_0 clean, ch_1 charged but not booked, L2 booked but never charged, ch_3 booked at a
-/// different amount. Day 2 (16th): the ledger books ch_1 late; ch_4 charged but not booked. Day 3 (20th):
+/// different amount, ch_6 (5,000.00: HIGH on its own) charged but not booked. Day 2 (16th): the ledger books ch_1 late; ch_4 charged but not booked. Day 3 (20th):
 /// one clean pair, four days after the first: the 15th's open items are at least HIGH by age.
 fn three_days(root: &Path) {
     inbox(
         root,
         "2025-01-15",
-        &[(0, "10.00"), (1, "25.00"), (3, "40.00")],
+        &[(0, "10.00"), (1, "25.00"), (3, "40.00"), (6, "5000.00")],
         &[(0, "10.00"), (2, "145.00"), (3, "41.00")],
     );
     inbox(root, "2025-01-16", &[(4, "12.50")], &[(1, "25.00")]);
@@ -117,18 +117,19 @@ async fn items_live_across_reruns_and_days_with_day_over_day_figures_and_an_esca
     three_days(dir.path());
     let cfg = config();
 
-    // day 1: three new items
+    // day 1: four new items
     let d1 = day_with(&s, dir.path(), "2025-01-15", &cfg, "d1", None).await;
     let r1 = summary(&d1);
     assert_eq!(
         (r1.new_count, r1.still_open_count, r1.resolved_since_last_count),
-        (3, 0, 0),
+        (4, 0, 0),
         "{r1:?}"
     );
-    assert_eq!(r1.open_items.count, 3);
+    assert_eq!(r1.open_items.count, 4);
     assert_eq!(r1.oldest_open_age_days, Some(0));
     let items = all_items(&s, "2025-01-15").await;
-    assert_eq!(items.len(), 3, "{items:#?}");
+    assert_eq!(items.len(), 4, "{items:#?}");
+    assert_eq!(by_processor_id(&items, "txn_6").severity.as_deref(), Some("HIGH"));
     let missing_l = by_processor_id(&items, "txn_1").clone();
     let missing_p = by_ledger_id(&items, "L2").clone();
     let mismatch = by_processor_id(&items, "txn_3").clone();
@@ -163,7 +164,7 @@ async fn items_live_across_reruns_and_days_with_day_over_day_figures_and_an_esca
 
     // a rerun of day 1 finds the same items: same ids, the actions carried over, nothing opened twice
     let d1b = day_with(&s, dir.path(), "2025-01-15", &cfg, "d1-rerun", None).await;
-    assert_eq!(summary(&d1b).open_items.count, 3);
+    assert_eq!(summary(&d1b).open_items.count, 4);
     let again = all_items(&s, "2025-01-15").await;
     let ids = |v: &[ItemRow]| {
         let mut x: Vec<i64> = v.iter().map(|i| i.id).collect();
@@ -173,10 +174,10 @@ async fn items_live_across_reruns_and_days_with_day_over_day_figures_and_an_esca
     assert_eq!(ids(&again), ids(&items));
     assert_eq!(by_processor_id(&again, "txn_3").status, "acknowledged");
     assert_eq!(by_ledger_id(&again, "L2").assignee.as_deref(), Some("bob"));
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 4);
     assert_eq!(
         count(&db, "SELECT count(*) FROM item_events WHERE action = 'opened'").await,
-        3
+        4
     );
 
     // day 2: the ledger booked ch_1 late: that item is resolved matched_later by day 2's run; ch_4 is new
@@ -184,7 +185,7 @@ async fn items_live_across_reruns_and_days_with_day_over_day_figures_and_an_esca
     let r2 = summary(&d2);
     assert_eq!(
         (r2.new_count, r2.still_open_count, r2.resolved_since_last_count),
-        (1, 2, 1),
+        (1, 3, 1),
         "{r2:?}"
     );
     assert_eq!(r2.oldest_open_age_days, Some(1));
@@ -197,18 +198,12 @@ async fn items_live_across_reruns_and_days_with_day_over_day_figures_and_an_esca
     assert_eq!(last.run_id, Some(d2.runs[0].summary.run_id.parse().unwrap()));
     // the matched record is not reported missing again on day 2 and is counted once, as matched
     assert_eq!(r2.discrepancy_counts.missing_in_processor, 0, "{r2:?}");
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 4);
+    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 5);
     assert_eq!(
         count(&db, "SELECT count(*) FROM missing_transactions").await,
-        2,
-        "the view lists open missing items: L2 and ch_4"
+        3,
+        "the view lists open missing items: L2, ch_4 and ch_6"
     );
-
-    // rerunning day 1 after day 2 changes nothing: ch_1 stays matched_later, one item each
-    day_with(&s, dir.path(), "2025-01-15", &cfg, "d1-rerun-2", None).await;
-    let (late, _) = app::show(&s, missing_l.id, date("2025-01-16")).await.unwrap();
-    assert_eq!(late.resolution.as_deref(), Some("matched_later"));
-    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 4);
 
     // day 3 (the 20th) is clean on its own, but the 15th's items are 5 days old: escalated to HIGH, emailed
     let d3 = day_with(&s, dir.path(), "2025-01-20", &cfg, "d3", Some(&outbox)).await;
@@ -216,16 +211,17 @@ async fn items_live_across_reruns_and_days_with_day_over_day_figures_and_an_esca
     assert_eq!(r3.discrepancy_counts.missing_in_ledger, 0);
     assert_eq!(
         r3.escalated_count, 3,
-        "L2, ch_3 (5 days) and ch_4 (4 days): {r3:?}"
+        "L2, ch_3 (5 days) and ch_4 (4 days); ch_6 was HIGH already: {r3:?}"
     );
     assert_eq!(
         (r3.new_count, r3.still_open_count, r3.resolved_since_last_count),
-        (0, 3, 0)
+        (0, 4, 0),
+        "what day 2 resolved is not resolved since day 2: {r3:?}"
     );
     assert_eq!(r3.oldest_open_age_days, Some(5));
     assert_eq!(
         r3.open_items.amount.get("USD").map(String::as_str),
-        Some("158.50")
+        Some("5158.50")
     );
     let email = d3.email.clone().expect("an email for the escalated items");
     let text = std::fs::read_to_string(&email).unwrap();
@@ -236,6 +232,12 @@ async fn items_live_across_reruns_and_days_with_day_over_day_figures_and_an_esca
     // a rerun of day 3 escalates nothing twice
     let d3b = day_with(&s, dir.path(), "2025-01-20", &cfg, "d3-rerun", None).await;
     assert_eq!(summary(&d3b).escalated_count, 0);
+
+    // rerunning day 1 after the later days changes nothing: ch_1 stays matched_later, one item each
+    day_with(&s, dir.path(), "2025-01-15", &cfg, "d1-rerun-2", None).await;
+    let (late, _) = app::show(&s, missing_l.id, date("2025-01-20")).await.unwrap();
+    assert_eq!(late.resolution.as_deref(), Some("matched_later"));
+    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 5);
 }
 
 #[tokio::test]
@@ -261,6 +263,14 @@ async fn an_item_a_rerun_no_longer_finds_is_resolved_not_found_on_rerun_and_reop
     assert_eq!(gone.resolution.as_deref(), Some("not_found_on_rerun"));
     assert_eq!(history.last().unwrap().action, "not_found_on_rerun");
     assert_eq!(summary(&rerun).resolved_since_last_count, 1);
+    // the correction is withdrawn from the inbox (the staged copy stays in raw/): the next rerun reports
+    // ch_1 again, and the item it had closed is open again, the same item
+    std::fs::remove_file(dir.path().join("inbox/ledger/2025-01-15/l-corrected.csv")).unwrap();
+    day_with(&s, dir.path(), "2025-01-15", &cfg, "c", None).await;
+    let (back, history) = app::show(&s, item.id, date("2025-01-15")).await.unwrap();
+    assert_eq!((back.status.as_str(), back.resolution.as_deref()), ("open", None));
+    assert_eq!(history.last().unwrap().action, "found_again");
+    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 1);
 }
 
 #[tokio::test]

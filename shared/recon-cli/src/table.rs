@@ -113,6 +113,22 @@ pub fn day(d: &DaySummary) -> String {
             ));
         }
     }
+    out.push('\n');
+    for r in d.runs.iter().filter(|r| r.status != RunStatus::Failed) {
+        // day over day: what is new, what is still open, what was resolved, and every open item
+        out.push_str(&format!(
+            "{:<7} {} new, {} still open, {} resolved since the last run{}; {}\n",
+            r.processor.as_str(),
+            r.new_count,
+            r.still_open_count,
+            r.resolved_since_last_count,
+            match r.escalated_count {
+                0 => String::new(),
+                n => format!(", {n} escalated by age"),
+            },
+            recon_app::report::open_items_line(r)
+        ));
+    }
     for r in &d.runs {
         if let Some(line) = recon_app::report::out_of_window_line(&d.date, r) {
             out.push_str(&format!("{}: {line}\n", r.processor.as_str()));
@@ -287,7 +303,12 @@ pub fn item(i: &ItemRow, events: &[ItemEvent]) -> String {
     kv("assignee", ot(&i.assignee));
     kv(
         "first seen",
-        format!("{} ({} days ago)", i.first_seen_date, i.age_days),
+        format!(
+            "{} ({} day{} ago)",
+            i.first_seen_date,
+            i.age_days,
+            if i.age_days == 1 { "" } else { "s" }
+        ),
     );
     kv("last seen", format!("{} (run {})", i.run_date, i.run_id));
     kv("processor id", ot(&i.processor_record_id));

@@ -177,18 +177,22 @@ pub(crate) async fn escalate(
             "WITH esc AS (
                 SELECT id, status, ($2::date - first_seen_date) AS age,
                        CASE WHEN $2::date - first_seen_date >= $4 THEN 'CRITICAL'
-                            WHEN $2::date - first_seen_date >= $3 THEN 'HIGH' END AS lvl
+                            WHEN $2::date - first_seen_date >= $3 THEN 'HIGH' END AS lvl,
+                       -- the severity shown before: the discrepancy's, raised by an earlier escalation
+                       GREATEST(array_position(ARRAY['LOW','MEDIUM','HIGH','CRITICAL'], severity),
+                                array_position(ARRAY['LOW','MEDIUM','HIGH','CRITICAL'], escalation), 0) AS shown
                   FROM items WHERE processor_name = $1 AND status <> 'resolved'),
              up AS (
                 UPDATE items i SET escalation = e.lvl, updated_at = now()
                   FROM esc e
                  WHERE i.id = e.id AND e.lvl IS NOT NULL
                    AND (i.escalation IS NULL OR (i.escalation <> 'CRITICAL' AND e.lvl = 'CRITICAL'))
-                RETURNING i.id, i.status, e.lvl, e.age)
+                RETURNING i.id, i.status, e.lvl, e.age, e.shown)
+             -- an escalation is an event (and counts, and emails) only when it raises what the item shows
              INSERT INTO item_events (item_id, actor, action, from_status, to_status, note, run_id)
              SELECT id, $6, 'escalated', status, status,
                     'open ' || age || ' days on ' || $2::date || ': at least ' || lvl, $5
-               FROM up",
+               FROM up WHERE array_position(ARRAY['LOW','MEDIUM','HIGH','CRITICAL'], lvl) > shown",
             &[
                 &processor.as_str(),
                 &date,
@@ -291,7 +295,9 @@ pub(crate) async fn day_over_day<C: tokio_postgres::GenericClient + Sync>(
     let p = processor.as_str();
     let since: Option<DateTime<Utc>> = tx
         .query_one(
-            "SELECT max(finished_at) FROM reconciliation_runs
+            // when the previous run was recorded: its transaction's now(), which is also the resolved_at of
+            // what it resolved (finished_at is the run's own clock, taken before its transaction began)
+            "SELECT max(created_at) FROM reconciliation_runs
               WHERE processor_name = $1 AND id <> $2 AND status IN ('succeeded', 'superseded')",
             &[&p, &run_id],
         )

@@ -6,7 +6,7 @@ STORE := ./.recon/store
 CARGO ?= cargo
 BENCH_N ?= 1000000
 
-.PHONY: run test fmt lint build watch invoke validate bench bench-core fuzz screenshots deploy-local
+.PHONY: run test fmt lint build watch invoke validate bench bench-core fuzz screenshots three-days deploy-local
 
 ## run: reconcile the bundled demo day (events/demo) through the real pipeline, local store + .eml outbox
 run:
@@ -69,6 +69,12 @@ fuzz:
 	cd fuzz && for t in detect_and_parse ledger_csv stripe_report_csv paypal_settlement json_pages money; do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
-## screenshots: report.html and the email rendered to PNG by headless Chromium (after `make run`)
+## screenshots: the worked three-day example's report (16th) and email (18th) rendered to PNG by headless Chromium
 screenshots:
-	scripts/screenshots.sh
+	@$(CARGO) build -q -p recon-cli
+	@scripts/with-postgres.sh scripts/three-days.sh --screenshots
+
+## three-days: the README's worked example of items across days (its own database and store)
+three-days:
+	@$(CARGO) build -q -p recon-cli
+	@scripts/with-postgres.sh scripts/three-days.sh

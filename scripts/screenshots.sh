@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # screenshots.sh: renders the newest demo report.html and the newest outbox email (its HTML part) to PNG with
-# headless Chromium (Debian package `chromium`, installed when missing). Run `make run` first.
+# headless Chromium (Debian package `chromium`, installed when missing). Run `make run` first. REPORT and EML
+# name other files (scripts/three-days.sh passes its own).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/docs
 mkdir -p "$OUT"
 command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-report=$(ls -t "$ROOT"/.recon/store/reports/*/stripe/*/report.html | head -n1)
-eml=$(ls -t "$ROOT"/.recon/outbox/*.eml | head -n1)
+report=${REPORT:-$(ls -t "$ROOT"/.recon/store/reports/*/stripe/*/report.html | head -n1)}
+eml=${EML:-$(ls -t "$ROOT"/.recon/outbox/*.eml | head -n1)}
 python3 - "$eml" "$ROOT/target/email.html" <<'PY'
 import email, sys
 msg = email.message_from_binary_file(open(sys.argv[1], "rb"))

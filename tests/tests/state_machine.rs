@@ -501,3 +501,24 @@ fn a_failed_report_email_is_reported_with_the_days_runs() {
     assert_eq!(payload["pipeline_error.$"], "$.failure", "{payload}");
     assert_eq!(states[target]["Next"], "Failed");
 }
+
+/// A run alerts when it failed, when it is HIGH or CRITICAL, and when items escalated by age in it (issue 15:
+/// the email goes out for an escalation even when the run alone would not alert); a summary without
+/// `escalated_count` (an older match function) does not break the choice.
+#[test]
+fn a_run_with_escalated_items_alerts() {
+    let (_, v) = definition();
+    let inner = &v["States"]["MatchProcessors"]["ItemProcessor"]["States"];
+    let choice = &inner["Alert?"];
+    assert_eq!(choice["Type"], "Choice");
+    let rules = choice["Choices"][0]["Or"].as_array().unwrap();
+    let escalation = rules
+        .iter()
+        .find_map(|r| r["And"].as_array())
+        .expect("an And rule on escalated_count");
+    assert_eq!(escalation[0]["Variable"], "$.result.summary.escalated_count");
+    assert_eq!(escalation[0]["IsPresent"], true);
+    assert_eq!(escalation[1]["Variable"], "$.result.summary.escalated_count");
+    assert_eq!(escalation[1]["NumericGreaterThan"], 0);
+    assert_eq!(choice["Choices"][0]["Next"], "Alert");
+}

@@ -133,6 +133,15 @@ pub fn compose(
         (true, Some(s)) => format!("{s} discrepancies"),
         (true, None) => "no discrepancies".to_string(),
     };
+    // items that escalated by age send the email on a day that alone would not: say so first
+    let escalated: u64 = notices.iter().map(|n| n.summary.escalated_count).sum();
+    if escalated > 0 {
+        let open: u64 = notices.iter().map(|n| n.summary.open_items.count).sum();
+        headline = format!(
+            "{escalated} open item{} escalated by age ({open} open); {headline} today",
+            if escalated == 1 { "" } else { "s" }
+        );
+    }
     if problems.iter().any(|p| p.status == Problem::NOT_SENT) {
         headline += " (the report email was not sent)";
     }

@@ -215,7 +215,8 @@ pub fn aging_chart(d: &ItemDigest) -> String {
             let amounts: Vec<String> = d
                 .aging
                 .iter()
-                .filter(|a| a.0 == *b)
+                // items with no amount (an invalid record's) count, but add no "0" to the amounts
+                .filter(|a| a.0 == *b && !a.1.is_empty())
                 .map(|a| format!("{} {}", a.3, a.1))
                 .collect();
             let label = match amounts.is_empty() {
@@ -371,6 +372,36 @@ pub fn out_of_window_line(date: &str, run: &RunSummary) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_aging_chart_counts_items_without_an_amount_but_lists_only_real_amounts() {
+        let d = ItemDigest {
+            aging: vec![
+                ("0-1".into(), String::new(), 2, rust_decimal::Decimal::ZERO),
+                (
+                    "0-1".into(),
+                    "USD".into(),
+                    6,
+                    rust_decimal::Decimal::new(195_600, 2),
+                ),
+                (
+                    "over 30".into(),
+                    "EUR".into(),
+                    1,
+                    rust_decimal::Decimal::new(900, 2),
+                ),
+            ],
+            ..ItemDigest::default()
+        };
+        let html = aging_chart(&d);
+        assert!(html.contains("0-1 days: 1956.00 USD"), "{html}");
+        assert!(!html.contains(": 0 ,") && !html.contains("0 , "), "{html}");
+        assert!(
+            html.contains(">8<") || html.contains(">8 <") || html.contains("8</"),
+            "{html}"
+        );
+        assert!(html.contains("over 30 days: 9.00 EUR"), "{html}");
+    }
 
     fn hostile_outcome() -> (RunSummary, Outcome) {
         use recon_core::{

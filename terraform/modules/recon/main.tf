@@ -24,6 +24,19 @@ variable "notify_min_severity" {
   type    = string
   default = "HIGH"
 }
+variable "item_rules" {
+  description = "Items (README, Working the exceptions): days beyond the grace days open missing items stay match candidates, and the ages that escalate an open item to at least HIGH and to CRITICAL."
+  type = object({
+    lookback_days          = number
+    escalate_high_days     = number
+    escalate_critical_days = number
+  })
+  default = {
+    lookback_days          = 30
+    escalate_high_days     = 3
+    escalate_critical_days = 7
+  }
+}
 variable "internal_api_base_url" {
   type    = string
   default = ""
@@ -74,13 +87,16 @@ resource "aws_secretsmanager_secret" "processors" {
 
 locals {
   common_env = {
-    ENVIRONMENT          = var.environment
-    AWS_S3_BUCKET_NAME   = module.storage.bucket
-    SENDER_EMAIL         = var.sender_email
-    OPERATIONS_EMAIL     = var.operations_email
-    SES_REGION           = var.region
-    NOTIFY_MIN_SEVERITY  = var.notify_min_severity
-    PROCESSOR_SECRET_ARN = aws_secretsmanager_secret.processors.arn
+    ENVIRONMENT            = var.environment
+    AWS_S3_BUCKET_NAME     = module.storage.bucket
+    SENDER_EMAIL           = var.sender_email
+    OPERATIONS_EMAIL       = var.operations_email
+    SES_REGION             = var.region
+    NOTIFY_MIN_SEVERITY    = var.notify_min_severity
+    PROCESSOR_SECRET_ARN   = aws_secretsmanager_secret.processors.arn
+    LOOKBACK_DAYS          = tostring(var.item_rules.lookback_days)
+    ESCALATE_HIGH_DAYS     = tostring(var.item_rules.escalate_high_days)
+    ESCALATE_CRITICAL_DAYS = tostring(var.item_rules.escalate_critical_days)
   }
   db_env = {
     DB_SECRET_ARN = module.database.secret_arn

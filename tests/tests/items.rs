@@ -559,23 +559,101 @@ async fn exported_cells_a_spreadsheet_would_run_are_neutralised() {
     assert!(body.contains(",-25.00,"), "amounts stay numbers: {body}");
 }
 
-/// The state of every item that does not depend on the history of runs: key, status, resolution, first seen.
-async fn item_states(db: &TestDb) -> Vec<String> {
+/// The items' states: key, status, resolution, first seen, amount, escalation. `settled` leaves out what only
+/// says the order runs happened in: items no current run reports (`not_found_on_rerun`, reported only by a
+/// run of a day before its predecessors) and the escalation of items since resolved (an escalation is raised,
+/// never lowered, when a run sees the item open).
+async fn item_states(db: &TestDb, settled: bool) -> Vec<String> {
     let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
     c.query(
         "SELECT item_key || ' ' || status || ' ' || COALESCE(resolution, '-') || ' ' || first_seen_date
-              || ' ' || amount_at_stake || ' ' || COALESCE(escalation, '-')
-           FROM items ORDER BY item_key",
-        &[],
+              || ' ' || amount_at_stake || ' '
+              || CASE WHEN $1 AND status = 'resolved' THEN '' ELSE COALESCE(escalation, '-') END
+           FROM items WHERE NOT $1 OR resolution IS DISTINCT FROM 'not_found_on_rerun' ORDER BY item_key",
+        &[&settled],
     )
     .await
     .unwrap()
     .iter()
     .map(|r| r.get(0))
     .collect()
+}
+
+/// Runs `days` (offsets from the 15th, in this order, reruns included) on a fresh database over the four
+/// days of `txns`, with short item rules (lookback 1 day, HIGH after 1, CRITICAL after 2), and returns the
+/// items' states.
+async fn states_after(
+    txns: &[(Option<u8>, Option<u8>, u32)],
+    days: &[u8],
+    grace: u32,
+    settled: bool,
+) -> Vec<String> {
+    let cfg = RunConfig {
+        grace_days: grace,
+        items: ItemRules {
+            lookback_days: 1,
+            high_after_days: 1,
+            critical_after_days: 2,
+        },
+        ..RunConfig::default()
+    };
+    let db = TestDb::new().await;
+    let s = store(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_days(dir.path(), txns);
+    for (n, d) in days.iter().enumerate() {
+        let date = format!("2025-01-{}", 15 + d);
+        day_with(&s, dir.path(), &date, &cfg, &format!("e{n}"), None).await;
+    }
+    item_states(&db, settled).await
+}
+
+const IN_ORDER: [u8; 4] = [0, 1, 2, 3];
+
+fn universe() -> impl proptest::strategy::Strategy<Value = Vec<(Option<u8>, Option<u8>, u32)>> {
+    use proptest::prelude::*;
+    prop::collection::vec(
+        (prop::option::of(0u8..4), prop::option::of(0u8..4), 0u32..3),
+        1..8,
+    )
+}
+
+/// For every universe of transactions, grace days and `extra` value: running the days `days(extra)` gives the
+/// items (`settled` states) running the four days once in date order gives.
+fn same_items_as_one_pass<S>(extra: S, days: impl Fn(&S::Value) -> Vec<u8>, settled: bool)
+where
+    S: proptest::strategy::Strategy,
+    S::Value: std::fmt::Debug,
+{
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 12,
+        ..proptest::test_runner::Config::default()
+    });
+    runner
+        .run(&(universe(), extra, 0u32..2), |(txns, extra, grace)| {
+            let days = days(&extra);
+            let (got, reference) = rt.block_on(async {
+                (
+                    states_after(&txns, &days, grace, settled).await,
+                    states_after(&txns, &IN_ORDER, grace, settled).await,
+                )
+            });
+            prop_assert_eq!(
+                got,
+                reference,
+                "txns {:?} days {:?} grace {}",
+                &txns,
+                &days,
+                grace
+            );
+            Ok(())
+        })
+        .unwrap();
 }
 
 /// Any sequence of runs and reruns over four days (each day first run in date order, reruns of days
@@ -584,94 +662,16 @@ async fn item_states(db: &TestDb) -> Vec<String> {
 #[test]
 fn reruns_in_any_sequence_leave_the_items_of_one_pass_in_date_order() {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
-        ..Config::default()
-    });
-    let txn = (prop::option::of(0u8..4), prop::option::of(0u8..4), 0u32..3);
-    let strategy = (
-        prop::collection::vec(txn, 1..8),
-        prop::collection::vec(prop::collection::vec(0u8..4, 0..3), 4),
-        0u32..2,
-    );
-    let rules = ItemRules {
-        lookback_days: 1,
-        high_after_days: 1,
-        critical_after_days: 2,
+    let reruns = prop::collection::vec(prop::collection::vec(0u8..4, 0..3), 4);
+    let days = |reruns: &Vec<Vec<u8>>| {
+        let mut days = Vec::new();
+        for d in IN_ORDER {
+            days.push(d);
+            days.extend(reruns[d as usize].iter().map(|&e| e.min(d))); // only days already run
+        }
+        days
     };
-    runner
-        .run(&strategy, |(txns, reruns, grace)| {
-            rt.block_on(async {
-                let cfg = RunConfig {
-                    grace_days: grace,
-                    items: rules,
-                    ..RunConfig::default()
-                };
-                let run = |s: &Store, root: &Path, d: u8, e: String| {
-                    let (s, root, cfg) = (s.clone(), root.to_path_buf(), cfg.clone());
-                    async move {
-                        day_with(&s, &root, &format!("2025-01-{}", 15 + d), &cfg, &e, None).await;
-                    }
-                };
-                let reference = {
-                    let db = TestDb::new().await;
-                    let s = store(&db).await;
-                    let dir = tempfile::tempdir().unwrap();
-                    write_days(dir.path(), &txns);
-                    for d in 0..4u8 {
-                        run(&s, dir.path(), d, format!("r{d}")).await;
-                    }
-                    item_states(&db).await
-                };
-                let db = TestDb::new().await;
-                let s = store(&db).await;
-                let dir = tempfile::tempdir().unwrap();
-                write_days(dir.path(), &txns);
-                let mut n = 0;
-                for d in 0..4u8 {
-                    run(&s, dir.path(), d, format!("x{n}")).await;
-                    n += 1;
-                    for &e in &reruns[d as usize] {
-                        run(&s, dir.path(), e.min(d), format!("x{n}")).await;
-                        n += 1;
-                    }
-                }
-                let got = item_states(&db).await;
-                prop_assert_eq!(
-                    got,
-                    reference,
-                    "txns {:?} reruns {:?} grace {}",
-                    &txns,
-                    &reruns,
-                    grace
-                );
-                Ok(())
-            })
-        })
-        .unwrap();
-}
-
-/// The items' states an operator sees, leaving out what only says the order runs happened in: items no
-/// current run reports (`not_found_on_rerun`, found only by a run of a day before its predecessors) and the
-/// escalation of items since resolved (an escalation is raised, never lowered, when a run sees the item open).
-async fn settled_states(db: &TestDb) -> Vec<String> {
-    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c.query(
-        "SELECT item_key || ' ' || status || ' ' || COALESCE(resolution, '-') || ' ' || first_seen_date
-              || ' ' || amount_at_stake || ' ' || CASE WHEN status = 'resolved' THEN '' ELSE COALESCE(escalation, '-') END
-           FROM items WHERE resolution IS DISTINCT FROM 'not_found_on_rerun' ORDER BY item_key",
-        &[],
-    )
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
+    same_items_as_one_pass(reruns, days, false);
 }
 
 /// Any sequence of runs and reruns over four days, in any order (a later day before an earlier one too),
@@ -679,73 +679,12 @@ async fn settled_states(db: &TestDb) -> Vec<String> {
 #[test]
 fn any_sequence_then_one_pass_in_date_order_gives_the_items_of_that_pass() {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
-        ..Config::default()
-    });
-    let txn = (prop::option::of(0u8..4), prop::option::of(0u8..4), 0u32..3);
-    let strategy = (
-        prop::collection::vec(txn, 1..8),
-        prop::collection::vec(0u8..4, 0..7),
-        0u32..2,
+    let before = prop::collection::vec(0u8..4, 0..7);
+    same_items_as_one_pass(
+        before,
+        |b: &Vec<u8>| b.iter().copied().chain(IN_ORDER).collect(),
+        true,
     );
-    runner
-        .run(&strategy, |(txns, before, grace)| {
-            rt.block_on(async {
-                let cfg = RunConfig {
-                    grace_days: grace,
-                    items: ItemRules {
-                        lookback_days: 1,
-                        high_after_days: 1,
-                        critical_after_days: 2,
-                    },
-                    ..RunConfig::default()
-                };
-                let pass = |s: Store, root: std::path::PathBuf, days: Vec<u8>, tag: &'static str| {
-                    let cfg = cfg.clone();
-                    async move {
-                        for (n, d) in days.into_iter().enumerate() {
-                            day_with(
-                                &s,
-                                &root,
-                                &format!("2025-01-{}", 15 + d),
-                                &cfg,
-                                &format!("{tag}{n}"),
-                                None,
-                            )
-                            .await;
-                        }
-                    }
-                };
-                let reference = {
-                    let db = TestDb::new().await;
-                    let s = store(&db).await;
-                    let dir = tempfile::tempdir().unwrap();
-                    write_days(dir.path(), &txns);
-                    pass(s, dir.path().to_path_buf(), vec![0, 1, 2, 3], "r").await;
-                    settled_states(&db).await
-                };
-                let db = TestDb::new().await;
-                let s = store(&db).await;
-                let dir = tempfile::tempdir().unwrap();
-                write_days(dir.path(), &txns);
-                pass(s.clone(), dir.path().to_path_buf(), before.clone(), "x").await;
-                pass(s, dir.path().to_path_buf(), vec![0, 1, 2, 3], "y").await;
-                let got = settled_states(&db).await;
-                prop_assert_eq!(
-                    got,
-                    reference,
-                    "txns {:?} first {:?} grace {}",
-                    &txns,
-                    &before,
-                    grace
-                );
-                Ok(())
-            })
-        })
-        .unwrap();
 }
 
 #[tokio::test]

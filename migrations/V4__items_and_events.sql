@@ -53,8 +53,11 @@ CREATE TABLE items (
 CREATE INDEX items_open_by_age ON items (processor_name, first_seen_date, id) WHERE status <> 'resolved';
 CREATE INDEX items_by_status ON items (status, processor_name, category, id);
 CREATE INDEX items_by_assignee ON items (assignee, status) WHERE assignee IS NOT NULL;
-CREATE INDEX items_resolved_at ON items (processor_name, resolved_at) WHERE status = 'resolved';
+CREATE INDEX items_resolved_at ON items (processor_name, resolved_at, id) WHERE status = 'resolved';
+CREATE INDEX items_resolved_recent ON items (resolved_at DESC, id DESC) WHERE status = 'resolved';
 CREATE INDEX items_by_run ON items (run_id);
+-- resolved since the last run: resolved_at after a time, or resolved by this run (a BitmapOr of the two)
+CREATE INDEX items_resolved_in_run ON items (resolved_in_run) WHERE resolved_in_run IS NOT NULL;
 
 -- a later day's run that linked an open missing item's record: the item is resolved matched_later while that
 -- run is current (a superseded run's matches no longer count)

@@ -60,6 +60,18 @@ fn stable_source(source: &str) -> String {
     }
 }
 
+/// `text` with the staged object's folder (`raw/{source}/{date}/{fetch_id}/`, as `source` names it) written
+/// without its fetch id: messages name the staged object, and a new fetch of the same file is the same data.
+fn without_fetch_id(text: &str, source: &str) -> String {
+    let parts: Vec<&str> = source.splitn(5, '/').collect();
+    match parts.as_slice() {
+        ["raw", src, date, fetch, _] => {
+            text.replace(&format!("raw/{src}/{date}/{fetch}/"), &format!("{src}/{date}/"))
+        }
+        _ => text.to_string(),
+    }
+}
+
 /// The item key of a discrepancy reported by a run of `date`, or `None` for a pending one (still in its
 /// grace period: not an exception yet). Missing and mismatch items are the same item whatever day reports
 /// them (the records carry their identity); a duplicate or an invalid record is an occurrence in one day's
@@ -90,7 +102,7 @@ pub fn item_key(processor: Processor, date: NaiveDate, d: &Discrepancy) -> Optio
                 .unwrap_or("");
             let mut h = Sha256::new();
             h.update(d.raw.as_deref().unwrap_or("").as_bytes());
-            h.update(d.details.as_bytes());
+            h.update(without_fetch_id(&d.details, source).as_bytes());
             let digest = hex::encode(h.finalize());
             format!(
                 "{p}|{}|{date}|{}|{}",
@@ -412,6 +424,8 @@ mod tests {
             d.processor_id = None;
             d.processor_source = Some(format!("raw/stripe/2025-01-15/{fetch}/a.csv:7"));
             d.raw = Some("bad,row".into());
+            // as the parsers write it: the message names the staged object, fetch id included
+            d.details = format!("raw/stripe/2025-01-15/{fetch}/a.csv:7: amount \"1.234\" has 3 decimals");
             d
         };
         let a = item_key(Processor::Stripe, date(), &inv("f1"));

@@ -160,10 +160,20 @@ impl Store {
             ));
         }
         params.push(Box::new(limit));
+        // one order an index gives when the selection is of open or of resolved items only (a year of
+        // history is millions of resolved items); both together, open ones first
+        let order = match filter.status {
+            Some(ItemStatus::Resolved) => "i.resolved_at DESC, i.id DESC",
+            Some(_) => "i.first_seen_date, i.id",
+            None if filter.open_only => "i.first_seen_date, i.id",
+            None => {
+                "(i.status = 'resolved'), CASE WHEN i.status = 'resolved' THEN NULL ELSE i.first_seen_date END,
+                 i.resolved_at DESC NULLS LAST, i.id"
+            }
+        };
         let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM items i WHERE {cond} AND ${as_of_n}::date IS NOT NULL
-             ORDER BY (i.status = 'resolved'), CASE WHEN i.status = 'resolved' THEN NULL ELSE i.first_seen_date END,
-                      i.resolved_at DESC NULLS LAST, i.id
+             ORDER BY {order}
              LIMIT ${}",
             params.len()
         );

@@ -121,7 +121,10 @@ pub(crate) async fn sync(tx: &Tx<'_>, run_id: Uuid, old: Option<Uuid>) -> Result
                    version = i.version + CASE WHEN c.changed THEN 1 ELSE 0 END,
                    updated_at = now()
               FROM chg c
+             -- an item already as the run reports it is not written again (a day's first run: every item it
+             -- just opened)
              WHERE i.id = c.id
+               AND (c.changed OR (c.did IS NOT NULL AND c.did IS DISTINCT FROM i.discrepancy_id))
             RETURNING i.id, c.old_status, i.status, i.resolution, i.resolution_note, c.fate, c.changed, c.by_run)
          INSERT INTO item_events (item_id, actor, action, from_status, to_status, reason, note, run_id)
          SELECT u.id, $3,

@@ -274,14 +274,25 @@ async fn an_item_a_rerun_no_longer_finds_is_resolved_not_found_on_rerun_and_reop
     let (gone, history) = app::show(&s, item.id, date("2025-01-15")).await.unwrap();
     assert_eq!(gone.status, "resolved");
     assert_eq!(gone.resolution.as_deref(), Some("not_found_on_rerun"));
+    // last seen in the run that reported it, not in the rerun that did not
+    assert_eq!(gone.run_id, item.run_id);
     assert_eq!(history.last().unwrap().action, "not_found_on_rerun");
     assert_eq!(summary(&rerun).resolved_since_last_count, 1);
     // the correction is withdrawn from the inbox (the staged copy stays in raw/): the next rerun reports
     // ch_1 again, and the item it had closed is open again, the same item
     std::fs::remove_file(dir.path().join("inbox/ledger/2025-01-15/l-corrected.csv")).unwrap();
-    day_with(&s, dir.path(), "2025-01-15", &cfg, "c", None).await;
+    let again = day_with(&s, dir.path(), "2025-01-15", &cfg, "c", None).await;
     let (back, history) = app::show(&s, item.id, date("2025-01-15")).await.unwrap();
     assert_eq!((back.status.as_str(), back.resolution.as_deref()), ("open", None));
+    assert_eq!(back.run_id.to_string(), summary(&again).run_id);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM missing_transactions WHERE item_id = (SELECT max(id) FROM items)"
+        )
+        .await,
+        1
+    );
     assert_eq!(history.last().unwrap().action, "found_again");
     assert_eq!(count(&db, "SELECT count(*) FROM items").await, 1);
 }
@@ -375,6 +386,17 @@ async fn every_action_is_an_event_and_the_database_refuses_to_change_the_trail()
         );
     }
     assert_eq!(count(&db, "SELECT count(*) FROM item_events").await, 7);
+    // runs, discrepancies and items are history: never deleted (what the references items and events hold
+    // point at stays)
+    for sql in [
+        "DELETE FROM items",
+        "DELETE FROM discrepancies",
+        "DELETE FROM reconciliation_runs",
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert!(format!("{e:?}").contains("never deleted"), "{sql}: {e:?}");
+    }
+    assert!(count(&db, "SELECT count(*) FROM items").await > 0);
 }
 
 #[tokio::test]

@@ -47,7 +47,10 @@ impl Store {
                           COALESCE(d.processor_source, d.ledger_source, ''), true
                    FROM discrepancies d JOIN reconciliation_runs r ON r.id = d.run_id
                    WHERE d.processor_name = $1 AND d.lifecycle = 'open' AND d.carry IS NOT NULL
-                     AND d.first_seen_date >= $2::date - $3::int AND d.item_key IS NOT NULL
+                     -- first seen on or before its run's date, so before this date: the index range ends
+                     -- there (a day's own earlier runs, reruns of it, hold thousands of open rows)
+                     AND d.first_seen_date >= $2::date - $3::int AND d.first_seen_date < $2
+                     AND d.run_date < $2 AND d.item_key IS NOT NULL
                      AND d.category IN ('missing_in_ledger', 'missing_in_processor')
                      AND r.status = 'succeeded' AND r.run_date < $2
                      AND NOT EXISTS (SELECT 1 FROM items i

@@ -28,11 +28,11 @@ pub(crate) async fn sync(tx: &Tx<'_>, run_id: Uuid, old: Option<Uuid>) -> Result
     tx.execute(
         "WITH ins AS (
             INSERT INTO items (item_key, processor_name, family, category, severity, processor_record_id, ledger_id,
-                               reference, amount_at_stake, currency, details, discrepancy_id, run_id, run_date,
-                               first_seen_date, first_run_id, first_run_date)
+                               reference, amount_at_stake, currency, details, run_date, first_seen_date,
+                               first_run_id, first_run_date)
             SELECT d.item_key, d.processor_name, split_part(d.item_key, '|', 2), d.category, d.severity,
-                   d.processor_record_id, d.ledger_id, d.reference, d.amount_at_stake, d.currency, d.details, d.id,
-                   d.run_id, d.run_date, d.first_seen_date, d.run_id, d.run_date
+                   d.processor_record_id, d.ledger_id, d.reference, d.amount_at_stake, d.currency, d.details,
+                   d.run_date, d.first_seen_date, d.run_id, d.run_date
               FROM discrepancies d
              WHERE d.run_id = $1 AND d.item_key IS NOT NULL
             ON CONFLICT (item_key) DO NOTHING
@@ -114,17 +114,21 @@ pub(crate) async fn sync(tx: &Tx<'_>, run_id: Uuid, old: Option<Uuid>) -> Result
                    amount_at_stake = COALESCE(c.amount_at_stake, i.amount_at_stake),
                    currency = CASE WHEN c.did IS NULL THEN i.currency ELSE c.currency END,
                    details = COALESCE(c.details, i.details),
-                   discrepancy_id = COALESCE(c.did, i.discrepancy_id),
-                   run_id = COALESCE(c.rrun, i.run_id),
                    run_date = COALESCE(c.rdate, i.run_date),
                    first_seen_date = COALESCE(c.first_seen_date, i.first_seen_date),
                    version = i.version + CASE WHEN c.changed THEN 1 ELSE 0 END,
                    updated_at = now()
               FROM chg c
              -- an item already as the run reports it is not written again (a day's first run: every item it
-             -- just opened)
+             -- just opened; a rerun: every item it reports as before)
              WHERE i.id = c.id
-               AND (c.changed OR (c.did IS NOT NULL AND c.did IS DISTINCT FROM i.discrepancy_id))
+               AND (c.changed
+                    OR (c.did IS NOT NULL
+                        AND (c.category, c.severity, c.processor_record_id, c.ledger_id, c.reference,
+                             c.amount_at_stake, c.currency, c.details, c.rdate, c.first_seen_date)
+                            IS DISTINCT FROM
+                            (i.category, i.severity, i.processor_record_id, i.ledger_id, i.reference,
+                             i.amount_at_stake, i.currency, i.details, i.run_date, i.first_seen_date)))
             RETURNING i.id, c.old_status, i.status, i.resolution, i.resolution_note, c.fate, c.changed, c.by_run)
          INSERT INTO item_events (item_id, actor, action, from_status, to_status, reason, note, run_id)
          SELECT u.id, $3,
@@ -243,7 +247,11 @@ pub(crate) const ITEM_COLUMNS: &str = "i.id, i.processor_name, i.family, i.categ
     CASE WHEN i.escalation = 'CRITICAL' OR i.severity = 'CRITICAL' THEN 'CRITICAL'
          WHEN i.escalation = 'HIGH' OR i.severity = 'HIGH' THEN 'HIGH' ELSE i.severity END,
     i.status, i.assignee, i.processor_record_id, i.ledger_id, i.reference, i.amount_at_stake, i.currency,
-    i.details, i.first_seen_date, i.run_date, i.run_id, i.resolution, i.resolution_note, i.resolved_by,
+    i.details, i.first_seen_date, i.run_date,
+    (SELECT d.run_id FROM discrepancies d JOIN reconciliation_runs r ON r.id = d.run_id
+      WHERE d.item_key = i.item_key AND d.run_date = i.run_date
+      ORDER BY r.status = 'succeeded' DESC, d.id DESC LIMIT 1),
+    i.resolution, i.resolution_note, i.resolved_by,
     i.resolved_at, i.version";
 
 pub(crate) fn item_row(r: &tokio_postgres::Row, as_of: NaiveDate) -> ItemRow {
@@ -264,7 +272,8 @@ pub(crate) fn item_row(r: &tokio_postgres::Row, as_of: NaiveDate) -> ItemRow {
         details: r.get(12),
         first_seen_date: first_seen,
         run_date: r.get(14),
-        run_id: r.get(15),
+        // the run reporting it: found for every item (its discrepancies are never deleted)
+        run_id: r.get::<_, Option<Uuid>>(15).unwrap_or_default(),
         age_days: (as_of - first_seen).num_days(),
         resolution: r.get(16),
         resolution_note: r.get(17),
@@ -311,11 +320,13 @@ pub(crate) async fn day_over_day<C: tokio_postgres::GenericClient + Sync>(
     let open = tx
         .query(
             "SELECT i.currency, count(*), sum(i.amount_at_stake),
-                    count(*) FILTER (WHERE i.run_id = $2 AND i.first_run_date = $3),
-                    max($3::date - i.first_seen_date)
+                    -- new: first reported by a run of this date, and reported by the date's current run (an
+                    -- open item's reporting run is the current run of its run_date)
+                    count(*) FILTER (WHERE i.run_date = $2 AND i.first_run_date = $2),
+                    max($2::date - i.first_seen_date)
                FROM items i WHERE i.processor_name = $1 AND i.status <> 'resolved'
               GROUP BY i.currency ORDER BY i.currency",
-            &[&p, &run_id, &date],
+            &[&p, &date],
         )
         .await
         .map_err(q("counting open items"))?;
@@ -360,10 +371,10 @@ pub(crate) async fn day_over_day<C: tokio_postgres::GenericClient + Sync>(
         tx,
         format!(
             "SELECT {ITEM_COLUMNS} FROM items i WHERE i.processor_name = $1 AND i.status <> 'resolved'
-               AND i.run_id = $2 AND i.first_run_date = $3
-             ORDER BY i.amount_at_stake DESC, i.id LIMIT $4"
+               AND i.run_date = $2 AND i.first_run_date = $2
+             ORDER BY i.amount_at_stake DESC, i.id LIMIT $3"
         ),
-        &[&p, &run_id, &date, &DIGEST_LISTED],
+        &[&p, &date, &DIGEST_LISTED],
         date,
     )
     .await?;
@@ -371,10 +382,10 @@ pub(crate) async fn day_over_day<C: tokio_postgres::GenericClient + Sync>(
         tx,
         format!(
             "SELECT {ITEM_COLUMNS} FROM items i WHERE i.processor_name = $1 AND i.status <> 'resolved'
-               AND NOT (i.run_id = $2 AND i.first_run_date = $3)
-             ORDER BY i.first_seen_date, i.id LIMIT $4"
+               AND NOT (i.run_date = $2 AND i.first_run_date = $2)
+             ORDER BY i.first_seen_date, i.id LIMIT $3"
         ),
-        &[&p, &run_id, &date, &DIGEST_LISTED],
+        &[&p, &date, &DIGEST_LISTED],
         date,
     )
     .await?;

@@ -228,39 +228,131 @@ pub struct Fetched {
     pub loaded: Vec<Loaded>,
 }
 
-/// A reader that hashes what passes through it.
+/// Below this size an object is hashed on the parser's own thread (a page of an API answer); above it, on a
+/// thread of its own while the parser reads on.
+const HASH_ON_THE_SIDE: u64 = 4 << 20;
+
+/// How many read buffers may wait for the hashing thread (each at most the reader's buffer, 1 MiB).
+const HASH_QUEUE: usize = 4;
+
+/// A reader that hashes what passes through it: inline, or by handing a copy of each read to a hashing
+/// thread (the parser then never waits for sha256; the digest covers exactly the bytes read, in order).
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
     bytes: u64,
+    hasher: Hasher,
+}
+
+enum Hasher {
+    Inline(Sha256),
+    Side {
+        to_hash: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
+        thread: std::thread::JoinHandle<Sha256>,
+    },
+}
+
+impl Hasher {
+    fn side() -> Hasher {
+        let (to_hash, queue) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (give_back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE + 2);
+        let thread = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for buf in queue {
+                h.update(&buf);
+                // a buffer nobody takes back is dropped
+                let _ = give_back.try_send(buf);
+            }
+            h
+        });
+        Hasher::Side {
+            to_hash: Some(to_hash),
+            spare,
+            thread,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Hasher::Inline(h) => {
+                h.update(bytes);
+                Ok(())
+            }
+            Hasher::Side { to_hash, spare, .. } => {
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                let sent = to_hash.as_ref().map(|t| t.send(buf));
+                match sent {
+                    Some(Ok(())) => Ok(()),
+                    _ => Err(std::io::Error::other("the hashing thread stopped")),
+                }
+            }
+        }
+    }
+
+    /// The hex sha256 of everything passed to [`Self::update`].
+    fn finish(self) -> Result<String, String> {
+        match self {
+            Hasher::Inline(h) => Ok(hex::encode(h.finalize())),
+            Hasher::Side {
+                mut to_hash, thread, ..
+            } => {
+                // the channel closes: the thread hashes what is queued and returns
+                to_hash.take();
+                thread
+                    .join()
+                    .map(|h| hex::encode(h.finalize()))
+                    .map_err(|_| "the hashing thread failed".to_string())
+            }
+        }
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.update(&buf[..n])?;
         self.bytes += n as u64;
         Ok(n)
     }
 }
 
-/// Parses a staged object as a stream and hashes it in the same pass. Returns the sha256, the size and
-/// the parse result.
+/// Parses a staged object as a stream and hashes it in the same pass (a large object on a second thread).
+/// Returns the sha256, the size and the parse result. When the digest cannot be computed, the object is
+/// unreadable (an error naming it): it is never staged without its digest.
 pub fn hash_and_parse<R: Read>(
     key: &str,
     object: u32,
     reader: R,
     size: Option<u64>,
 ) -> (String, u64, Result<(Format, Parsed), SourceError>) {
+    let hasher = match size {
+        Some(s) if s >= HASH_ON_THE_SIDE => Hasher::side(),
+        _ => Hasher::Inline(Sha256::new()),
+    };
     let mut h = Hashing {
         inner: std::io::BufReader::with_capacity(1 << 20, reader),
-        hasher: Sha256::new(),
+        hasher,
         bytes: 0,
     };
     let parsed = recon_sources::parse_reader(key, object, &mut h, size);
     // whatever the parser did not need still counts for the digest
-    let _ = std::io::copy(&mut h, &mut std::io::sink());
-    (hex::encode(h.hasher.finalize()), h.bytes, parsed)
+    let rest = std::io::copy(&mut h, &mut std::io::sink());
+    let bytes = h.bytes;
+    match (h.hasher.finish(), rest) {
+        (Ok(digest), Ok(_)) => (digest, bytes, parsed),
+        (Err(why), _) => (
+            String::new(),
+            bytes,
+            Err(SourceError::new(key, format!("cannot hash the object: {why}"))),
+        ),
+        (_, Err(e)) => (
+            String::new(),
+            bytes,
+            Err(SourceError::new(key, format!("cannot read: {e}"))),
+        ),
+    }
 }
 
 /// What a fetch staged, before its manifest is written.
@@ -448,5 +540,73 @@ pub async fn mark_unfinished_fetches<S: ObjectStore>(store: &S, source_name: Sou
             Ok(()) => tracing::warn!(%key, "unfinished fetch marked"),
             Err(e) => tracing::warn!(%key, error = %e, "could not mark an unfinished fetch"),
         }
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    /// A ledger export of `rows` rows (about 100 bytes each), one of them invalid.
+    fn ledger(rows: usize) -> Vec<u8> {
+        let mut s = String::from(
+            "ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n",
+        );
+        for i in 0..rows {
+            let amount = if i == rows / 2 {
+                "12.3.4".to_string()
+            } else {
+                format!("{}.{:02}", i % 977, i % 100)
+            };
+            s.push_str(&format!(
+                "L-{i:08},stripe,txn_{i:024},ord_{i},charge,{amount},USD,captured,2025-06-02T10:00:00Z\n"
+            ));
+        }
+        s.into_bytes()
+    }
+
+    /// Given objects below and above the size hashed on the side, when each is hashed and parsed with its
+    /// size known (a second thread for the large one) and unknown (inline), then both give the sha256 of the
+    /// bytes, their length and the same records.
+    #[test]
+    fn hashing_on_a_second_thread_gives_the_digest_and_records_of_hashing_inline() {
+        for rows in [10, 60_000] {
+            let bytes = ledger(rows);
+            let want = hex::encode(Sha256::digest(&bytes));
+            let size = bytes.len() as u64;
+            assert_eq!(size >= HASH_ON_THE_SIDE, rows > 10, "{size}");
+            let (d1, n1, p1) = hash_and_parse("raw/ledger/l.csv", 0, bytes.as_slice(), Some(size));
+            let (d2, n2, p2) = hash_and_parse("raw/ledger/l.csv", 0, bytes.as_slice(), None);
+            assert_eq!((d1.as_str(), n1), (want.as_str(), size));
+            assert_eq!((d2.as_str(), n2), (want.as_str(), size));
+            let (p1, p2) = (p1.map(|p| p.1), p2.map(|p| p.1));
+            assert_eq!(p1, p2);
+            let parsed = p1.unwrap_or_default();
+            assert_eq!((parsed.ledger.len(), parsed.invalid.len()), (rows - 1, 1));
+        }
+    }
+
+    /// Given a reader that fails after the parser's part (a stream cut mid-object), the object is unreadable:
+    /// never staged with the digest of what happened to arrive.
+    #[test]
+    fn an_object_whose_bytes_cannot_all_be_read_is_unreadable() {
+        struct Cut<'a>(&'a [u8]);
+        impl Read for Cut<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("connection reset"));
+                }
+                let n = self.0.read(buf)?;
+                Ok(n)
+            }
+        }
+        let bytes = ledger(60_000);
+        let size = bytes.len() as u64;
+        let (_, _, parsed) = hash_and_parse("raw/ledger/l.csv", 0, Cut(&bytes), Some(size));
+        let e = parsed.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("raw/ledger/l.csv") && e.contains("connection reset"),
+            "{e}"
+        );
     }
 }

@@ -77,12 +77,16 @@ async fn stage_one<S: ObjectStore>(
 ) -> Result<Staging, AppError> {
     let relative = inbox_key.strip_prefix(inbox).unwrap_or(&inbox_key);
     let raw_key = raw_key_of(prefix, relative);
+    let clock = std::time::Instant::now();
     store.copy(&inbox_key, &raw_key).await.map_err(AppError::Object)?;
+    let copied = clock.elapsed().as_millis() as u64;
     let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
     let k = raw_key.clone();
     let (digest, len, parsed) = tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
         .await
         .map_err(|e| AppError::failed(format!("parser task for {raw_key}"), e))?;
+    tracing::debug!(key = %raw_key, bytes = len, copy_ms = copied, elapsed_ms = clock.elapsed().as_millis() as u64,
+                    "staged, hashed and parsed");
     Ok((raw_key, inbox_key, (digest, len), parsed))
 }
 

@@ -56,6 +56,12 @@ pub trait ObjectStore: Send + Sync {
         let _ = key;
         async { Ok(true) }
     }
+    /// The object as a regular file on this machine, when the store keeps it so (the local store): a large
+    /// CSV object is then parsed in parts on every core. `None` (S3): read it as a stream from [`Self::open`].
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        let _ = key;
+        None
+    }
 }
 
 /// Is `name` one of [`LocalStore`]'s own temporary files (`.tmp-{uuid}-{name}`, written then renamed)?
@@ -283,6 +289,10 @@ impl ObjectStore for LocalStore {
             Err(e) if e.reason.contains("refused") => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.regular("open", key).ok()
     }
 
     async fn link(&self, key: &str) -> Result<String, ObjectError> {

@@ -259,12 +259,22 @@ async fn load_object<S: ObjectStore>(
     o: crate::fetch::StagedObject,
     object: u32,
 ) -> Result<crate::fetch::Loaded, AppError> {
-    let (reader, size) = store.open(&o.key).await.map_err(AppError::Object)?;
     let key = o.key.clone();
-    let (digest, _, parsed) =
-        tokio::task::spawn_blocking(move || crate::fetch::hash_and_parse(&key, object, reader, size))
-            .await
-            .map_err(|e| AppError::failed(format!("parser task for {}", o.key), e))?;
+    let task = match store.local_path(&o.key) {
+        Some(path) => {
+            // the match step loads the processor's objects, then the ledger's
+            tokio::task::spawn_blocking(move || {
+                crate::fetch::hash_and_parse_file(&key, object, &path, crate::fetch::parts_for(1))
+            })
+        }
+        None => {
+            let (reader, size) = store.open(&o.key).await.map_err(AppError::Object)?;
+            tokio::task::spawn_blocking(move || crate::fetch::hash_and_parse(&key, object, reader, size))
+        }
+    };
+    let (digest, _, parsed) = task
+        .await
+        .map_err(|e| AppError::failed(format!("parser task for {}", o.key), e))?;
     if digest != o.sha256 {
         return Err(AppError::InvalidInput(format!(
             "{}: sha256 {digest} differs from the manifest's {}; the staged object changed, fetch again",

@@ -80,9 +80,18 @@ async fn stage_one<S: ObjectStore>(
     let clock = std::time::Instant::now();
     store.copy(&inbox_key, &raw_key).await.map_err(AppError::Object)?;
     let copied = clock.elapsed().as_millis() as u64;
-    let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
     let k = raw_key.clone();
-    let (digest, len, parsed) = tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
+    let task = match store.local_path(&raw_key) {
+        // the ledger and a processor are staged at once
+        Some(path) => tokio::task::spawn_blocking(move || {
+            super::hash_and_parse_file(&k, object, &path, super::parts_for(2))
+        }),
+        None => {
+            let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
+            tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
+        }
+    };
+    let (digest, len, parsed) = task
         .await
         .map_err(|e| AppError::failed(format!("parser task for {raw_key}"), e))?;
     tracing::debug!(key = %raw_key, bytes = len, copy_ms = copied, elapsed_ms = clock.elapsed().as_millis() as u64,

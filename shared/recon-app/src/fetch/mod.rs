@@ -14,6 +14,9 @@ use crate::AppError;
 
 mod api;
 mod inbox;
+mod split;
+
+pub use split::{hash_and_parse_file, parts_for};
 
 pub use api::{stage_pages, ApiSources};
 pub use inbox::{stage_inbox, STAGING_CONCURRENCY};

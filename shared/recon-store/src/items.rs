@@ -54,6 +54,9 @@ pub(crate) async fn sync(tx: &Tx<'_>, run_id: Uuid, old: Option<Uuid>) -> Result
                                   UNION
                                   SELECT i2.item_key FROM item_matches m JOIN items i2 ON i2.id = m.item_id
                                    WHERE m.run_id = ANY($1))
+               -- an item this run just opened is as the run reports it: no other run reports it (one that
+               -- did would have opened it) and no run linked it (a match names an existing item)
+               AND i.first_run_id <> $2
              FOR UPDATE),
          rep AS (
             SELECT DISTINCT ON (d.item_key) d.item_key, d.id AS did, d.run_id AS rrun, d.run_date AS rdate,

@@ -32,6 +32,10 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrep
         let hv = hash(id);
         if let Some(&first) = seen.find(hv, |&j| pid(j) == id) {
             dup[i] = true;
+            // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
+            if o.reported(p.carried) {
+                continue;
+            }
             let first = &c.procs[first as usize];
             found.push(Discrepancy::of_processor(
                 Category::Duplicate,
@@ -88,6 +92,10 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
         };
         if let Some(why) = why {
             dup[i] = true;
+            // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
+            if o.reported(l.carried) {
+                continue;
+            }
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,
                 row,

@@ -154,6 +154,10 @@ pub(crate) fn link(
             links.link(i, j);
         } else {
             links.l_dup[j] = true;
+            // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
+            if o.reported(l.carried) {
+                continue;
+            }
             let other = &c.ledg[links.link_p[i] as usize].row.ledger_id;
             let why = format!(
                 "double booking: ledger {} and {} both point at processor record {}",

@@ -259,22 +259,9 @@ async fn load_object<S: ObjectStore>(
     o: crate::fetch::StagedObject,
     object: u32,
 ) -> Result<crate::fetch::Loaded, AppError> {
-    let key = o.key.clone();
-    let task = match store.local_path(&o.key) {
-        Some(path) => {
-            // the match step loads the processor's objects, then the ledger's
-            tokio::task::spawn_blocking(move || {
-                crate::fetch::hash_and_parse_file(&key, object, &path, crate::fetch::parts_for(1))
-            })
-        }
-        None => {
-            let (reader, size) = store.open(&o.key).await.map_err(AppError::Object)?;
-            tokio::task::spawn_blocking(move || crate::fetch::hash_and_parse(&key, object, reader, size))
-        }
-    };
-    let (digest, _, parsed) = task
-        .await
-        .map_err(|e| AppError::failed(format!("parser task for {}", o.key), e))?;
+    // the match step loads the processor's objects, then the ledger's
+    let (digest, _, parsed) =
+        crate::fetch::hash_and_parse_object(store, &o.key, object, crate::fetch::parts_for(1)).await?;
     if digest != o.sha256 {
         return Err(AppError::InvalidInput(format!(
             "{}: sha256 {digest} differs from the manifest's {}; the staged object changed, fetch again",

@@ -8,7 +8,7 @@ use crate::keys::{self, Source};
 use crate::objects::ObjectStore;
 use crate::AppError;
 
-use super::{hash_and_parse, Fetched, Skipped, Staged, StagedFrom};
+use super::{Fetched, Skipped, Staged, StagedFrom};
 
 /// Inbox files staged at once (object store round trips overlap; a day of 10,000 dropped pages is staged in
 /// minutes, not a quarter of an hour).
@@ -80,20 +80,9 @@ async fn stage_one<S: ObjectStore>(
     let clock = std::time::Instant::now();
     store.copy(&inbox_key, &raw_key).await.map_err(AppError::Object)?;
     let copied = clock.elapsed().as_millis() as u64;
-    let k = raw_key.clone();
-    let task = match store.local_path(&raw_key) {
-        // the ledger and a processor are staged at once
-        Some(path) => tokio::task::spawn_blocking(move || {
-            super::hash_and_parse_file(&k, object, &path, super::parts_for(2))
-        }),
-        None => {
-            let (reader, size) = store.open(&raw_key).await.map_err(AppError::Object)?;
-            tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
-        }
-    };
-    let (digest, len, parsed) = task
-        .await
-        .map_err(|e| AppError::failed(format!("parser task for {raw_key}"), e))?;
+    // the ledger and a processor are staged at once
+    let (digest, len, parsed) =
+        super::hash_and_parse_object(store, &raw_key, object, super::parts_for(2)).await?;
     tracing::debug!(key = %raw_key, bytes = len, copy_ms = copied, elapsed_ms = clock.elapsed().as_millis() as u64,
                     "staged, hashed and parsed");
     Ok((raw_key, inbox_key, (digest, len), parsed))

@@ -358,6 +358,26 @@ pub fn hash_and_parse<R: Read>(
     }
 }
 
+/// Hashes and parses a staged object on a blocking thread: from its file, in up to `parts` parts, where the
+/// store keeps it as a local file; else as the stream [`ObjectStore::open`] gives.
+pub(crate) async fn hash_and_parse_object<S: ObjectStore>(
+    store: &S,
+    key: &str,
+    object: u32,
+    parts: usize,
+) -> Result<split::HashedParse, AppError> {
+    let k = key.to_string();
+    let task = match store.local_path(key) {
+        Some(path) => tokio::task::spawn_blocking(move || hash_and_parse_file(&k, object, &path, parts)),
+        None => {
+            let (reader, size) = store.open(key).await.map_err(AppError::Object)?;
+            tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
+        }
+    };
+    task.await
+        .map_err(|e| AppError::failed(format!("parser task for {key}"), e))
+}
+
 /// What a fetch staged, before its manifest is written.
 struct Staged {
     source_name: Source,

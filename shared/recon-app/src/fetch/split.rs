@@ -39,7 +39,8 @@ pub fn hash_and_parse_file(key: &str, object: u32, path: &Path, parts: usize) ->
     (digest, bytes, parsed)
 }
 
-type HashedParse = (String, u64, Result<(Format, Parsed), SourceError>);
+/// A staged object's sha256, its size and what was parsed from it.
+pub(crate) type HashedParse = (String, u64, Result<(Format, Parsed), SourceError>);
 
 fn unreadable(key: &str, e: std::io::Error) -> (String, u64, Result<(Format, Parsed), SourceError>, bool) {
     (

@@ -33,7 +33,7 @@ pub use model::{
 };
 pub use money::{Currency, Money, MoneyError};
 pub use outcome::{merge, ConservationError, DiscrepancyCounts, OutOfWindow, Outcome, NOT_SETTLED};
-pub use partition::{plan, Plan, Selection};
+pub use partition::{carried_hashes, ledger_hashes, plan, processor_hashes, Plan, Planner, Selection};
 pub use run::{window_lag, RunConfig, RunInput};
 pub use severity::{Severity, SeverityConfig, Thresholds};
 pub use summary::{DaySummary, OpenItems, RunStatus, RunSummary};

@@ -12,7 +12,8 @@
 //! Hash collisions only join components that need not be joined (more work in one partition, never a
 //! different result). The partition of a record depends only on the set of records, not their order, so
 //! every worker that plans the same inputs gets the same plan. Records of kinds that are never matched
-//! (payouts, fees, ledger adjustments) and invalid records go to partition 0.
+//! (payouts, fees, ledger adjustments) join only by their own id (they can stand for a carried item listed
+//! again); invalid records go to partition 0.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -215,58 +216,124 @@ fn partition_of(min_hash: u64, n: u32) -> u32 {
     (x % u64::from(n.max(1))) as u32
 }
 
+/// The node hashes of a processor record for the plan: what a split worker computes for each record of its
+/// byte range.
+pub fn processor_hashes(r: &ProcessorRecord) -> Vec<u64> {
+    if r.kind.is_reconciled() {
+        processor_nodes(r).collect()
+    } else {
+        unmatched_processor_nodes(r).collect()
+    }
+}
+
+/// A record of a kind that is never matched can still stand for a carried item listed again (by its id):
+/// it stays with that item.
+fn unmatched_processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
+    nonempty(&r.id).map(|id| h(TAG_KEY, id)).into_iter()
+}
+
+/// Likewise a ledger adjustment, by its `ledger_id`.
+fn unmatched_ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> + '_ {
+    nonempty(&r.ledger_id).map(|id| h(TAG_LEDGER_ID, id)).into_iter()
+}
+
+/// The node hashes of a ledger row.
+pub fn ledger_hashes(r: &LedgerRow) -> Vec<u64> {
+    if r.kind == crate::model::LedgerType::Adjustment {
+        unmatched_ledger_nodes(r).collect()
+    } else {
+        ledger_nodes(r).collect()
+    }
+}
+
+/// The node hashes of a carried item.
+pub fn carried_hashes(c: &crate::carry::Carried) -> Vec<u64> {
+    match &c.record {
+        CarriedRecord::Processor(r) => processor_nodes(r).collect(),
+        CarriedRecord::Ledger(r) => ledger_nodes(r).collect(),
+    }
+}
+
+/// Builds a plan from records' node hashes given one record at a time, in any order and from any number of
+/// places (the split step's byte ranges): a record's partition depends only on the set of all records, so
+/// [`Planner::finish`] gives every record the partition [`plan`] would.
+pub struct Planner {
+    g: Graph,
+    slots: Vec<u32>,
+}
+
+impl Planner {
+    /// A planner with room for about `records` records.
+    pub fn with_capacity(records: usize) -> Planner {
+        Planner {
+            g: Graph::with_capacity(records.saturating_mul(2)),
+            slots: Vec::with_capacity(records),
+        }
+    }
+
+    /// Adds a record by its node hashes (empty: a record that is never matched, partition 0); returns its slot.
+    pub fn add(&mut self, hashes: impl IntoIterator<Item = u64>) -> usize {
+        let node = self.g.record(hashes);
+        self.slots.push(node);
+        self.slots.len() - 1
+    }
+
+    /// The partition of every slot, in the order they were added.
+    pub fn finish(mut self, n: u32) -> Vec<u32> {
+        let n = n.max(1);
+        let g = &mut self.g;
+        // smallest hash of every component, at its root
+        let mut min = vec![u64::MAX; g.hashes.len()];
+        for i in 0..g.hashes.len() as u32 {
+            let r = g.find(i) as usize;
+            min[r] = min[r].min(g.hashes[i as usize]);
+        }
+        self.slots
+            .iter()
+            .map(|&node| {
+                if node == NO_NODE {
+                    0
+                } else {
+                    let r = g.find(node) as usize;
+                    partition_of(min[r], n)
+                }
+            })
+            .collect()
+    }
+}
+
 /// Assigns every record of `input` to one of `n` partitions (n = 0 is taken as 1).
 pub fn plan(input: &RunInput<'_>, n: u32) -> Plan {
     let n = n.max(1);
-    let mut g = Graph::with_capacity(input.records.len() * 3 + input.ledger.len() * 2);
-    let rec_node: Vec<u32> = input
-        .records
-        .iter()
-        .map(|r| {
-            if r.kind.is_reconciled() {
-                g.record(processor_nodes(r))
-            } else {
-                NO_NODE
-            }
-        })
-        .collect();
-    let ledger_node: Vec<u32> = input
-        .ledger
-        .iter()
-        .map(|r| {
-            if r.kind == crate::model::LedgerType::Adjustment {
-                NO_NODE
-            } else {
-                g.record(ledger_nodes(r))
-            }
-        })
-        .collect();
-    let carried_node: Vec<u32> = input
-        .carried
-        .iter()
-        .map(|c| match &c.record {
-            CarriedRecord::Processor(r) => g.record(processor_nodes(r)),
-            CarriedRecord::Ledger(r) => g.record(ledger_nodes(r)),
-        })
-        .collect();
-    // smallest hash of every component, at its root
-    let mut min = vec![u64::MAX; g.hashes.len()];
-    for i in 0..g.hashes.len() as u32 {
-        let r = g.find(i) as usize;
-        min[r] = min[r].min(g.hashes[i as usize]);
-    }
-    let mut part_of = |node: u32| -> u32 {
-        if node == NO_NODE {
-            0
+    let mut p = Planner::with_capacity(input.records.len() + input.ledger.len() + input.carried.len());
+    for r in input.records {
+        if r.kind.is_reconciled() {
+            p.add(processor_nodes(r));
         } else {
-            let r = g.find(node) as usize;
-            partition_of(min[r], n)
+            p.add(unmatched_processor_nodes(r));
         }
-    };
+    }
+    for r in input.ledger {
+        if r.kind == crate::model::LedgerType::Adjustment {
+            p.add(unmatched_ledger_nodes(r));
+        } else {
+            p.add(ledger_nodes(r));
+        }
+    }
+    for c in input.carried {
+        match &c.record {
+            CarriedRecord::Processor(r) => p.add(processor_nodes(r)),
+            CarriedRecord::Ledger(r) => p.add(ledger_nodes(r)),
+        };
+    }
+    let mut all = p.finish(n);
+    let ledger = all.split_off(input.records.len());
+    let mut ledger = ledger;
+    let carried = ledger.split_off(input.ledger.len());
     Plan {
         partitions: n,
-        records: rec_node.into_iter().map(&mut part_of).collect(),
-        ledger: ledger_node.into_iter().map(&mut part_of).collect(),
-        carried: carried_node.into_iter().map(&mut part_of).collect(),
+        records: all,
+        ledger,
+        carried,
     }
 }

@@ -137,6 +137,51 @@ proptest! {
         let plan = plan(&input, n);
         prop_assert_eq!(plan.sizes().iter().sum::<u64>() as usize, records.len() + ledger.len() + carried.len());
         let parts: Vec<Outcome> = (0..n).map(|i| reconcile_partition(input, &plan, i).unwrap()).collect();
+        prop_assert_eq!(merge(Processor::Stripe, parts), whole.clone());
+
+        // the split step: the plan from node hashes given range by range in another order is the same plan
+        let mut planner = Planner::with_capacity(0);
+        let mut slots = Vec::new();
+        for (i, c) in carried.iter().enumerate().rev() {
+            slots.push((2, i, planner.add(carried_hashes(c))));
+        }
+        for (i, r) in ledger.iter().enumerate().rev() {
+            slots.push((1, i, planner.add(ledger_hashes(r))));
+        }
+        for (i, r) in records.iter().enumerate() {
+            slots.push((0, i, planner.add(processor_hashes(r))));
+        }
+        let got = planner.finish(n);
+        for (side, i, slot) in slots {
+            let want = [&plan.records, &plan.ledger, &plan.carried][side][i];
+            prop_assert_eq!(got[slot], want);
+        }
+        // and a partition worker that holds only its partition's records (invalid ones in partition 0)
+        // reconciles them to the same outcome
+        let parts: Vec<Outcome> = (0..n)
+            .map(|i| {
+                let records: Vec<ProcessorRecord> = records.iter().zip(&plan.records).filter(|(_, p)| **p == i).map(|(r, _)| r.clone()).collect();
+                let ledger: Vec<LedgerRow> = ledger.iter().zip(&plan.ledger).filter(|(_, p)| **p == i).map(|(r, _)| r.clone()).collect();
+                let carried: Vec<Carried> = carried.iter().zip(&plan.carried).filter(|(_, p)| **p == i).map(|(r, _)| r.clone()).collect();
+                let invalid: Vec<InvalidRecord> = if i == 0 { invalid.clone() } else { Vec::new() };
+                let alone = Plan {
+                    partitions: n,
+                    records: vec![i; records.len()],
+                    ledger: vec![i; ledger.len()],
+                    carried: vec![i; carried.len()],
+                };
+                let input = RunInput {
+                    processor: Processor::Stripe,
+                    objects: &objects,
+                    records: &records,
+                    ledger: &ledger,
+                    invalid: &invalid,
+                    carried: &carried,
+                    config: &config,
+                };
+                reconcile_partition(input, &alone, i).unwrap()
+            })
+            .collect();
         prop_assert_eq!(merge(Processor::Stripe, parts), whole);
     }
 }

@@ -259,6 +259,15 @@ pub mod local {
             self.refuse(key)?;
             self.inner.open(key).await
         }
+        async fn open_range(
+            &self,
+            key: &str,
+            from: u64,
+            to: u64,
+        ) -> Result<(Box<dyn std::io::Read + Send>, u64), ObjectError> {
+            self.refuse(key)?;
+            self.inner.open_range(key, from, to).await
+        }
         async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
             self.inner.put(key, bytes, content_type).await
         }

@@ -322,6 +322,7 @@ async fn the_demo_day_runs_through_s3_ses_and_postgres() {
         processors: Processor::ALL.to_vec(),
         trigger: recon_app::Trigger::Manual,
         execution: format!("test-{tag}"),
+        split_bytes: None,
         notify: Some(NotifySettings {
             min_severity: Severity::High,
             from: "recon@example.com".into(),

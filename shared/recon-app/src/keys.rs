@@ -127,6 +127,12 @@ pub fn partition(date: NaiveDate, processor: Processor, run: &str, index: u32, c
     format!("work/{date}/{processor}/{run}/partition-{index:05}-of-{count:05}.json")
 }
 
+/// `work/{date}/{processor}/{run}/split/`: where the split step of a sharded run keeps its files (each
+/// range's node hashes, the plan, and each partition's records by range).
+pub fn split_dir(date: NaiveDate, processor: Processor, run: &str) -> String {
+    format!("work/{date}/{processor}/{run}/split/")
+}
+
 /// `notifications/{date}/{execution digest}-{kind}.txt`: the record that an execution's email of `kind`
 /// (`report`, `failure`) is being or was sent, written before sending (at most one email each).
 pub fn notification(date: NaiveDate, execution: &str, kind: &str) -> String {

@@ -18,9 +18,13 @@ pub mod pipeline;
 pub mod report;
 mod run;
 pub mod settings;
+pub mod split;
 pub mod steps;
 
-pub use run::{match_partition, partition_key, run_match, run_match_with, MatchData};
+pub use run::{
+    match_partition, match_split_partition, partition_key, run_match, run_match_with, split_and_match,
+    MatchData,
+};
 
 use chrono::NaiveDate;
 use recon_core::{InvalidRecord, LedgerRow, Processor, ProcessorRecord, RunConfig, RunSummary};

@@ -26,6 +26,14 @@ pub trait ObjectStore: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<(Box<dyn Read + Send>, Option<u64>), ObjectError>> + Send;
+    /// A blocking reader over bytes `from..to` of the object (cut at its end) and the object's whole size: a
+    /// split worker reads only its byte range.
+    fn open_range(
+        &self,
+        key: &str,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<(Box<dyn Read + Send>, u64), ObjectError>> + Send;
     fn put(
         &self,
         key: &str,
@@ -231,6 +239,20 @@ impl ObjectStore for LocalStore {
         let f = std::fs::File::open(&p).map_err(io("open", key))?;
         let size = f.metadata().ok().map(|m| m.len());
         Ok((Box::new(f), size))
+    }
+
+    async fn open_range(
+        &self,
+        key: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(Box<dyn Read + Send>, u64), ObjectError> {
+        use std::io::{Seek, SeekFrom};
+        let p = self.regular("open", key)?;
+        let mut f = std::fs::File::open(&p).map_err(io("open", key))?;
+        let size = f.metadata().map_err(io("open", key))?.len();
+        f.seek(SeekFrom::Start(from.min(size))).map_err(io("open", key))?;
+        Ok((Box::new(f.take(to.saturating_sub(from))), size))
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {

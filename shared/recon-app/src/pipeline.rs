@@ -31,6 +31,9 @@ pub struct DayOptions {
     /// Distinguishes this invocation in idempotency keys (`cli:<uuid>`).
     pub execution: String,
     pub notify: Option<NotifySettings>,
+    /// With `partitions` > 1 in the run configuration: run each sharded run through the split step, in byte
+    /// ranges of about this many bytes (every partition reads only its own files), as the state machine does.
+    pub split_bytes: Option<u64>,
 }
 
 /// The day's outcome.
@@ -189,7 +192,40 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
         if let Err(e) = &input {
             error!(processor = %p, date = %date, error = %e, "run fails");
         }
-        match run_match(deps, &req, input).await {
+        let split = opts.split_bytes.filter(|_| deps.config.partitions > 1);
+        let matched = match (split, input) {
+            (Some(range_bytes), Ok((side, l))) => {
+                let manifests = (side.manifests.first().cloned(), l.manifests.first().cloned());
+                drop((side, l));
+                let (Some(pm), Some(lm)) = manifests else {
+                    return Err(AppError::Internal("a staged side without its manifest".into()));
+                };
+                match crate::run::split_and_match(
+                    deps,
+                    &req,
+                    (pm.clone(), lm.clone()),
+                    deps.config.partitions,
+                    range_bytes,
+                )
+                .await
+                {
+                    Ok(parts) => {
+                        crate::run::run_match_with(
+                            deps,
+                            &req,
+                            crate::run::MatchData::Partitions {
+                                parts,
+                                manifests: vec![pm, lm],
+                            },
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (_, input) => run_match(deps, &req, input).await,
+        };
+        match matched {
             Ok(r) => runs.push(r),
             // one processor's run that cannot be written never stops the others: it is recorded as failed
             // with the reason (when the database is up; otherwise the error stands)

@@ -167,6 +167,111 @@ pub async fn match_partition<S: ObjectStore>(
     .map_err(|e| AppError::Internal(format!("{what}: {e}")))
 }
 
+/// One partition of a split day: reads only the partition's files the split step wrote (see
+/// [`crate::split`]) and reconciles them; the outcome is what [`match_partition`] gives for that partition.
+pub async fn match_split_partition<S: ObjectStore>(
+    deps: &Deps<'_, S>,
+    req: &RunRequest,
+    plan: &crate::split::SplitPlan,
+    index: u32,
+    manifests: (Manifest, Manifest),
+) -> Result<Outcome, AppError> {
+    let count = plan.partitions;
+    if count == 0 || index >= count {
+        return Err(AppError::InvalidInput(format!(
+            "partition {index} of {count} for {} on {}: the index must be below the count",
+            req.processor, req.date
+        )));
+    }
+    let carried: Vec<Carried> = deps
+        .db
+        .load_carried(
+            req.processor,
+            req.date,
+            deps.config.grace_days,
+            deps.config.items.lookback_days,
+        )
+        .await
+        .map_err(AppError::Store)?
+        .into_iter()
+        .map(|c| c.carried)
+        .collect();
+    let (pf, lf, carried) =
+        crate::split::partition_sides(deps.objects, req, plan, index, manifests, carried).await?;
+    let input = crate::pipeline::sides(req.processor, pf, lf)?;
+    let what = format!("partition {index} of {count}");
+    on_sides(
+        req.processor,
+        input,
+        carried,
+        day_config(deps.config, req.date),
+        move |input| {
+            // every record here is of this partition
+            let alone = recon_core::Plan {
+                partitions: count,
+                records: vec![index; input.records.len()],
+                ledger: vec![index; input.ledger.len()],
+                carried: vec![index; input.carried.len()],
+            };
+            recon_core::reconcile_partition(input, &alone, index)
+        },
+    )
+    .await
+    .map_err(|e| AppError::failed(format!("matcher task for {what}"), e))?
+    .map_err(|e| AppError::Internal(format!("{what}: {e}")))
+}
+
+/// A sharded run through the split step in this process, as the state machine runs it in several
+/// invocations: split the staged objects into ranges of about `range_bytes`, scan them, plan, scatter each
+/// range into partition files, match each partition from its own files only; returns the partitions'
+/// outcomes for the merge.
+pub async fn split_and_match<S: ObjectStore>(
+    deps: &Deps<'_, S>,
+    req: &RunRequest,
+    (pm, lm): (Manifest, Manifest),
+    partitions: u32,
+    range_bytes: u64,
+) -> Result<Vec<Outcome>, AppError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let tasks = crate::split::ranges(&pm, &lm, range_bytes);
+    let scanned: Vec<crate::split::Scanned> = futures_util::stream::iter(
+        tasks
+            .into_iter()
+            .map(|t| crate::split::scan(deps.objects, req, t)),
+    )
+    .buffer_unordered(2)
+    .try_collect()
+    .await?;
+    let carried: Vec<Carried> = deps
+        .db
+        .load_carried(
+            req.processor,
+            req.date,
+            deps.config.grace_days,
+            deps.config.items.lookback_days,
+        )
+        .await
+        .map_err(AppError::Store)?
+        .into_iter()
+        .map(|c| c.carried)
+        .collect();
+    let plan = crate::split::plan(deps.objects, req, scanned, &carried, partitions).await?;
+    drop(carried);
+    futures_util::stream::iter(
+        plan.ranges
+            .iter()
+            .map(|s| crate::split::scatter(deps.objects, req, plan.partitions, s)),
+    )
+    .buffer_unordered(2)
+    .try_collect::<Vec<()>>()
+    .await?;
+    let mut parts = Vec::with_capacity(plan.partitions as usize);
+    for index in 0..plan.partitions {
+        parts.push(match_split_partition(deps, req, &plan, index, (pm.clone(), lm.clone())).await?);
+    }
+    Ok(parts)
+}
+
 /// The run configuration for one date: the shared one, with the date's window set.
 fn day_config(config: &RunConfig, date: NaiveDate) -> RunConfig {
     let mut c = config.clone();

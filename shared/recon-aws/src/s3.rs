@@ -132,6 +132,53 @@ impl ObjectStore for S3Store {
         Ok((Box::new(reader), len))
     }
 
+    /// A ranged GET: only the range's bytes travel.
+    async fn open_range(
+        &self,
+        key: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(Box<dyn Read + Send>, u64), ObjectError> {
+        if to <= from {
+            // an empty range: nothing to fetch, but the size is still wanted
+            let head = self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| obj_err("head", key, e))?;
+            let size = head
+                .content_length()
+                .and_then(|l| u64::try_from(l).ok())
+                .unwrap_or(0);
+            return Ok((Box::new(std::io::empty()), size));
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={from}-{}", to - 1))
+            .send()
+            .await
+            .map_err(|e| obj_err("get", key, e))?;
+        // `Content-Range: bytes a-b/size`
+        let size = out
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| ObjectError {
+                op: "get",
+                key: key.to_string(),
+                reason: format!("a ranged read of bytes {from}..{to} came back without the object's size"),
+                retryable: false,
+            })?;
+        let reader = tokio_util::io::SyncIoBridge::new(out.body.into_async_read());
+        Ok((Box::new(reader), size))
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
         self.client
             .put_object()

@@ -199,6 +199,11 @@ enum Command {
         /// machine shards a day too large for one invocation).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
         partitions: u32,
+        /// With --partitions: run each sharded run through the split step as the state machine does (the
+        /// staged objects cut into byte ranges of about this many bytes, each partition matched from its own
+        /// files under work/ only).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        split_bytes: Option<u64>,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
         /// Do not send (or write) the operations email.
@@ -321,6 +326,7 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
             database_url,
             grace_days,
             partitions,
+            split_bytes,
             format,
             no_notify,
             outbox,
@@ -344,6 +350,7 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
                 processors,
                 trigger: recon_app::Trigger::Cli,
                 execution: format!("cli:{}", uuid::Uuid::now_v7()),
+                split_bytes,
                 notify,
             };
             let apis = settings.apis.sources();

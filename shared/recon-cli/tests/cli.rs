@@ -534,14 +534,17 @@ async fn apis_are_fetched_when_the_inbox_is_empty_and_a_bad_key_fails_only_its_p
     );
 }
 
-/// The benchmark kit's day, whole and as 1, 4 and 9 partitions: the same figures (equal to the generator's
-/// `expected.json`) and the same discrepancies.csv, byte for byte.
+/// The benchmark kit's day, whole and as 1, 4 and 9 partitions, in process and through the split step (byte
+/// ranges, partition files): the same figures (equal to the generator's `expected.json`) and the same
+/// discrepancies.csv, byte for byte.
 #[tokio::test]
 async fn the_kit_day_gives_the_same_result_whole_and_partitioned() {
     let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kit-3000");
     let expected: Value = serde_json::from_slice(&std::fs::read(kit.join("expected.json")).unwrap()).unwrap();
     let mut results = Vec::new();
-    for parts in ["1", "4", "9"] {
+    // "n/bytes": n partitions through the split step, in byte ranges of about that many bytes
+    for parts in ["1", "4", "9", "4/40000", "9/15000", "1/30000"] {
+        let (parts, split) = parts.split_once('/').map_or((parts, None), |(p, b)| (p, Some(b)));
         let db = TestDb::new().await;
         let store = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(store.path().join("inbox")).unwrap();
@@ -561,7 +564,10 @@ async fn the_kit_day_gives_the_same_result_whole_and_partitioned() {
                 "--no-notify",
                 "--partitions",
                 parts,
-            ],
+            ]
+            .into_iter()
+            .chain(split.map(|b| ["--split-bytes", b]).into_iter().flatten())
+            .collect::<Vec<_>>(),
         );
         assert_eq!(
             out.status.code(),

@@ -62,6 +62,23 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format.
+    pub const ALL: [Format; 8] = [
+        Format::LedgerCsv,
+        Format::LedgerJsonLines,
+        Format::StripeReportCsv,
+        Format::StripeApiPage,
+        Format::PaypalApiPage,
+        Format::PaypalSettlementCsv,
+        Format::SquareApiPage,
+        Format::EmptyJsonPage,
+    ];
+
+    /// The format named `name` by [`Format::as_str`].
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Format::LedgerCsv => "ledger_csv",

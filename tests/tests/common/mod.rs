@@ -59,6 +59,7 @@ pub async fn day_with(
         processors: vec![Processor::Stripe],
         trigger: recon_app::Trigger::Cli,
         execution: execution.into(),
+        split_bytes: None,
         notify: outbox.map(|_| NotifySettings {
             min_severity: recon_core::Severity::High,
             from: "recon@example.com".into(),

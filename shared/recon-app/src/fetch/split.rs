@@ -21,7 +21,7 @@ use super::{hash_and_parse, Hasher, Hashing};
 pub const MIN_PART: u64 = 32 << 20;
 
 /// How far past a planned cut the next line start is looked for.
-const WINDOW: usize = 64 * 1024;
+pub(crate) const WINDOW: usize = 64 * 1024;
 
 /// How many parts a large CSV object is parsed in when `files` objects are parsed at once: the cores shared
 /// among them. `recon run` stages the ledger and a processor at once: on two cores each is parsed in one
@@ -154,16 +154,8 @@ fn plan(file: &mut File, size: u64, parts: usize) -> Option<Plan> {
     let mut head = vec![0u8; WINDOW];
     let n = read_at(file, 0, &mut head)?;
     head.truncate(n);
-    let format = recon_sources::detect("", &head).ok()?;
-    if !matches!(format, Format::LedgerCsv | Format::StripeReportCsv) {
-        return None;
-    }
-    let header_end = memchr::memchr(b'\n', &head)? + 1;
-    let header = head.get(..header_end)?.to_vec();
-    if memchr::memchr(b'"', &header).is_some() {
-        return None;
-    }
-    let crlf = header.ends_with(b"\r\n");
+    let (format, header, crlf) = csv_head(&head)?;
+    let header_end = header.len();
     let mut cuts = vec![0u64];
     let mut window = vec![0u8; WINDOW];
     for k in 1..parts {
@@ -171,8 +163,7 @@ fn plan(file: &mut File, size: u64, parts: usize) -> Option<Plan> {
         let at = (size / parts as u64 * k as u64).checked_sub(2)?;
         let n = read_at(file, at, &mut window)?;
         let w = window.get(..n)?;
-        let nl = memchr::memchr_iter(b'\n', w).find(|&i| i >= 2 && clean_end(w, i, crlf))?;
-        let cut = at + nl as u64 + 1;
+        let cut = at + first_cut(w, crlf)? as u64;
         if cut <= header_end as u64 || cut <= *cuts.last()? || cut >= size {
             return None;
         }
@@ -180,6 +171,30 @@ fn plan(file: &mut File, size: u64, parts: usize) -> Option<Plan> {
     }
     cuts.push(size);
     Some(Plan { cuts, header, format })
+}
+
+/// The format, header line and line ending (CRLF?) of a CSV export that can be cut at line starts, from its
+/// first bytes; `None` for any other format, or a header line holding a quote.
+pub(crate) fn csv_head(head: &[u8]) -> Option<(Format, Vec<u8>, bool)> {
+    let format = recon_sources::detect("", head).ok()?;
+    if !matches!(format, Format::LedgerCsv | Format::StripeReportCsv) {
+        return None;
+    }
+    let header_end = memchr::memchr(b'\n', head)? + 1;
+    let header = head.get(..header_end)?.to_vec();
+    if memchr::memchr(b'"', &header).is_some() {
+        return None;
+    }
+    let crlf = header.ends_with(b"\r\n");
+    Some((format, header, crlf))
+}
+
+/// In a window that starts two bytes before a planned cut: where the first allowed cut is (the offset of
+/// the line start after it), if the window holds one.
+pub(crate) fn first_cut(w: &[u8], crlf: bool) -> Option<usize> {
+    memchr::memchr_iter(b'\n', w)
+        .find(|&i| i >= 2 && clean_end(w, i, crlf))
+        .map(|i| i + 1)
 }
 
 /// May a part end with the line break at `w[i]`? Only after a line that is not empty and ends as the header
@@ -299,15 +314,15 @@ enum Quoting {
 }
 
 /// A reader that counts the line breaks passing through it and notes one inside a quoted field.
-struct QuoteWatch<R> {
+pub(crate) struct QuoteWatch<R> {
     inner: R,
     state: Quoting,
-    newlines: u64,
-    multiline: bool,
+    pub(crate) newlines: u64,
+    pub(crate) multiline: bool,
 }
 
 impl<R> QuoteWatch<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         QuoteWatch {
             inner,
             state: Quoting::FieldStart,

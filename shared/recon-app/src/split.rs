@@ -624,3 +624,269 @@ pub async fn partition_sides<S: ObjectStore>(
     }
     Ok((p, l, mine))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::split::tests::file;
+    use crate::fetch::{StagedFrom, StagedObject, Window};
+    use crate::keys::Source;
+    use crate::objects::{LocalStore, ObjectError};
+    use proptest::prelude::*;
+    use std::sync::Mutex;
+
+    /// The local store, noting every key read.
+    struct Noted {
+        inner: LocalStore,
+        read: Mutex<Vec<String>>,
+    }
+
+    impl Noted {
+        fn note(&self, key: &str) {
+            if let Ok(mut r) = self.read.lock() {
+                r.push(key.to_string());
+            }
+        }
+        fn take(&self) -> Vec<String> {
+            self.read
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default()
+        }
+    }
+
+    impl ObjectStore for Noted {
+        async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
+            self.note(key);
+            self.inner.get(key).await
+        }
+        async fn open(&self, key: &str) -> Result<(Box<dyn std::io::Read + Send>, Option<u64>), ObjectError> {
+            self.note(key);
+            self.inner.open(key).await
+        }
+        async fn open_range(
+            &self,
+            key: &str,
+            from: u64,
+            to: u64,
+        ) -> Result<(Box<dyn std::io::Read + Send>, u64), ObjectError> {
+            self.note(key);
+            self.inner.open_range(key, from, to).await
+        }
+        async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
+            self.inner.put(key, bytes, content_type).await
+        }
+        async fn put_new(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<bool, ObjectError> {
+            self.inner.put_new(key, bytes, content_type).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
+            self.inner.list(prefix).await
+        }
+        async fn copy(&self, from: &str, to: &str) -> Result<(), ObjectError> {
+            self.inner.copy(from, to).await
+        }
+        async fn link(&self, key: &str) -> Result<String, ObjectError> {
+            self.inner.link(key).await
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+            self.inner.exists(key).await
+        }
+    }
+
+    fn manifest(source: Source, objects: Vec<StagedObject>) -> Manifest {
+        Manifest {
+            source_name: source,
+            date: "2025-06-02".into(),
+            fetch_id: "00000000-0000-0000-0000-000000000000".into(),
+            source: StagedFrom::File,
+            record_count: 0,
+            invalid_count: 0,
+            objects,
+            window: Window {
+                start: "2025-06-02T00:00:00Z".into(),
+                end: "2025-06-03T00:00:00Z".into(),
+            },
+            fetched_at: "2025-06-03T06:00:00Z".into(),
+            cursors: Vec::new(),
+            manifest_key: format!("raw/{source}/2025-06-02/x/manifest.json"),
+            skipped: Vec::new(),
+            unattributed: Vec::new(),
+            unattributed_count: 0,
+        }
+    }
+
+    fn staged(key: &str, bytes: &[u8], format: &str) -> StagedObject {
+        use sha2::Digest;
+        StagedObject {
+            key: key.into(),
+            origin: key.into(),
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            bytes: bytes.len() as u64,
+            format: Some(format.into()),
+            records: 0,
+            invalid: 0,
+        }
+    }
+
+    type Everything = (Vec<ProcessorRecord>, Vec<LedgerRow>, Vec<InvalidRecord>);
+
+    fn sorted(mut e: Everything) -> Everything {
+        // two records can share a line (a bare LF inside a CRLF line ends a record): the id decides
+        e.0.sort_by_key(|r| (r.location.object, r.location.line, r.id.clone()));
+        e.1.sort_by_key(|r| (r.location.object, r.location.line, r.ledger_id.clone()));
+        e.2.sort_by_key(|r| {
+            (
+                r.location.object,
+                r.location.line,
+                r.raw.clone(),
+                r.reason.clone(),
+            )
+        });
+        e
+    }
+
+    /// Splits a Stripe report and a ledger export (`kinds`: the row shapes of the parallel parse's tests,
+    /// quoted line breaks included) into ranges of `range_bytes` and `n` partitions; returns every
+    /// partition's records together, and whether each partition worker read only its own files.
+    async fn split_day(stripe: &[u8], ledger: &[u8], range_bytes: u64, n: u32) -> (Everything, bool) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let store = Noted {
+            inner: LocalStore::new(dir.path()),
+            read: Mutex::new(Vec::new()),
+        };
+        let (sk, lk) = ("raw/stripe/2025-06-02/x/s.csv", "raw/ledger/2025-06-02/x/l.csv");
+        for (k, b) in [(sk, stripe), (lk, ledger)] {
+            store
+                .put(k, b.to_vec(), "text/csv")
+                .await
+                .unwrap_or_else(|e| unreachable!("{e}"));
+        }
+        let pm = manifest(Source::Stripe, vec![staged(sk, stripe, "stripe_report_csv")]);
+        let lm = manifest(Source::Ledger, vec![staged(lk, ledger, "ledger_csv")]);
+        let date = chrono::NaiveDate::from_ymd_opt(2025, 6, 2).unwrap_or_default();
+        let req = RunRequest {
+            date,
+            processor: Processor::Stripe,
+            trigger: crate::Trigger::Cli,
+            execution: None,
+            idempotency_key: keys::IdempotencyKey::new("test", Processor::Stripe, date),
+        };
+        let mut scanned = Vec::new();
+        for t in ranges(&pm, &lm, range_bytes) {
+            scanned.push(
+                scan(&store, &req, t)
+                    .await
+                    .unwrap_or_else(|e| unreachable!("{e}")),
+            );
+        }
+        let plan = plan(&store, &req, scanned, &[], n)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        for s in &plan.ranges {
+            scatter(&store, &req, n, s)
+                .await
+                .unwrap_or_else(|e| unreachable!("{e}"));
+        }
+        let mut all: Everything = Default::default();
+        let mut only_own = true;
+        store.take();
+        for i in 0..n {
+            let (p, l, _) = partition_sides(&store, &req, &plan, i, (pm.clone(), lm.clone()), Vec::new())
+                .await
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            let own = format!("{}partition-{i:05}/", run_dir(&req));
+            only_own &= store.take().iter().all(|k| k.starts_with(&own));
+            for f in [p, l] {
+                for o in f.loaded {
+                    all.0.extend(o.parsed.records);
+                    all.1.extend(o.parsed.ledger);
+                    all.2.extend(o.parsed.invalid.into_iter().map(|(_, i)| i));
+                }
+            }
+        }
+        (sorted(all), only_own)
+    }
+
+    fn one_piece(stripe: &[u8], ledger: &[u8]) -> Everything {
+        let mut e: Everything = Default::default();
+        for (k, o, b) in [
+            ("raw/stripe/2025-06-02/x/s.csv", 1000, stripe),
+            ("raw/ledger/2025-06-02/x/l.csv", 0, ledger),
+        ] {
+            let (_, p) = recon_sources::parse_reader(k, o, b, Some(b.len() as u64))
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            e.0.extend(p.records);
+            e.1.extend(p.ledger);
+            e.2.extend(p.invalid.into_iter().map(|(_, i)| i));
+        }
+        sorted(e)
+    }
+
+    /// The first record of each kind that differs, for a readable failure.
+    fn first_difference(a: &Everything, b: &Everything) -> String {
+        fn first<T: std::fmt::Debug + PartialEq>(what: &str, x: &[T], y: &[T]) -> String {
+            match x.iter().zip(y).find(|(p, q)| p != q) {
+                Some((p, q)) => format!("{what}: split {p:?}\n whole {q:?}\n"),
+                None if x.len() != y.len() => format!("{what}: {} split, {} whole\n", x.len(), y.len()),
+                None => String::new(),
+            }
+        }
+        first("record", &a.0, &b.0) + &first("ledger row", &a.1, &b.1) + &first("invalid", &a.2, &b.2)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[test]
+    fn a_split_day_holds_every_record_of_the_whole_once_with_its_line() {
+        // plain rows, a quoted comma, "" inside quotes, a bad amount, an empty line, non-UTF-8
+        let kinds: Vec<u8> = (0..300)
+            .map(|i| [0, 0, 10, 0, 14, 0, 17, 15, 0, 11][i % 10])
+            .collect();
+        let (s, l) = (file(true, &kinds, false, false), file(false, &kinds, true, false));
+        let (got, only_own) = runtime().block_on(split_day(&s, &l, 2000, 3));
+        assert!(only_own, "a partition worker read another partition's files");
+        assert!(got.0.len() > 100 && !got.2.is_empty());
+        assert_eq!(got, one_piece(&s, &l));
+    }
+
+    #[test]
+    fn a_quoted_line_break_makes_the_object_read_whole() {
+        let mut kinds: Vec<u8> = vec![0; 300];
+        kinds[150] = 12;
+        let (s, l) = (
+            file(true, &kinds, false, false),
+            file(false, &kinds, false, false),
+        );
+        let (got, _) = runtime().block_on(split_day(&s, &l, 1500, 2));
+        assert_eq!(got, one_piece(&s, &l));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Given any mix of the row shapes, ranges of any size and any number of partitions, the partitions
+        /// together hold exactly the records of the whole parse, with the same line numbers.
+        #[test]
+        fn splitting_never_changes_what_is_read(
+            sk in prop::collection::vec(prop::sample::select(vec![0u8, 0, 0, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21]), 1..120),
+            lk in prop::collection::vec(prop::sample::select(vec![0u8, 0, 0, 10, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21]), 1..120),
+            crlf in any::<bool>(),
+            range_bytes in 200u64..4000,
+            n in 1u32..5,
+        ) {
+            let (s, l) = (file(true, &sk, crlf, false), file(false, &lk, !crlf, false));
+            let (got, only_own) = runtime().block_on(split_day(&s, &l, range_bytes, n));
+            prop_assert!(only_own);
+            let want = one_piece(&s, &l);
+            prop_assert!(got == want, "{}", first_difference(&got, &want));
+        }
+    }
+}

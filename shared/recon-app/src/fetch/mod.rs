@@ -15,7 +15,7 @@ use crate::AppError;
 mod api;
 mod inbox;
 pub mod ranges;
-mod split;
+pub(crate) mod split;
 
 pub use split::{hash_and_parse_file, parts_for};
 

@@ -396,7 +396,7 @@ impl<R: Read> Read for QuoteWatch<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -409,7 +409,7 @@ mod tests {
     /// One line of a ledger export or a Stripe report, picked by `kind`: valid rows and every shape the
     /// sequential reader treats specially (quotes, a quote inside a field, a line break inside quotes, a
     /// quote never closed, bad amounts, bytes that are not UTF-8, a lone CR, an empty line).
-    fn line(stripe: bool, kind: u8, i: usize) -> Vec<u8> {
+    pub(crate) fn line(stripe: bool, kind: u8, i: usize) -> Vec<u8> {
         let s = match (stripe, kind) {
             (false, 0..=9) => format!(
                 "L-{i},stripe,txn_{i},ord_{i},charge,{}.{:02},USD,captured,2025-06-02T10:00:00Z",
@@ -476,7 +476,7 @@ mod tests {
         s.into_bytes()
     }
 
-    fn file(stripe: bool, kinds: &[u8], crlf: bool, bom: bool) -> Vec<u8> {
+    pub(crate) fn file(stripe: bool, kinds: &[u8], crlf: bool, bom: bool) -> Vec<u8> {
         let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
         let mut out = Vec::new();
         if bom {

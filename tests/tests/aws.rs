@@ -444,7 +444,9 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
     use recon_app::keys::Source;
     use recon_app::steps::fetch::{fetch, FetchInput};
     use recon_app::steps::partition::{PartitionFailed, PartitionTask, Receipt};
-    use recon_app::steps::r#match::{match_step, ManifestInput, MatchInput, MatchOutput};
+    use recon_app::steps::r#match::{
+        match_step, ManifestInput, MatchInput, MatchOutput, SplitAnswer, SplitCall,
+    };
     let aws = aws().await;
     let name = bucket(&aws).await;
     let s3 = S3Store::new(aws.s3.clone(), &name);
@@ -478,6 +480,7 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
         trigger: Some(recon_app::Trigger::Manual),
         partition: None,
         partitions: None,
+        split: None,
     };
     let run = |o: MatchOutput| match o {
         MatchOutput::Run(s) => *s,
@@ -490,7 +493,11 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
     let mut receipts = Vec::new();
     for index in (0..n).rev() {
         let mut i = input("sharded");
-        i.partition = Some(PartitionTask { index, count: n });
+        i.partition = Some(PartitionTask {
+            index,
+            count: n,
+            split: false,
+        });
         match match_step(&env, i).await.unwrap() {
             MatchOutput::Partition(d) => receipts.push(d),
             other => panic!("expected a partition receipt, got {other:?}"),
@@ -516,6 +523,76 @@ async fn a_sharded_match_through_s3_records_the_same_run_as_the_whole_match() {
         v
     };
     assert_eq!(strip(&merged), strip(&whole));
+
+    // the same day through the split step (ranges read by ranged GETs; each partition worker reads only its
+    // own files): the same summary
+    let split_call = |call: SplitCall| {
+        let mut i = input("split");
+        i.split = Some(call);
+        i
+    };
+    let answer = |o: MatchOutput| match o {
+        MatchOutput::Split(a) => a,
+        other => panic!("expected a split answer, got {other:?}"),
+    };
+    let ranges = match answer(
+        match_step(&env, split_call(SplitCall::Ranges { range_bytes: 40_000 }))
+            .await
+            .unwrap(),
+    ) {
+        SplitAnswer::Ranges { ranges } => ranges,
+        other => panic!("{other:?}"),
+    };
+    assert!(ranges.len() > 10, "{ranges:?}");
+    let mut scanned = Vec::new();
+    for range in ranges {
+        match answer(
+            match_step(&env, split_call(SplitCall::Scan { range }))
+                .await
+                .unwrap(),
+        ) {
+            SplitAnswer::Scanned(s) => scanned.push(s),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(scanned.iter().all(|s| s.cut.is_some()), "{scanned:?}");
+    let planned = answer(
+        match_step(
+            &env,
+            split_call(SplitCall::Plan {
+                partitions: 3,
+                scanned,
+            }),
+        )
+        .await
+        .unwrap(),
+    );
+    let SplitAnswer::Planned { partitions, scatter } = planned else {
+        panic!("{planned:?}")
+    };
+    for range in scatter {
+        match_step(&env, split_call(SplitCall::Scatter { partitions, range }))
+            .await
+            .unwrap();
+    }
+    let mut split_receipts = Vec::new();
+    for index in 0..partitions {
+        let mut i = input("split");
+        i.partition = Some(PartitionTask {
+            index,
+            count: partitions,
+            split: true,
+        });
+        match match_step(&env, i).await.unwrap() {
+            MatchOutput::Partition(d) => split_receipts.push(d),
+            other => panic!("expected a partition receipt, got {other:?}"),
+        }
+    }
+    let mut merge_split = input("split");
+    merge_split.partitions = Some(done(&split_receipts));
+    let merged_split = run(match_step(&env, merge_split).await.unwrap());
+    assert_eq!(strip(&merged_split), strip(&whole));
+
     // a retried merge (Step Functions retry) returns the recorded run
     let again = run(match_step(&env, merge).await.unwrap());
     assert_eq!(again.run_id, merged.run_id);

@@ -96,6 +96,7 @@ async fn a_ten_thousand_page_day_passes_keys_and_counts_between_steps() {
         trigger: None,
         partition: None,
         partitions: None,
+        split: None,
     };
     let size = serde_json::to_vec(&match_input).unwrap().len();
     assert!(size <= 2 * SMALL, "the match input is {size} bytes");

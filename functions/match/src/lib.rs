@@ -155,7 +155,11 @@ mod tests {
         let mut receipts = Vec::new();
         for index in 0..2 {
             let mut i = input.clone();
-            i.partition = Some(recon_app::steps::partition::PartitionTask { index, count: 2 });
+            i.partition = Some(recon_app::steps::partition::PartitionTask {
+                index,
+                count: 2,
+                split: false,
+            });
             match handler(&ports, i).await.unwrap() {
                 MatchOutput::Partition(p) => receipts.push(p),
                 other => panic!("{other:?}"),

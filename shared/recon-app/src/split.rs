@@ -200,8 +200,9 @@ fn encode_nodes(lists: &[Vec<u64>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + lists.len() * 25);
     out.extend_from_slice(&(lists.len() as u64).to_le_bytes());
     for l in lists {
-        out.push(u8::try_from(l.len()).unwrap_or(u8::MAX));
-        for h in l.iter().take(usize::from(u8::MAX)) {
+        // a length of 4 bytes: a record's hashes are never cut short (that could part records that meet)
+        out.extend_from_slice(&u32::try_from(l.len()).unwrap_or(u32::MAX).to_le_bytes());
+        for h in l.iter().take(u32::MAX as usize) {
             out.extend_from_slice(&h.to_le_bytes());
         }
     }
@@ -223,8 +224,15 @@ fn decode_nodes(key: &str, bytes: &[u8], planner: &mut recon_core::Planner) -> R
     let n = u64_at(0).ok_or_else(|| bad_file(key))?;
     let mut at = 8usize;
     for _ in 0..n {
-        let k = usize::from(*bytes.get(at).ok_or_else(|| bad_file(key))?);
-        at += 1;
+        let k = bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| bad_file(key))? as usize;
+        at += 4;
+        if bytes.len() < at.saturating_add(k.saturating_mul(8)) {
+            return Err(bad_file(key));
+        }
         let mut hs = Vec::with_capacity(k);
         for j in 0..k {
             hs.push(u64_at(at + 8 * j).ok_or_else(|| bad_file(key))?);
@@ -559,20 +567,31 @@ pub async fn partition_sides<S: ObjectStore>(
             by_object.insert((side, position), (o.key.clone(), None, Parsed::default()));
         }
     }
-    let files: Vec<(&ScatterTask, PartFile)> = stream::iter(plan.ranges.iter().map(|s| {
-        let key = part_key(&dir, index, &s.task);
+    // owned items: the stream's future stays Send for any borrow (a Lambda handler's requirement)
+    let wanted: Vec<(usize, String)> = plan
+        .ranges
+        .iter()
+        .enumerate()
+        .map(|(n, s)| (n, part_key(&dir, index, &s.task)))
+        .collect();
+    let run = req.idempotency_key.digest();
+    let read: Vec<(usize, PartFile)> = stream::iter(wanted.into_iter().map(|(n, key)| {
+        let run = run.clone();
         async move {
             let bytes = store.get(&key).await.map_err(AppError::Object)?;
             let f: PartFile = serde_json::from_slice(&bytes).map_err(|_| bad_file(&key))?;
-            if f.run != req.idempotency_key.digest() {
+            if f.run != run {
                 return Err(bad_file(&key));
             }
-            Ok::<_, AppError>((s, f))
+            Ok::<_, AppError>((n, f))
         }
     }))
     .buffered(8)
     .try_collect()
     .await?;
+    let files = read
+        .into_iter()
+        .filter_map(|(n, f)| plan.ranges.get(n).map(|s| (s, f)));
     for (s, mut f) in files {
         let Some((_, format, parsed)) = by_object.get_mut(&(s.task.side, s.task.position)) else {
             return Err(AppError::InvalidInput(format!(

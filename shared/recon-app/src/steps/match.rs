@@ -43,6 +43,46 @@ pub struct MatchInput {
     /// Sharded run, the merge: what every partition returned. The run is recorded from their outcomes.
     #[serde(default)]
     pub partitions: Option<Vec<Option<Receipt>>>,
+    /// Sharded run through the split step: which of its steps this invocation does ([`crate::split`]).
+    #[serde(default)]
+    pub split: Option<SplitCall>,
+}
+
+/// One step of the split of a sharded day (each a Lambda invocation; scan and scatter one per range).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum SplitCall {
+    /// The byte ranges of the staged objects, about `range_bytes` each.
+    Ranges { range_bytes: u64 },
+    /// Scan one range.
+    Scan { range: crate::split::RangeTask },
+    /// Plan the partitions from every range's scan.
+    Plan {
+        partitions: u32,
+        scanned: Vec<crate::split::Scanned>,
+    },
+    /// Write one range's records into the partitions' files.
+    Scatter {
+        partitions: u32,
+        range: crate::split::ScatterTask,
+    },
+}
+
+/// What a split step answers (small: the ranges are the next Map's items).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SplitAnswer {
+    Ranges {
+        ranges: Vec<crate::split::RangeTask>,
+    },
+    Scanned(crate::split::Scanned),
+    Planned {
+        partitions: u32,
+        scatter: Vec<crate::split::ScatterTask>,
+    },
+    Scattered {
+        scattered: crate::split::RangeTask,
+    },
 }
 
 fn date_or_yesterday<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
@@ -82,6 +122,7 @@ impl ManifestInput {
 pub enum MatchOutput {
     Run(Box<RunSummary>),
     Partition(PartitionDone),
+    Split(SplitAnswer),
 }
 
 /// The match step: a whole run (the default), one partition of a sharded run (`partition`), or the merge
@@ -90,6 +131,9 @@ pub async fn match_step<S: ObjectStore, M: Mailer, X: StartExecution>(
     ports: &Ports<S, M, X>,
     input: MatchInput,
 ) -> Result<MatchOutput, AppError> {
+    if let Some(call) = input.split.clone() {
+        return split_step(ports, &input, call).await.map(MatchOutput::Split);
+    }
     if let Some(task) = input.partition {
         return match_one_partition(ports, input, task)
             .await
@@ -109,6 +153,54 @@ pub async fn match_step<S: ObjectStore, M: Mailer, X: StartExecution>(
             .map(|s| MatchOutput::Run(Box::new(s)));
     }
     whole(ports, input).await.map(|s| MatchOutput::Run(Box::new(s)))
+}
+
+/// One step of the split of a sharded day.
+async fn split_step<S: ObjectStore, M: Mailer, X: StartExecution>(
+    ports: &Ports<S, M, X>,
+    input: &MatchInput,
+    call: SplitCall,
+) -> Result<SplitAnswer, AppError> {
+    let req = request(input);
+    let store = &ports.objects;
+    match call {
+        SplitCall::Ranges { range_bytes } => {
+            let (pm, lm) = manifests_of(store, input).await?;
+            Ok(SplitAnswer::Ranges {
+                ranges: crate::split::ranges(&pm, &lm, range_bytes),
+            })
+        }
+        SplitCall::Scan { range } => crate::split::scan(store, &req, range)
+            .await
+            .map(SplitAnswer::Scanned),
+        SplitCall::Plan { partitions, scanned } => {
+            let db = ports.db().await?;
+            let config = ports.settings.run_config();
+            let carried: Vec<recon_core::Carried> = db
+                .load_carried(
+                    req.processor,
+                    req.date,
+                    config.grace_days,
+                    config.items.lookback_days,
+                )
+                .await
+                .map_err(AppError::Store)?
+                .into_iter()
+                .map(|c| c.carried)
+                .collect();
+            let plan = crate::split::plan(store, &req, scanned, &carried, partitions).await?;
+            Ok(SplitAnswer::Planned {
+                partitions: plan.partitions,
+                scatter: plan.ranges,
+            })
+        }
+        SplitCall::Scatter { partitions, range } => {
+            crate::split::scatter(store, &req, partitions, &range).await?;
+            Ok(SplitAnswer::Scattered {
+                scattered: range.task,
+            })
+        }
+    }
 }
 
 /// The run request of a match input.

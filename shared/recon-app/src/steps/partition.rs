@@ -18,6 +18,9 @@ use recon_core::RunSummary;
 pub struct PartitionTask {
     pub index: u32,
     pub count: u32,
+    /// The day went through the split step: read only this partition's files under `work/`.
+    #[serde(default)]
+    pub split: bool,
 }
 
 /// What a partition iteration returns (small: the Map's results must fit a state's payload).
@@ -85,16 +88,27 @@ pub(crate) async fn match_one_partition<S: ObjectStore, M: Mailer, X: StartExecu
     let db = ports.db().await?;
     let req = request(&input);
     let (pm, lm) = manifests_of(&ports.objects, &input).await?;
-    let pf = load_manifest(&ports.objects, pm, 1000).await?;
-    let lf = load_manifest(&ports.objects, lm, 0).await?;
-    let data = sides(input.processor, pf, lf)?;
     let config = ports.settings.run_config();
     let deps = Deps {
         objects: &ports.objects,
         db,
         config: &config,
     };
-    let outcome = crate::match_partition(&deps, &req, data, task.index, task.count).await?;
+    let outcome = if task.split {
+        let plan = crate::split::load_plan(&ports.objects, &req).await?;
+        if plan.partitions != task.count {
+            return Err(AppError::InvalidInput(format!(
+                "partition {} of {}: the split plan of {} on {} has {} partitions; rerun the split",
+                task.index, task.count, input.processor, input.date, plan.partitions
+            )));
+        }
+        crate::match_split_partition(&deps, &req, &plan, task.index, (pm, lm)).await?
+    } else {
+        let pf = load_manifest(&ports.objects, pm, 1000).await?;
+        let lf = load_manifest(&ports.objects, lm, 0).await?;
+        let data = sides(input.processor, pf, lf)?;
+        crate::match_partition(&deps, &req, data, task.index, task.count).await?
+    };
     let key = crate::partition_key(&req, task.index, task.count);
     let (processor_count, ledger_count, found) = (
         outcome.processor_count,

@@ -3,7 +3,8 @@
 # definition; its Lambda calls go through scripts/lambda_proxy.py to `cargo lambda watch`, which runs the
 # real functions against moto (S3, SES) and PostgreSQL ($DATABASE_URL's server).
 # Cases: the demo day succeeds and an email is recorded; a truncated Stripe page fails only Stripe's run and
-# the email says so; the demo day with `partitions: 3` (Distributed Map of partitions + merge) gives the same runs. Run through scripts/with-postgres.sh (make test does); needs target/tools/moto and
+# the email says so; the demo day with `partitions: 3` (Distributed Map of partitions + merge), and with `split_bytes` too
+# (the split step's Distributed Maps over byte ranges), gives the same runs. Run through scripts/with-postgres.sh (make test does); needs target/tools/moto and
 # cargo-lambda (scripts/with-moto.sh and scripts/lambda-e2e.sh install them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,6 +87,25 @@ assert runs(sharded) == runs(whole), (runs(sharded), runs(whole))
 assert runs(sharded, True)["stripe"] == runs(whole, True)["stripe"], (runs(sharded, True)["stripe"], runs(whole, True)["stripe"])
 assert all(any("venmo" in w for w in x["warnings"]) for x in runs(sharded).values()), runs(sharded)
 assert all(x["status"] == "succeeded" for x in runs(sharded).values()), runs(sharded)
+PYEOF
+# the same day sharded through the split step: the staged objects cut into byte ranges (a Distributed Map scans
+# them, one plan, a Distributed Map scatters them into per-partition files), each partition reads only its own
+# files; the same figures
+"$PY" scripts/sfn-e2e.py run "split-$RUN" '{"date":"2025-01-15","partitions":3,"split_bytes":300}' >"$OUT/split.json"
+"$PY" - "$OUT/demo.json" "$OUT/sharded.json" "$OUT/split.json" <<'PYEOF'
+import json, re, sys
+whole, sharded, split = (json.load(open(f)) for f in sys.argv[1:4])
+assert split["status"] == "SUCCEEDED", split
+DAY_OVER_DAY = {"new_count", "still_open_count", "resolved_since_last_count", "open_items", "oldest_open_age_days",
+                "escalated_count"}
+def runs(r, dod=False):
+    fid = lambda w: re.sub(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/", "/<fetch_id>/", w)
+    return {x["processor"]: {k: ([fid(w) for w in v] if k == "warnings" else v) for k, v in x.items()
+                             if k != "run_id" and (dod or k not in DAY_OVER_DAY)}
+            for x in r["output"]["runs"]}
+assert runs(split) == runs(whole), (runs(split), runs(whole))
+assert runs(split, True)["stripe"] == runs(sharded, True)["stripe"], (runs(split, True)["stripe"], runs(sharded, True)["stripe"])
+assert all(x["status"] == "succeeded" for x in runs(split).values()), runs(split)
 PYEOF
 # a name that is no processor: its match fails, and the email still goes out (Notify never stops on it; were it
 # to fail, NotifyFailure finds what it reads in Summarize's output)

@@ -209,11 +209,42 @@ fn sharded_match_is_a_distributed_map_feeding_one_merge() {
         "trigger",
         "partition",
         "partitions",
+        "split",
     ];
+    // the split step: ranges -> a Distributed Map of scans -> one plan -> a Distributed Map of scatters ->
+    // the partitions, each told to read only its own files
+    assert_eq!(inner["Split?"]["Choices"][0]["Next"], "SplitRanges");
+    assert_eq!(inner["Split?"]["Default"], "PartitionIndexes");
+    for (state, next) in [
+        ("SplitRanges", "ScanRanges"),
+        ("ScanRanges", "PlanSplit"),
+        ("PlanSplit", "ScatterRanges"),
+        ("ScatterRanges", "SplitPartitionIndexes"),
+        ("SplitPartitionIndexes", "MatchPartitions"),
+    ] {
+        assert_eq!(inner[state]["Next"], next, "{state}");
+    }
+    for map in ["ScanRanges", "ScatterRanges"] {
+        assert_eq!(
+            inner[map]["ItemProcessor"]["ProcessorConfig"]["Mode"],
+            "DISTRIBUTED"
+        );
+        assert_eq!(
+            inner[map]["ItemSelector"]["split"]["range.$"],
+            "$$.Map.Item.Value"
+        );
+    }
+    assert_eq!(inner["SplitPartitionIndexes"]["Parameters"]["split"], true);
+    assert_eq!(inner["PartitionIndexes"]["Parameters"]["split"], false);
+    assert_eq!(shards["ItemSelector"]["partition"]["split.$"], "$.shards.split");
     for payload in [
         &inner["Match"]["Parameters"]["Payload"],
         &inner["MergePartitions"]["Parameters"]["Payload"],
         &shards["ItemSelector"],
+        &inner["SplitRanges"]["Parameters"]["Payload"],
+        &inner["PlanSplit"]["Parameters"]["Payload"],
+        &inner["ScanRanges"]["ItemSelector"],
+        &inner["ScatterRanges"]["ItemSelector"],
     ] {
         for k in payload.as_object().unwrap().keys() {
             let k = k.trim_end_matches(".$");
@@ -226,6 +257,18 @@ fn sharded_match_is_a_distributed_map_feeding_one_merge() {
     });
     let parsed: recon_app::steps::r#match::MatchInput = serde_json::from_value(sample).unwrap();
     assert_eq!(parsed.partition.map(|p| (p.index, p.count)), Some((3, 8)));
+    // each split step's input as the states build it is one the match function reads
+    for split in [
+        serde_json::json!({"step": "ranges", "range_bytes": 300}),
+        serde_json::json!({"step": "plan", "partitions": 3, "scanned": []}),
+    ] {
+        let sample = serde_json::json!({
+            "date": "2025-06-02", "processor": "stripe", "manifests": [], "execution": "e", "trigger": "manual",
+            "split": split, "partition": {"index": 0, "count": 3, "split": true}
+        });
+        let parsed: recon_app::steps::r#match::MatchInput = serde_json::from_value(sample).unwrap();
+        assert!(parsed.split.is_some() && parsed.partition.is_some_and(|p| p.split));
+    }
 }
 
 /// Every environment variable the Terraform gives the functions is one `Settings` reads: a misspelled or

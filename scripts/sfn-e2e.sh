@@ -263,4 +263,4 @@ for f in sys.argv[1:]:
             run = r["output"]["runs"][0]
             assert r["status"] == "SUCCEEDED" and run["processor_count"] == 10000 and run["status"] == "succeeded", r
 PYEOF
-echo "sfn-e2e: 11 passed, 0 failed (demo day; truncated Stripe page fails only Stripe; sharded = whole; an unknown processor still emails; a failed ledger fetch records each run failed and emails; S3 503 on raw/ retried; SES refusal reported once with the runs (ReportNotSent); a lost SES answer sends one email; a failed partition recorded with its cause; two drops one execution; a 10,000-page day's payloads under 16 KiB)"
+echo "sfn-e2e: 12 passed, 0 failed (demo day; truncated Stripe page fails only Stripe; sharded = whole; split (byte ranges) = whole; an unknown processor still emails; a failed ledger fetch records each run failed and emails; S3 503 on raw/ retried; SES refusal reported once with the runs (ReportNotSent); a lost SES answer sends one email; a failed partition recorded with its cause; two drops one execution; a 10,000-page day's payloads under 16 KiB)"

@@ -51,6 +51,11 @@ variable "partitions" {
   default     = 1
   description = "Partitions of each processor's match in the daily run (1: one match invocation; README, Sharding)."
 }
+variable "split_bytes" {
+  type        = number
+  default     = 0
+  description = "With partitions above 1: the split step's byte range size (0: no split; README, Sharding)."
+}
 
 locals {
   name = "recon-${var.environment}"
@@ -275,6 +280,7 @@ module "state_machine" {
   definition_path = "${path.module}/../../../state-machines/reconciliation.asl.json"
   kms_key_arn     = module.storage.kms_key_arn
   partitions      = var.partitions
+  split_bytes     = var.split_bytes
   function_arns = {
     fetch_stripe = module.fetch["stripe"].arn
     fetch_paypal = module.fetch["paypal"].arn

@@ -17,6 +17,15 @@ variable "partitions" {
     error_message = "partitions must be 1..500 (the Map's receipts must fit one state payload)."
   }
 }
+variable "split_bytes" {
+  type        = number
+  default     = 0
+  description = "With partitions above 1: byte ranges of about this size for the split step (each partition then reads only its own files); 0: no split."
+  validation {
+    condition     = var.split_bytes == 0 || var.split_bytes >= 1048576
+    error_message = "split_bytes must be 0 (no split) or at least 1 MiB (each range is one Lambda invocation)."
+  }
+}
 variable "schedule_expression" {
   type    = string
   default = "cron(0 4 * * ? *)"
@@ -138,7 +147,7 @@ resource "aws_scheduler_schedule" "daily" {
   target {
     arn      = aws_sfn_state_machine.this.arn
     role_arn = aws_iam_role.scheduler.arn
-    input    = jsonencode({ trigger = "schedule", partitions = var.partitions })
+    input    = jsonencode({ trigger = "schedule", partitions = var.partitions, split_bytes = var.split_bytes })
   }
 }
 

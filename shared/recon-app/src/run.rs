@@ -130,25 +130,8 @@ pub async fn match_partition<S: ObjectStore>(
     index: u32,
     count: u32,
 ) -> Result<Outcome, AppError> {
-    if count == 0 || index >= count {
-        return Err(AppError::InvalidInput(format!(
-            "partition {index} of {count} for {} on {}: the index must be below the count",
-            req.processor, req.date
-        )));
-    }
-    let carried: Vec<Carried> = deps
-        .db
-        .load_carried(
-            req.processor,
-            req.date,
-            deps.config.grace_days,
-            deps.config.items.lookback_days,
-        )
-        .await
-        .map_err(AppError::Store)?
-        .into_iter()
-        .map(|c| c.carried)
-        .collect();
+    partition_in_range(req, index, count)?;
+    let carried = carried_for(deps.db, deps.config, req).await?;
     let (date, what) = (req.date, format!("partition {index} of {count}"));
     on_sides(
         req.processor,
@@ -177,25 +160,8 @@ pub async fn match_split_partition<S: ObjectStore>(
     manifests: (Manifest, Manifest),
 ) -> Result<Outcome, AppError> {
     let count = plan.partitions;
-    if count == 0 || index >= count {
-        return Err(AppError::InvalidInput(format!(
-            "partition {index} of {count} for {} on {}: the index must be below the count",
-            req.processor, req.date
-        )));
-    }
-    let carried: Vec<Carried> = deps
-        .db
-        .load_carried(
-            req.processor,
-            req.date,
-            deps.config.grace_days,
-            deps.config.items.lookback_days,
-        )
-        .await
-        .map_err(AppError::Store)?
-        .into_iter()
-        .map(|c| c.carried)
-        .collect();
+    partition_in_range(req, index, count)?;
+    let carried = carried_for(deps.db, deps.config, req).await?;
     let (pf, lf, carried) =
         crate::split::partition_sides(deps.objects, req, plan, index, manifests, carried).await?;
     let input = crate::pipeline::sides(req.processor, pf, lf)?;
@@ -242,19 +208,7 @@ pub async fn split_and_match<S: ObjectStore>(
     .buffer_unordered(2)
     .try_collect()
     .await?;
-    let carried: Vec<Carried> = deps
-        .db
-        .load_carried(
-            req.processor,
-            req.date,
-            deps.config.grace_days,
-            deps.config.items.lookback_days,
-        )
-        .await
-        .map_err(AppError::Store)?
-        .into_iter()
-        .map(|c| c.carried)
-        .collect();
+    let carried = carried_for(deps.db, deps.config, req).await?;
     let plan = crate::split::plan(deps.objects, req, scanned, &carried, partitions).await?;
     drop(carried);
     futures_util::stream::iter(
@@ -270,6 +224,37 @@ pub async fn split_and_match<S: ObjectStore>(
         parts.push(match_split_partition(deps, req, &plan, index, (pm.clone(), lm.clone())).await?);
     }
     Ok(parts)
+}
+
+/// The items a run of `req` carries in (pending and lookback candidates), as the matcher takes them.
+pub(crate) async fn carried_for(
+    db: &recon_store::Store,
+    config: &RunConfig,
+    req: &RunRequest,
+) -> Result<Vec<Carried>, AppError> {
+    Ok(db
+        .load_carried(
+            req.processor,
+            req.date,
+            config.grace_days,
+            config.items.lookback_days,
+        )
+        .await
+        .map_err(AppError::Store)?
+        .into_iter()
+        .map(|c| c.carried)
+        .collect())
+}
+
+/// A partition index must be below the count.
+fn partition_in_range(req: &RunRequest, index: u32, count: u32) -> Result<(), AppError> {
+    if count == 0 || index >= count {
+        return Err(AppError::InvalidInput(format!(
+            "partition {index} of {count} for {} on {}: the index must be below the count",
+            req.processor, req.date
+        )));
+    }
+    Ok(())
 }
 
 /// The run configuration for one date: the shared one, with the date's window set.

@@ -471,21 +471,7 @@ pub async fn scatter<S: ObjectStore>(
     let (format, mut parsed) = read.parsed.map_err(AppError::Unreadable)?;
     // line numbers of the object (a later range's own lines start at 2, behind the header line)
     if s.task.ranges > 1 && s.task.range > 0 {
-        let shift = s.first_line.saturating_sub(2);
-        let moved = |line: &mut u64| {
-            if *line > 0 {
-                *line = line.saturating_add(shift);
-            }
-        };
-        parsed
-            .records
-            .iter_mut()
-            .for_each(|r| moved(&mut r.location.line));
-        parsed.ledger.iter_mut().for_each(|r| moved(&mut r.location.line));
-        parsed
-            .invalid
-            .iter_mut()
-            .for_each(|(_, r)| moved(&mut r.location.line));
+        crate::fetch::split::shift_lines(&mut parsed, s.first_line.saturating_sub(2));
     }
     let plan_key = format!("{dir}plan/{}.bin", s.task.name());
     let assigned = store.get(&plan_key).await.map_err(AppError::Object)?;

@@ -278,21 +278,7 @@ fn join(parts: Vec<Part>, format: Format) -> Option<Parsed> {
             None => out = Some(parsed),
             Some(all) => {
                 // in the part's own stream its first line is line 2 (behind the header line)
-                let shift = first_line.checked_sub(2)?;
-                let moved = |line: &mut u64| {
-                    if *line > 0 {
-                        *line += shift;
-                    }
-                };
-                parsed
-                    .records
-                    .iter_mut()
-                    .for_each(|r| moved(&mut r.location.line));
-                parsed.ledger.iter_mut().for_each(|r| moved(&mut r.location.line));
-                parsed
-                    .invalid
-                    .iter_mut()
-                    .for_each(|(_, r)| moved(&mut r.location.line));
+                shift_lines(&mut parsed, first_line.checked_sub(2)?);
                 all.records.append(&mut parsed.records);
                 all.ledger.append(&mut parsed.ledger);
                 all.invalid.append(&mut parsed.invalid);
@@ -301,6 +287,25 @@ fn join(parts: Vec<Part>, format: Format) -> Option<Parsed> {
         first_line = first_line.checked_add(p.newlines)?;
     }
     out
+}
+
+/// Moves every line number of a part read behind the header line by `shift` (its first line's line in the
+/// object, less 2); line 0 (no line) stays.
+pub(crate) fn shift_lines(parsed: &mut Parsed, shift: u64) {
+    let moved = |line: &mut u64| {
+        if *line > 0 {
+            *line = line.saturating_add(shift);
+        }
+    };
+    parsed
+        .records
+        .iter_mut()
+        .for_each(|r| moved(&mut r.location.line));
+    parsed.ledger.iter_mut().for_each(|r| moved(&mut r.location.line));
+    parsed
+        .invalid
+        .iter_mut()
+        .for_each(|(_, r)| moved(&mut r.location.line));
 }
 
 /// CSV quoting as the `csv` reader sees it (a quote opens a quoted field only at a field's start; `""`

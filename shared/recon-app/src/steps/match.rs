@@ -176,18 +176,7 @@ async fn split_step<S: ObjectStore, M: Mailer, X: StartExecution>(
         SplitCall::Plan { partitions, scanned } => {
             let db = ports.db().await?;
             let config = ports.settings.run_config();
-            let carried: Vec<recon_core::Carried> = db
-                .load_carried(
-                    req.processor,
-                    req.date,
-                    config.grace_days,
-                    config.items.lookback_days,
-                )
-                .await
-                .map_err(AppError::Store)?
-                .into_iter()
-                .map(|c| c.carried)
-                .collect();
+            let carried = crate::run::carried_for(db, &config, &req).await?;
             let plan = crate::split::plan(store, &req, scanned, &carried, partitions).await?;
             Ok(SplitAnswer::Planned {
                 partitions: plan.partitions,

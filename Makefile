@@ -6,7 +6,7 @@ STORE := ./.recon/store
 CARGO ?= cargo
 BENCH_N ?= 1000000
 
-.PHONY: run test fmt lint build watch invoke validate bench bench-core fuzz screenshots three-days deploy-local
+.PHONY: run test fmt lint build watch invoke validate bench bench-split bench-core fuzz screenshots three-days deploy-local
 
 ## run: reconcile the bundled demo day (events/demo) through the real pipeline, local store + .eml outbox
 run:
@@ -57,6 +57,20 @@ bench:
 	$(CARGO) build --release -q -p recon-cli
 	scripts/with-postgres.sh ../shared/bench/bench.sh $(BENCH_N) $(CURDIR)/target/release/recon run --date 2025-06-02 \
 	  --store DIR --processors stripe --grace-days 0 --format json --no-notify
+
+## bench-split: a sharded BENCH_N-row day worker by worker (PARTITIONS, RANGE_BYTES): each Lambda step a process,
+## its peak memory, time and object requests; the merged run checked equal to the whole one
+PARTITIONS ?= 16
+RANGE_BYTES ?= 16777216
+bench-split:
+	$(CARGO) build --release -q -p recon-cli
+	@kit=$(CURDIR)/../shared/bench; root=$${BENCH_HOME:-/tmp/recon-bench}; \
+	  data=$$root/data/$(BENCH_N)-$$(sha256sum $$kit/gen.py | cut -c1-12); \
+	  if [ ! -f $$data/expected.json ]; then \
+	    [ -x $$root/venv/bin/python ] || { echo "run make bench BENCH_N=$(BENCH_N) once first (it installs the kit)"; exit 2; }; \
+	    $$root/venv/bin/python $$kit/gen.py --rows $(BENCH_N) --out $$data.tmp >/dev/null && mv $$data.tmp $$data; fi; \
+	  scripts/with-postgres.sh scripts/bench-split.py $(CURDIR)/target/release/recon $$data \
+	    --partitions $(PARTITIONS) --range-bytes $(RANGE_BYTES)
 
 ## bench-core: criterion benchmarks of the matcher (whole and partitioned) and of the parsers
 bench-core:

@@ -124,7 +124,10 @@ impl LocalStore {
         Ok(p)
     }
 
+    /// Every operation goes through here once (a copy twice): the `recon::objects` trace counts the requests
+    /// the S3 store would make for the same work (`scripts/bench-split.py` counts them per step).
     fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, ObjectError> {
+        tracing::trace!(target: "recon::objects", op, key, "object request");
         if key.is_empty() || key.starts_with('/') || key.split('/').any(|p| p == ".." || p == ".") {
             return Err(ObjectError {
                 op,

@@ -132,18 +132,32 @@ pub async fn match_partition<S: ObjectStore>(
 ) -> Result<Outcome, AppError> {
     partition_in_range(req, index, count)?;
     let carried = carried_for(deps.db, deps.config, req).await?;
-    let (date, what) = (req.date, format!("partition {index} of {count}"));
+    let date = req.date;
+    partition_outcome(deps, req, input, carried, (index, count), move |input| {
+        let plan = recon_core::plan(&input, count);
+        info!(processor = %input.processor, date = %date, partition = index, partitions = count,
+          sizes = ?plan.sizes(), "partition plan");
+        recon_core::reconcile_partition(input, &plan, index)
+    })
+    .await
+}
+
+/// Partition `index` of `count` reconciled by `matcher` on the blocking pool, its failures named.
+async fn partition_outcome<S: ObjectStore, E: std::fmt::Display + Send + 'static>(
+    deps: &Deps<'_, S>,
+    req: &RunRequest,
+    input: (ProcessorSide, LedgerSide),
+    carried: Vec<Carried>,
+    (index, count): (u32, u32),
+    matcher: impl FnOnce(RunInput<'_>) -> Result<Outcome, E> + Send + 'static,
+) -> Result<Outcome, AppError> {
+    let what = format!("partition {index} of {count}");
     on_sides(
         req.processor,
         input,
         carried,
         day_config(deps.config, req.date),
-        move |input| {
-            let plan = recon_core::plan(&input, count);
-            info!(processor = %input.processor, date = %date, partition = index, partitions = count,
-              sizes = ?plan.sizes(), "partition plan");
-            recon_core::reconcile_partition(input, &plan, index)
-        },
+        matcher,
     )
     .await
     .map_err(|e| AppError::failed(format!("matcher task for {what}"), e))?
@@ -165,26 +179,17 @@ pub async fn match_split_partition<S: ObjectStore>(
     let (pf, lf, carried) =
         crate::split::partition_sides(deps.objects, req, plan, index, manifests, carried).await?;
     let input = crate::pipeline::sides(req.processor, pf, lf)?;
-    let what = format!("partition {index} of {count}");
-    on_sides(
-        req.processor,
-        input,
-        carried,
-        day_config(deps.config, req.date),
-        move |input| {
-            // every record here is of this partition
-            let alone = recon_core::Plan {
-                partitions: count,
-                records: vec![index; input.records.len()],
-                ledger: vec![index; input.ledger.len()],
-                carried: vec![index; input.carried.len()],
-            };
-            recon_core::reconcile_partition(input, &alone, index)
-        },
-    )
+    partition_outcome(deps, req, input, carried, (index, count), move |input| {
+        // every record here is of this partition
+        let alone = recon_core::Plan {
+            partitions: count,
+            records: vec![index; input.records.len()],
+            ledger: vec![index; input.ledger.len()],
+            carried: vec![index; input.carried.len()],
+        };
+        recon_core::reconcile_partition(input, &alone, index)
+    })
     .await
-    .map_err(|e| AppError::failed(format!("matcher task for {what}"), e))?
-    .map_err(|e| AppError::Internal(format!("{what}: {e}")))
 }
 
 /// A sharded run through the split step in this process, as the state machine runs it in several

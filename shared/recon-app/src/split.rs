@@ -561,7 +561,9 @@ pub async fn partition_sides<S: ObjectStore>(
         .map(|(n, s)| (n, part_key(&dir, index, &s.task)))
         .collect();
     let run = req.idempotency_key.digest();
-    let read: Vec<(usize, PartFile)> = stream::iter(wanted.into_iter().map(|(n, key)| {
+    // each file folded into its object's records as it arrives, in plan order (at most 8 read ahead): the
+    // worker never holds more than its partition's records and those few files
+    let mut read = stream::iter(wanted.into_iter().map(|(n, key)| {
         let run = run.clone();
         async move {
             let bytes = store.get(&key).await.map_err(AppError::Object)?;
@@ -572,13 +574,11 @@ pub async fn partition_sides<S: ObjectStore>(
             Ok::<_, AppError>((n, f))
         }
     }))
-    .buffered(8)
-    .try_collect()
-    .await?;
-    let files = read
-        .into_iter()
-        .filter_map(|(n, f)| plan.ranges.get(n).map(|s| (s, f)));
-    for (s, mut f) in files {
+    .buffered(8);
+    while let Some((n, mut f)) = read.try_next().await? {
+        let Some(s) = plan.ranges.get(n) else {
+            continue;
+        };
         let Some((_, format, parsed)) = by_object.get_mut(&(s.task.side, s.task.position)) else {
             return Err(AppError::InvalidInput(format!(
                 "{}: the split plan names an object the manifest does not list; rerun the split",

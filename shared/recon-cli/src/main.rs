@@ -49,6 +49,17 @@ enum OutputFormat {
     Json,
 }
 
+/// The functions `recon step` runs: the state machine's Lambda steps.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum StepFunction {
+    FetchStripe,
+    FetchPaypal,
+    FetchSquare,
+    FetchLedger,
+    Match,
+    Notify,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum ListFormat {
     Table,
@@ -254,6 +265,25 @@ enum Command {
         #[command(flatten)]
         common: ItemsCommon,
     },
+    /// Run one Lambda step here, on a local store: its event JSON in (a file, or `-` for standard input), its
+    /// answer JSON out, exactly what the function would return (the same step code). For replaying an event
+    /// of the state machine, and for measuring one worker of a sharded day on its own.
+    Step {
+        #[arg(value_enum)]
+        function: StepFunction,
+        /// The event: a JSON file, or `-` for standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// Local directory laid out like the S3 bucket.
+        #[arg(long, default_value = "./.recon/store")]
+        store: PathBuf,
+        /// PostgreSQL URL (match and notify); default DATABASE_URL, then DB_* variables, then the local server.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Directory for `.eml` files (notify); default RECON_OUTBOX, else ./.recon/outbox.
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+    },
     /// Apply database migrations.
     Migrate {
         #[arg(long)]
@@ -290,6 +320,7 @@ fn init_tracing(settings: &Settings) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -485,6 +516,13 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
             format,
             common,
         } => items(&settings, command, filter, format, common).await,
+        Command::Step {
+            function,
+            input,
+            store,
+            database_url,
+            outbox,
+        } => step(settings, function, &input, store, database_url, outbox).await,
         Command::Migrate { database_url } => {
             let cfg = db_config(&settings, database_url.as_deref())?;
             Store::create_database_if_missing(&cfg).await?;
@@ -499,6 +537,70 @@ async fn dispatch(cli: Cli, settings: Settings) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `recon step`: one Lambda step on a local store (the ports a function builds, with a local directory for S3,
+/// an outbox for SES and no Step Functions); prints the step's answer as JSON.
+async fn step(
+    settings: Settings,
+    function: StepFunction,
+    input: &std::path::Path,
+    store: PathBuf,
+    database_url: Option<String>,
+    outbox: Option<PathBuf>,
+) -> Result<ExitCode> {
+    use recon_app::keys::Source;
+    use recon_app::steps::{fetch, notify, r#match, MemoryExecutions, Ports};
+    enum StepEvent {
+        Fetch(fetch::FetchInput),
+        Match(Box<r#match::MatchInput>),
+        Notify(notify::NotifyInput),
+    }
+    let text = if input.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the event from standard input")?
+    } else {
+        std::fs::read_to_string(input)
+            .with_context(|| format!("reading the event {}: check the path", input.display()))?
+    };
+    let event: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("the event {} is not JSON", input.display()))?;
+    // the event is checked before anything is opened
+    let bad = |e: serde_json::Error| anyhow::anyhow!("the event does not fit the step's input: {e}");
+    let event = match function {
+        StepFunction::FetchStripe
+        | StepFunction::FetchPaypal
+        | StepFunction::FetchSquare
+        | StepFunction::FetchLedger => StepEvent::Fetch(serde_json::from_value(event).map_err(bad)?),
+        StepFunction::Match => StepEvent::Match(Box::new(serde_json::from_value(event).map_err(bad)?)),
+        StepFunction::Notify => StepEvent::Notify(serde_json::from_value(event).map_err(bad)?),
+    };
+    let db = match event {
+        StepEvent::Fetch(_) => None,
+        _ => Some(ready_store(&settings, database_url.as_deref()).await?),
+    };
+    let mailer = OutboxMailer {
+        dir: outbox.unwrap_or_else(|| settings.outbox.clone()),
+    };
+    let ports = Ports::new(
+        LocalStore::new(&store),
+        mailer,
+        MemoryExecutions::default(),
+        db,
+        settings,
+    );
+    let source = match function {
+        StepFunction::FetchStripe => Source::Stripe,
+        StepFunction::FetchPaypal => Source::Paypal,
+        StepFunction::FetchSquare => Source::Square,
+        _ => Source::Ledger,
+    };
+    let answer = match event {
+        StepEvent::Fetch(input) => serde_json::to_value(fetch::fetch(&ports, source, input, None).await?)?,
+        StepEvent::Match(input) => serde_json::to_value(r#match::match_step(&ports, *input).await?)?,
+        StepEvent::Notify(input) => serde_json::to_value(notify::notify(&ports, input).await?)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_day(day: &DaySummary, format: OutputFormat) -> Result<()> {

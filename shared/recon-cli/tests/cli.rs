@@ -1308,3 +1308,118 @@ async fn leftovers_of_a_crashed_run_are_marked_on_the_next_run() {
         b"ledger_id\n"
     );
 }
+
+/// `recon step FUNCTION --input EVENT`: the answer JSON of one Lambda step run here.
+fn step(db: &TestDb, store: &Path, function: &str, event: &Value) -> Value {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(event).unwrap()).unwrap();
+    let out = Command::new(RECON)
+        .args(["step", function, "--input", file.path().to_str().unwrap()])
+        .args(["--store", store.to_str().unwrap(), "--database-url", &db.url])
+        .env("GRACE_DAYS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{function} {event}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&out)
+}
+
+/// The kit day as the state machine runs a sharded day, every Lambda step a process of its own (`recon step`,
+/// what `make bench-split` measures): the fetches, the split's ranges, a scan per range, the plan, a scatter
+/// per range, a worker per partition reading only its own files, the merge: the figures of `expected.json`.
+#[tokio::test]
+async fn the_kit_day_step_by_step_in_separate_processes() {
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kit-3000");
+    let expected: Value = serde_json::from_slice(&std::fs::read(kit.join("expected.json")).unwrap()).unwrap();
+    let db = TestDb::new().await;
+    let store = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(store.path().join("inbox")).unwrap();
+    copy_dir(&kit.join("inbox"), &store.path().join("inbox"));
+    let s = store.path();
+    let day = serde_json::json!({"date": "2025-06-02"});
+    let ledger = step(&db, s, "fetch-ledger", &day);
+    let report = step(&db, s, "fetch-stripe", &day);
+    let base = serde_json::json!({"date": "2025-06-02", "processor": "stripe", "manifests": [report, ledger],
+        "execution": "steps"});
+    let with = |key: &str, v: Value| {
+        let mut e = base.clone();
+        e[key] = v;
+        e
+    };
+    let ranges = step(
+        &db,
+        s,
+        "match",
+        &with(
+            "split",
+            serde_json::json!({"step": "ranges", "range_bytes": 20000}),
+        ),
+    );
+    let ranges = ranges["ranges"].as_array().unwrap().clone();
+    assert!(ranges.len() > 4, "{ranges:?}");
+    let scanned: Vec<Value> = ranges
+        .iter()
+        .map(|r| {
+            step(
+                &db,
+                s,
+                "match",
+                &with("split", serde_json::json!({"step": "scan", "range": r})),
+            )
+        })
+        .collect();
+    let plan = serde_json::json!({"step": "plan", "partitions": 3, "scanned": scanned});
+    let planned = step(&db, s, "match", &with("split", plan));
+    for r in planned["scatter"].as_array().unwrap() {
+        let scatter = serde_json::json!({"step": "scatter", "partitions": 3, "range": r});
+        step(&db, s, "match", &with("split", scatter));
+    }
+    let receipts: Vec<Value> = (0..3)
+        .map(|i| {
+            let task = serde_json::json!({"index": i, "count": 3, "split": true});
+            step(&db, s, "match", &with("partition", task))
+        })
+        .collect();
+    let run = step(&db, s, "match", &with("partitions", Value::from(receipts)));
+    for k in [
+        "processor_count",
+        "ledger_count",
+        "matched_count",
+        "clean_count",
+        "excluded_counts",
+        "total_discrepancy_amount",
+    ] {
+        assert_eq!(run[k], expected[k], "{k}");
+    }
+    for (k, v) in expected["discrepancy_counts"].as_object().unwrap() {
+        assert_eq!(&run["discrepancy_counts"][k], v, "{k}");
+    }
+}
+
+/// An event that is not the step's input is refused naming what does not fit; nothing runs.
+#[test]
+fn a_step_event_that_does_not_fit_is_refused() {
+    let store = tempfile::tempdir().unwrap();
+    let file = store.path().join("event.json");
+    std::fs::write(
+        &file,
+        br#"{"date": "2025-06-02", "processor": "venmo", "manifests": []}"#,
+    )
+    .unwrap();
+    let out = Command::new(RECON)
+        .args(["step", "match", "--input", file.to_str().unwrap()])
+        .args(["--store", store.path().to_str().unwrap()])
+        .args(["--database-url", "postgres://nobody@127.0.0.1:1/none"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not fit the step's input") && err.contains("venmo"),
+        "{err}"
+    );
+}

@@ -278,27 +278,40 @@ impl Planner {
         self.slots.len() - 1
     }
 
-    /// The partition of every slot, in the order they were added.
-    pub fn finish(mut self, n: u32) -> Vec<u32> {
+    /// The partition of every slot, in the order they were added. Needs no memory beyond what the planner
+    /// holds: the hash index is dropped first, each component's smallest hash is kept in its root's own hash
+    /// (a root's value only ever decreases and a non-root's is never written, so every node's own hash is
+    /// still there when it is folded in), and the slots become their partitions in place.
+    pub fn finish(self, n: u32) -> Vec<u32> {
         let n = n.max(1);
-        let g = &mut self.g;
-        // smallest hash of every component, at its root
-        let mut min = vec![u64::MAX; g.hashes.len()];
-        for i in 0..g.hashes.len() as u32 {
-            let r = g.find(i) as usize;
-            min[r] = min[r].min(g.hashes[i as usize]);
+        let Planner { g, mut slots } = self;
+        let Graph {
+            index,
+            mut hashes,
+            parent,
+            rank,
+        } = g;
+        drop((index, rank));
+        let mut g = Graph {
+            index: HashTable::new(),
+            hashes: Vec::new(),
+            parent,
+            rank: Vec::new(),
+        };
+        for i in 0..hashes.len() {
+            let r = g.find(i as u32) as usize;
+            if r != i {
+                hashes[r] = hashes[r].min(hashes[i]);
+            }
         }
-        self.slots
-            .iter()
-            .map(|&node| {
-                if node == NO_NODE {
-                    0
-                } else {
-                    let r = g.find(node) as usize;
-                    partition_of(min[r], n)
-                }
-            })
-            .collect()
+        for slot in &mut slots {
+            *slot = if *slot == NO_NODE {
+                0
+            } else {
+                partition_of(hashes[g.find(*slot) as usize], n)
+            };
+        }
+        slots
     }
 }
 

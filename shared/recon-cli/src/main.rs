@@ -552,7 +552,7 @@ async fn step(
     use recon_app::keys::Source;
     use recon_app::steps::{fetch, notify, r#match, MemoryExecutions, Ports};
     enum StepEvent {
-        Fetch(fetch::FetchInput),
+        Fetch(Source, fetch::FetchInput),
         Match(Box<r#match::MatchInput>),
         Notify(notify::NotifyInput),
     }
@@ -566,16 +566,22 @@ async fn step(
         serde_json::from_str(&text).with_context(|| format!("the event {} is not JSON", input.display()))?;
     // the event is checked before anything is opened
     let bad = |e: serde_json::Error| anyhow::anyhow!("the event does not fit the step's input: {e}");
+    let fetch_event = |source: Source, event| {
+        Ok::<_, anyhow::Error>(StepEvent::Fetch(
+            source,
+            serde_json::from_value(event).map_err(bad)?,
+        ))
+    };
     let event = match function {
-        StepFunction::FetchStripe
-        | StepFunction::FetchPaypal
-        | StepFunction::FetchSquare
-        | StepFunction::FetchLedger => StepEvent::Fetch(serde_json::from_value(event).map_err(bad)?),
+        StepFunction::FetchStripe => fetch_event(Source::Stripe, event)?,
+        StepFunction::FetchPaypal => fetch_event(Source::Paypal, event)?,
+        StepFunction::FetchSquare => fetch_event(Source::Square, event)?,
+        StepFunction::FetchLedger => fetch_event(Source::Ledger, event)?,
         StepFunction::Match => StepEvent::Match(Box::new(serde_json::from_value(event).map_err(bad)?)),
         StepFunction::Notify => StepEvent::Notify(serde_json::from_value(event).map_err(bad)?),
     };
     let db = match event {
-        StepEvent::Fetch(_) => None,
+        StepEvent::Fetch(..) => None,
         _ => Some(ready_store(&settings, database_url.as_deref()).await?),
     };
     let mailer = OutboxMailer {
@@ -588,14 +594,10 @@ async fn step(
         db,
         settings,
     );
-    let source = match function {
-        StepFunction::FetchStripe => Source::Stripe,
-        StepFunction::FetchPaypal => Source::Paypal,
-        StepFunction::FetchSquare => Source::Square,
-        _ => Source::Ledger,
-    };
     let answer = match event {
-        StepEvent::Fetch(input) => serde_json::to_value(fetch::fetch(&ports, source, input, None).await?)?,
+        StepEvent::Fetch(source, input) => {
+            serde_json::to_value(fetch::fetch(&ports, source, input, None).await?)?
+        }
         StepEvent::Match(input) => serde_json::to_value(r#match::match_step(&ports, *input).await?)?,
         StepEvent::Notify(input) => serde_json::to_value(notify::notify(&ports, input).await?)?,
     };

@@ -537,18 +537,41 @@ async fn apis_are_fetched_when_the_inbox_is_empty_and_a_bad_key_fails_only_its_p
 /// The benchmark kit's day, whole and as 1, 4 and 9 partitions, in process and through the split step (byte
 /// ranges, partition files): the same figures (equal to the generator's `expected.json`) and the same
 /// discrepancies.csv, byte for byte.
-#[tokio::test]
-async fn the_kit_day_gives_the_same_result_whole_and_partitioned() {
+/// The benchmark kit's small day (`tests/fixtures/kit-3000`): its `expected.json`, and a store holding its inbox.
+fn kit_store() -> (Value, tempfile::TempDir) {
     let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kit-3000");
     let expected: Value = serde_json::from_slice(&std::fs::read(kit.join("expected.json")).unwrap()).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(store.path().join("inbox")).unwrap();
+    copy_dir(&kit.join("inbox"), &store.path().join("inbox"));
+    (expected, store)
+}
+
+/// A run's figures are the kit's `expected.json` ones (`what` names the case in a failure).
+fn assert_kit_figures(run: &Value, expected: &Value, what: &str) {
+    for k in [
+        "processor_count",
+        "ledger_count",
+        "matched_count",
+        "clean_count",
+        "excluded_counts",
+        "total_discrepancy_amount",
+    ] {
+        assert_eq!(run[k], expected[k], "{k} {what}");
+    }
+    for (k, v) in expected["discrepancy_counts"].as_object().unwrap() {
+        assert_eq!(&run["discrepancy_counts"][k], v, "{k} {what}");
+    }
+}
+
+#[tokio::test]
+async fn the_kit_day_gives_the_same_result_whole_and_partitioned() {
     let mut results = Vec::new();
     // "n/bytes": n partitions through the split step, in byte ranges of about that many bytes
     for parts in ["1", "4", "9", "4/40000", "9/15000", "1/30000"] {
         let (parts, split) = parts.split_once('/').map_or((parts, None), |(p, b)| (p, Some(b)));
         let db = TestDb::new().await;
-        let store = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(store.path().join("inbox")).unwrap();
-        copy_dir(&kit.join("inbox"), &store.path().join("inbox"));
+        let (expected, store) = kit_store();
         let out = recon(
             &db,
             store.path(),
@@ -576,19 +599,7 @@ async fn the_kit_day_gives_the_same_result_whole_and_partitioned() {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut run = json(&out)["runs"][0].clone();
-        for k in [
-            "processor_count",
-            "ledger_count",
-            "matched_count",
-            "clean_count",
-            "excluded_counts",
-            "total_discrepancy_amount",
-        ] {
-            assert_eq!(run[k], expected[k], "{k} with {parts} partitions");
-        }
-        for (k, v) in expected["discrepancy_counts"].as_object().unwrap() {
-            assert_eq!(&run["discrepancy_counts"][k], v, "{k} with {parts} partitions");
-        }
+        assert_kit_figures(&run, &expected, &format!("with {parts} partitions"));
         let id = run["run_id"].as_str().unwrap().to_string();
         let csv = std::fs::read(
             store
@@ -1333,12 +1344,8 @@ fn step(db: &TestDb, store: &Path, function: &str, event: &Value) -> Value {
 /// per range, a worker per partition reading only its own files, the merge: the figures of `expected.json`.
 #[tokio::test]
 async fn the_kit_day_step_by_step_in_separate_processes() {
-    let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kit-3000");
-    let expected: Value = serde_json::from_slice(&std::fs::read(kit.join("expected.json")).unwrap()).unwrap();
     let db = TestDb::new().await;
-    let store = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(store.path().join("inbox")).unwrap();
-    copy_dir(&kit.join("inbox"), &store.path().join("inbox"));
+    let (expected, store) = kit_store();
     let s = store.path();
     let day = serde_json::json!({"date": "2025-06-02"});
     let ledger = step(&db, s, "fetch-ledger", &day);
@@ -1385,19 +1392,7 @@ async fn the_kit_day_step_by_step_in_separate_processes() {
         })
         .collect();
     let run = step(&db, s, "match", &with("partitions", Value::from(receipts)));
-    for k in [
-        "processor_count",
-        "ledger_count",
-        "matched_count",
-        "clean_count",
-        "excluded_counts",
-        "total_discrepancy_amount",
-    ] {
-        assert_eq!(run[k], expected[k], "{k}");
-    }
-    for (k, v) in expected["discrepancy_counts"].as_object().unwrap() {
-        assert_eq!(&run["discrepancy_counts"][k], v, "{k}");
-    }
+    assert_kit_figures(&run, &expected, "step by step");
 }
 
 /// An event that is not the step's input is refused naming what does not fit; nothing runs.

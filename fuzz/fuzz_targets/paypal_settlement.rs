@@ -7,5 +7,5 @@ const HEAD: &str = "\"RH\",2024/08/21 02:44:19 -0700,\"A\",\"X\",009,\n\"CH\",\"
 fuzz_target!(|data: &[u8]| {
     let mut all = HEAD.as_bytes().to_vec();
     all.extend_from_slice(data);
-    let _ = recon_sources::paypal::parse_settlement_csv("fuzz/STL.CSV", 0, all.as_slice(), false);
+    let _ = recon_sources::paypal::parse_settlement_csv("fuzz/STL.CSV", 0, all.as_slice(), false, recon_sources::Keep::Records);
 });

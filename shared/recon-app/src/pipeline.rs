@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use recon_core::{DaySummary, InvalidRecord, LedgerRow, Processor, Severity};
+use recon_sources::Keep;
 use tracing::{debug, error, info};
 
 use crate::fetch::{stage, ApiSources, Fetched};
@@ -137,13 +138,21 @@ pub async fn run_day<S: ObjectStore, M: Mailer>(
     opts: &DayOptions,
 ) -> Result<DayResult, AppError> {
     let date = opts.date;
-    let ledger_fut = stage(deps.objects, apis, Source::Ledger, date, 0);
+    let ledger_fut = stage(deps.objects, apis, Source::Ledger, date, 0, Keep::Records);
     let procs_fut = async {
         let mut v = Vec::new();
         for (i, p) in opts.processors.iter().enumerate() {
             v.push((
                 *p,
-                stage(deps.objects, apis, Source::from(*p), date, base_of(i)).await,
+                stage(
+                    deps.objects,
+                    apis,
+                    Source::from(*p),
+                    date,
+                    base_of(i),
+                    Keep::Records,
+                )
+                .await,
                 base_of(i),
             ));
         }
@@ -297,7 +306,8 @@ async fn load_object<S: ObjectStore>(
 ) -> Result<crate::fetch::Loaded, AppError> {
     // the match step loads the processor's objects, then the ledger's
     let (digest, _, parsed) =
-        crate::fetch::hash_and_parse_object(store, &o.key, object, crate::fetch::parts_for(1)).await?;
+        crate::fetch::hash_and_parse_object(store, &o.key, object, crate::fetch::parts_for(1), Keep::Records)
+            .await?;
     if digest != o.sha256 {
         return Err(AppError::InvalidInput(format!(
             "{}: sha256 {digest} differs from the manifest's {}; the staged object changed, fetch again",

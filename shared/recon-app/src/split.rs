@@ -821,8 +821,9 @@ mod tests {
             ("raw/stripe/2025-06-02/x/s.csv", 1000, stripe),
             ("raw/ledger/2025-06-02/x/l.csv", 0, ledger),
         ] {
-            let (_, p) = recon_sources::parse_reader(k, o, b, Some(b.len() as u64))
-                .unwrap_or_else(|e| unreachable!("{e}"));
+            let (_, p) =
+                recon_sources::parse_reader(k, o, b, Some(b.len() as u64), recon_sources::Keep::Records)
+                    .unwrap_or_else(|e| unreachable!("{e}"));
             e.0.extend(p.records);
             e.1.extend(p.ledger);
             e.2.extend(p.invalid.into_iter().map(|(_, i)| i));

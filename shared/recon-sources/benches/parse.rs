@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let (_, parsed) =
                     recon_sources::parse_object(key, 0, bytes).unwrap_or_else(|e| unreachable!("{e}"));
-                assert_eq!(parsed.record_count(), rows);
+                assert_eq!(parsed.record_count(), rows as u64);
                 parsed
             })
         });

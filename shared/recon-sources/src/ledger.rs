@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow};
-use crate::{Parsed, SourceError};
+use crate::{Invalids, Keep, Parsed, SourceError};
 
 /// A ledger row's fields as text, before validation.
 struct Fields<'a> {
@@ -85,7 +85,9 @@ fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidReco
 
 /// Parses a ledger CSV export held in memory.
 pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    crate::text::from_text(text, |bytes, crlf| parse_csv_reader(key, object, bytes, crlf, 0))
+    crate::text::from_text(text, |bytes, crlf| {
+        parse_csv_reader(key, object, bytes, crlf, 0, Keep::Records)
+    })
 }
 
 /// Parses a ledger CSV export as a stream. Line numbers are 1-based lines of the file (the header is line 1).
@@ -95,6 +97,7 @@ pub fn parse_csv_reader<R: std::io::Read>(
     reader: R,
     crlf: bool,
     expected_rows: usize,
+    keep: Keep,
 ) -> Result<Parsed, SourceError> {
     let (rdr, cols) = csv_with_header(key, reader)?;
     let idx = [
@@ -112,6 +115,7 @@ pub fn parse_csv_reader<R: std::io::Read>(
     out.ledger.reserve(expected_rows);
     let ncols = cols.len();
     let ledger = &mut out.ledger;
+    let mut counted = 0u64;
     let mut row = |rec: &csv::StringRecord, line: u64| -> Result<(), BadRow> {
         let location = Location { object, line };
         if rec.len() != ncols {
@@ -133,7 +137,7 @@ pub fn parse_csv_reader<R: std::io::Read>(
         };
         match validate(&fields, location) {
             Ok(row) => {
-                ledger.push(row);
+                keep.record(ledger, &mut counted, row);
                 Ok(())
             }
             Err((p, bad)) => Err((p, invalid(location, bad, raw_record(rec)))),
@@ -147,10 +151,15 @@ pub fn parse_csv_reader<R: std::io::Read>(
         crlf,
         Side::Ledger,
         object,
-        &mut out.invalid,
+        &mut Invalids {
+            kept: &mut out.invalid,
+            dropped: &mut out.dropped,
+            keep,
+        },
         &processor_of,
         &mut row,
     )?;
+    out.dropped.records += counted;
     Ok(out)
 }
 
@@ -337,8 +346,15 @@ mod quote_tests {
     fn an_unbalanced_quote_costs_one_row_not_the_rest_of_the_file() {
         for eol in ["\n", "\r\n"] {
             let text = ledger(30, Some(5), eol);
-            let p = parse_csv_reader("inbox/ledger/d/l.csv", 0, text.as_bytes(), eol == "\r\n", 0)
-                .unwrap_or_else(|e| unreachable!("{e}"));
+            let p = parse_csv_reader(
+                "inbox/ledger/d/l.csv",
+                0,
+                text.as_bytes(),
+                eol == "\r\n",
+                0,
+                Keep::Records,
+            )
+            .unwrap_or_else(|e| unreachable!("{e}"));
             assert_eq!(p.ledger.len(), 29, "{eol:?}: {:?}", p.invalid);
             assert_eq!(p.invalid.len(), 1, "{:#?}", p.invalid);
             let (processor, bad) = &p.invalid[0];
@@ -359,7 +375,8 @@ mod quote_tests {
         );
         text.push_str("L99,stripe,txn_99,\"ord_99,charge,1.00,USD,captured,2025-01-15T10:00:00Z\n");
         text.push_str("L100,square,txn_100,ord_100,charge,1.00,USD,captured,2025-01-15T10:00:00Z\n");
-        let p = parse_csv_reader("k", 0, text.as_bytes(), false, 0).unwrap_or_else(|e| unreachable!("{e}"));
+        let p = parse_csv_reader("k", 0, text.as_bytes(), false, 0, Keep::Records)
+            .unwrap_or_else(|e| unreachable!("{e}"));
         let ids: Vec<&str> = p.ledger.iter().map(|r| &*r.ledger_id).collect();
         assert!(
             ids.contains(&"L98"),

@@ -108,6 +108,65 @@ impl Format {
     }
 }
 
+/// What a parse keeps of what it reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Every record, valid or not (a run matches them).
+    #[default]
+    Records,
+    /// Counts, and the first [`INVALID_EXAMPLES`] invalid records of a processor and of none (a fetch that
+    /// only describes what it staged: its memory does not grow with the object).
+    Counts,
+}
+
+/// How many invalid records with a processor, and how many with none, a parse that counts keeps.
+pub const INVALID_EXAMPLES: usize = 20;
+
+/// What a parse read and counted without keeping it ([`Keep::Counts`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    /// Valid records.
+    pub records: u64,
+    /// Invalid records beyond the examples kept.
+    pub invalid: u64,
+    /// Of those, the ones of no processor.
+    pub unattributed: u64,
+}
+
+/// Where a parser puts the invalid records it finds: every one ([`Keep::Records`]), or the first
+/// [`INVALID_EXAMPLES`] of each attribution and a count of the rest ([`Keep::Counts`]).
+pub(crate) struct Invalids<'a> {
+    pub(crate) kept: &'a mut Vec<(Option<Processor>, InvalidRecord)>,
+    pub(crate) dropped: &'a mut Dropped,
+    pub(crate) keep: Keep,
+}
+
+impl Invalids<'_> {
+    pub(crate) fn push(&mut self, bad: (Option<Processor>, InvalidRecord)) {
+        let examples = |kept: &[(Option<Processor>, InvalidRecord)]| {
+            kept.iter()
+                .filter(|(p, _)| p.is_none() == bad.0.is_none())
+                .count()
+        };
+        if self.keep == Keep::Records || examples(self.kept) < INVALID_EXAMPLES {
+            self.kept.push(bad);
+        } else {
+            self.dropped.invalid += 1;
+            self.dropped.unattributed += u64::from(bad.0.is_none());
+        }
+    }
+}
+
+impl Keep {
+    /// Keeps a valid record, or counts it.
+    pub(crate) fn record<T>(self, kept: &mut Vec<T>, counted: &mut u64, record: T) {
+        match self {
+            Keep::Records => kept.push(record),
+            Keep::Counts => *counted += 1,
+        }
+    }
+}
+
 /// Everything read from one object.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Parsed {
@@ -115,12 +174,54 @@ pub struct Parsed {
     pub ledger: Vec<LedgerRow>,
     /// Invalid records with the processor they belong to, when it could be read.
     pub invalid: Vec<(Option<Processor>, InvalidRecord)>,
+    /// What was counted and not kept ([`Keep::Counts`]; nothing otherwise).
+    pub dropped: Dropped,
 }
 
 impl Parsed {
     /// Records read, valid or not.
-    pub fn record_count(&self) -> usize {
-        self.records.len() + self.ledger.len() + self.invalid.len()
+    pub fn record_count(&self) -> u64 {
+        (self.records.len() + self.ledger.len() + self.invalid.len()) as u64
+            + self.dropped.records
+            + self.dropped.invalid
+    }
+
+    /// Invalid records read.
+    pub fn invalid_count(&self) -> u64 {
+        self.invalid.len() as u64 + self.dropped.invalid
+    }
+
+    /// Invalid records read that name no processor.
+    pub fn unattributed_count(&self) -> u64 {
+        self.invalid.iter().filter(|(p, _)| p.is_none()).count() as u64 + self.dropped.unattributed
+    }
+
+    /// Adds what `other` read after what this one read (both already numbered in the object's lines).
+    pub fn append(&mut self, mut other: Parsed) {
+        self.records.append(&mut other.records);
+        self.ledger.append(&mut other.ledger);
+        self.invalid.append(&mut other.invalid);
+        self.dropped.records += other.dropped.records;
+        self.dropped.invalid += other.dropped.invalid;
+        self.dropped.unattributed += other.dropped.unattributed;
+    }
+
+    /// What a parse with [`Keep::Counts`] keeps of this one: counts, and the first invalid examples.
+    pub fn counted(self) -> Parsed {
+        let mut out = Parsed {
+            dropped: self.dropped,
+            ..Parsed::default()
+        };
+        out.dropped.records += (self.records.len() + self.ledger.len()) as u64;
+        let mut invalid = Invalids {
+            kept: &mut out.invalid,
+            dropped: &mut out.dropped,
+            keep: Keep::Counts,
+        };
+        for bad in self.invalid {
+            invalid.push(bad);
+        }
+        out
     }
 }
 
@@ -204,17 +305,19 @@ pub fn detect(key: &str, bytes: &[u8]) -> Result<Format, SourceError> {
 
 /// Detects and parses one object held in memory.
 pub fn parse_object(key: &str, object: u32, bytes: &[u8]) -> Result<(Format, Parsed), SourceError> {
-    parse_reader(key, object, bytes, Some(bytes.len() as u64))
+    parse_reader(key, object, bytes, Some(bytes.len() as u64), Keep::Records)
 }
 
 /// Detects and parses one object as a stream: CSV files are never held in memory whole (JSON pages, which
 /// are small, are). `object` is the index that the records' locations will carry.
-/// `size` (the object's length, when known) lets the parser reserve room for the records it will find.
+/// `size` (the object's length, when known) lets the parser reserve room for the records it will find;
+/// `keep` says whether it keeps them or counts them.
 pub fn parse_reader<R: Read>(
     key: &str,
     object: u32,
     mut reader: R,
     size: Option<u64>,
+    keep: Keep,
 ) -> Result<(Format, Parsed), SourceError> {
     let mut head = Vec::with_capacity(HEAD);
     (&mut reader)
@@ -228,6 +331,7 @@ pub fn parse_reader<R: Read>(
     // with 1/16 headroom: a vector of a million records that has to grow once is copied whole and, for a
     // while, held twice
     let expected = size
+        .filter(|_| keep == Keep::Records)
         .map(|s| (s / (head.len() / lines_in_head).max(1) as u64) as usize)
         .map(|n| n + n / 16 + 16)
         .unwrap_or(0);
@@ -239,14 +343,19 @@ pub fn parse_reader<R: Read>(
         text::utf8(key, &all).map(str::to_string)
     };
     let parsed = match format {
-        Format::LedgerCsv => ledger::parse_csv_reader(key, object, rest, crlf, expected)?,
+        Format::LedgerCsv => ledger::parse_csv_reader(key, object, rest, crlf, expected, keep)?,
         Format::LedgerJsonLines => ledger::parse_jsonl(key, object, &read_all(rest)?)?,
-        Format::StripeReportCsv => stripe::parse_report_csv_reader(key, object, rest, crlf, expected)?,
+        Format::StripeReportCsv => stripe::parse_report_csv_reader(key, object, rest, crlf, expected, keep)?,
         Format::StripeApiPage => stripe::parse_api_page(key, object, &read_all(rest)?)?,
         Format::PaypalApiPage => paypal::parse_api_page(key, object, &read_all(rest)?)?,
-        Format::PaypalSettlementCsv => paypal::parse_settlement_csv(key, object, rest, crlf)?,
+        Format::PaypalSettlementCsv => paypal::parse_settlement_csv(key, object, rest, crlf, keep)?,
         Format::SquareApiPage => square::parse_page(key, object, &read_all(rest)?)?,
         Format::EmptyJsonPage => Parsed::default(),
+    };
+    // JSON is read whole anyway; what it parsed to is counted like the CSV parsers count as they read
+    let parsed = match keep {
+        Keep::Records => parsed,
+        Keep::Counts => parsed.counted(),
     };
     Ok((format, parsed))
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::text::{line_of, normalise_header, raw_record, record_error, timestamp};
-use crate::{Parsed, SourceError};
+use crate::{Invalids, Keep, Parsed, SourceError};
 
 /// Kind from a T-code and the direction of the money (`credit`: money in, the `CR` of a report or a positive
 /// Transaction Search amount). T-codes say what happened, not which way: T00xx is a payment sent *or*
@@ -221,12 +221,19 @@ pub fn parse_settlement_csv<R: std::io::Read>(
     object: u32,
     reader: R,
     crlf: bool,
+    keep: Keep,
 ) -> Result<Parsed, SourceError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(reader);
     let mut out = Parsed::default();
+    let mut invalid = Invalids {
+        kept: &mut out.invalid,
+        dropped: &mut out.dropped,
+        keep,
+    };
+    let mut counted = 0u64;
     let mut cols: Option<Vec<String>> = None;
     let mut saw_footer = false;
     let mut rec = csv::StringRecord::new();
@@ -236,7 +243,7 @@ pub fn parse_settlement_csv<R: std::io::Read>(
             Ok(true) => {}
             Err(e) => {
                 let line = line_of(e.position(), crlf);
-                out.invalid.push(bad(
+                invalid.push(bad(
                     Location { object, line },
                     "row",
                     record_error(&e),
@@ -258,9 +265,9 @@ pub fn parse_settlement_csv<R: std::io::Read>(
                     ));
                 };
                 match settlement_row(c, &rec, location) {
-                    Ok(Some(r)) => out.records.push(r),
+                    Ok(Some(r)) => keep.record(&mut out.records, &mut counted, r),
                     Ok(None) => {}
-                    Err((field, why)) => out.invalid.push(bad(location, &field, why, raw_record(&rec))),
+                    Err((field, why)) => invalid.push(bad(location, &field, why, raw_record(&rec))),
                 }
             }
             "FF" | "RF" => saw_footer = true,
@@ -279,6 +286,7 @@ pub fn parse_settlement_csv<R: std::io::Read>(
             "no RF/FF footer row: the report is truncated; download it again",
         ));
     }
+    out.dropped.records += counted;
     Ok(out)
 }
 
@@ -399,9 +407,23 @@ mod tests {
 \"RC\",3\n\
 \"FF\",3\n";
 
+    /// Counted (the fetch step's parse), the report gives the same counts and keeps no record.
+    #[test]
+    fn a_settlement_report_counted_gives_the_counts_of_one_kept() {
+        let kept = parse_settlement_csv("k", 0, STL.as_bytes(), false, Keep::Records)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let counted = parse_settlement_csv("k", 0, STL.as_bytes(), false, Keep::Counts)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(counted.records.is_empty());
+        assert_eq!((counted.record_count(), counted.invalid_count()), (4, 1));
+        assert_eq!((kept.record_count(), kept.invalid_count()), (4, 1));
+        assert_eq!(counted.invalid, kept.invalid);
+    }
+
     #[test]
     fn settlement_report_hundredths_with_cr_dr() {
-        let p = parse_settlement_csv("k", 0, STL.as_bytes(), false).unwrap_or_else(|e| unreachable!("{e}"));
+        let p = parse_settlement_csv("k", 0, STL.as_bytes(), false, Keep::Records)
+            .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3, "{:?}", p.invalid);
         assert_eq!((p.records[0].amount.minor, p.records[0].fee), (4999, Some(224)));
         assert_eq!(p.records[1].amount.to_string(), "1200"); // JPY is x100 in STL too
@@ -422,7 +444,8 @@ mod tests {
     #[test]
     fn settlement_report_with_crlf_counts_lines_the_same() {
         let crlf = STL.replace('\n', "\r\n");
-        let p = parse_settlement_csv("k", 0, crlf.as_bytes(), true).unwrap_or_else(|e| unreachable!("{e}"));
+        let p = parse_settlement_csv("k", 0, crlf.as_bytes(), true, Keep::Records)
+            .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3);
         assert_eq!(p.invalid[0].1.location.line, 8);
     }
@@ -485,6 +508,8 @@ mod tests {
     #[test]
     fn truncated_settlement_report_fails_whole() {
         let cut = &STL[..STL.find("\"SF\"").unwrap_or(0)];
-        assert!(parse_settlement_csv("inbox/paypal/x/STL.CSV", 0, cut.as_bytes(), false).is_err());
+        assert!(
+            parse_settlement_csv("inbox/paypal/x/STL.CSV", 0, cut.as_bytes(), false, Keep::Records).is_err()
+        );
     }
 }

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow};
-use crate::{Parsed, SourceError};
+use crate::{Invalids, Keep, Parsed, SourceError};
 
 /// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
 pub fn stripe_exponent(c: Currency) -> u8 {
@@ -143,7 +143,7 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
 pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
     crate::text::from_text(text, |bytes, crlf| {
-        parse_report_csv_reader(key, object, bytes, crlf, 0)
+        parse_report_csv_reader(key, object, bytes, crlf, 0, Keep::Records)
     })
 }
 
@@ -154,6 +154,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
     reader: R,
     crlf: bool,
     expected_rows: usize,
+    keep: Keep,
 ) -> Result<Parsed, SourceError> {
     let (rdr, cols) = csv_with_header(key, reader)?;
     let c_id = cols.require(key, "balance_transaction_id")?;
@@ -180,6 +181,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
     out.records.reserve(expected_rows);
     let ncols = cols.len();
     let records = &mut out.records;
+    let mut counted = 0u64;
     let mut row = |rec: &csv::StringRecord, line: u64| -> Result<(), BadRow> {
         let location = Location { object, line };
         if rec.len() != ncols {
@@ -233,7 +235,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
             Some(t) => Some(timestamp(t).map_err(|e| bad(location, "created_utc", e, raw_record(rec)))?),
         };
         let (reference, other_references) = split_refs(c_refs.iter().filter_map(|&c| get(Some(c))));
-        records.push(ProcessorRecord {
+        let record = ProcessorRecord {
             id: id.into(),
             keys: keys(source, id, get(c_charge), get(c_intent), kind),
             reference,
@@ -245,7 +247,8 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
             status: ProcessorStatus::Succeeded,
             occurred_at,
             location,
-        });
+        };
+        keep.record(records, &mut counted, record);
         Ok(())
     };
     let stripe = |_: &csv::StringRecord| Some(Processor::Stripe);
@@ -256,10 +259,15 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
         crlf,
         Side::Processor,
         object,
-        &mut out.invalid,
+        &mut Invalids {
+            kept: &mut out.invalid,
+            dropped: &mut out.dropped,
+            keep,
+        },
         &stripe,
         &mut row,
     )?;
+    out.dropped.records += counted;
     Ok(out)
 }
 

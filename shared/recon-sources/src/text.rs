@@ -274,7 +274,7 @@ pub(crate) fn for_each_row<'a>(
     crlf: bool,
     side: recon_core::Side,
     object: u32,
-    invalid: &mut Vec<BadRow>,
+    invalid: &mut crate::Invalids<'_>,
     processor_of: &dyn Fn(&csv::StringRecord) -> Option<recon_core::Processor>,
     row: &mut dyn FnMut(&csv::StringRecord, u64) -> Result<(), BadRow>,
 ) -> Result<(), SourceError> {

@@ -3,6 +3,7 @@
 use chrono::NaiveDate;
 
 use recon_sources::api::{ApiError, RawPage};
+use recon_sources::Keep;
 
 use crate::keys::Source;
 use crate::objects::ObjectStore;
@@ -63,8 +64,9 @@ pub async fn stage_pages<S: ObjectStore>(
     date: NaiveDate,
     first_object: u32,
     pages: Vec<RawPage>,
+    keep: Keep,
 ) -> Result<Fetched, AppError> {
-    let mut staged = Staged::new(source_name, date, StagedFrom::Api);
+    let mut staged = Staged::new(source_name, date, StagedFrom::Api, keep);
     for (n, page) in pages.into_iter().enumerate() {
         let key = format!("{}{}", staged.prefix, page.name);
         let len = page.body.len() as u64;
@@ -78,7 +80,7 @@ pub async fn stage_pages<S: ObjectStore>(
             .await
             .map_err(AppError::Object)?;
         let object = first_object + u32::try_from(n).unwrap_or(0);
-        let (digest, _, parsed) = hash_and_parse(&key, object, page.body.as_slice(), Some(len));
+        let (digest, _, parsed) = hash_and_parse(&key, object, page.body.as_slice(), Some(len), keep);
         if let Some(c) = &page.next_cursor {
             staged.cursors.push(c.clone());
         }

@@ -4,6 +4,8 @@
 use chrono::NaiveDate;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
+use recon_sources::Keep;
+
 use crate::keys::{self, Source};
 use crate::objects::ObjectStore;
 use crate::AppError;
@@ -74,6 +76,7 @@ async fn stage_one<S: ObjectStore>(
     inbox: &str,
     inbox_key: String,
     object: u32,
+    keep: Keep,
 ) -> Result<Staging, AppError> {
     let relative = inbox_key.strip_prefix(inbox).unwrap_or(&inbox_key);
     let raw_key = raw_key_of(prefix, relative);
@@ -82,7 +85,7 @@ async fn stage_one<S: ObjectStore>(
     let copied = clock.elapsed().as_millis() as u64;
     // the ledger and a processor are staged at once
     let (digest, len, parsed) =
-        super::hash_and_parse_object(store, &raw_key, object, super::parts_for(2)).await?;
+        super::hash_and_parse_object(store, &raw_key, object, super::parts_for(2), keep).await?;
     tracing::debug!(key = %raw_key, bytes = len, copy_ms = copied, elapsed_ms = clock.elapsed().as_millis() as u64,
                     "staged, hashed and parsed");
     Ok((raw_key, inbox_key, (digest, len), parsed))
@@ -90,12 +93,14 @@ async fn stage_one<S: ObjectStore>(
 
 /// Stages every file dropped in `inbox/{source_name}/{date}/` under a new fetch id and parses it.
 /// `first_object` is the object index the first file's records carry (object indexes must be unique within
-/// a run). Fails when the inbox is empty or a file cannot be read as a whole.
+/// a run); `keep` whether its records are kept or only counted. Fails when the inbox is empty or a file
+/// cannot be read as a whole.
 pub async fn stage_inbox<S: ObjectStore>(
     store: &S,
     source_name: Source,
     date: NaiveDate,
     first_object: u32,
+    keep: Keep,
 ) -> Result<Fetched, AppError> {
     let inbox = keys::inbox_day(source_name, date);
     let files = store.list(&inbox).await.map_err(AppError::Object)?;
@@ -109,7 +114,7 @@ pub async fn stage_inbox<S: ObjectStore>(
             ),
         });
     }
-    let mut staged = Staged::new(source_name, date, StagedFrom::File);
+    let mut staged = Staged::new(source_name, date, StagedFrom::File, keep);
     // which entries are staged, and why the others are not: checked STAGING_CONCURRENCY at a time, decided in
     // the listing's order
     let reasons: Vec<Option<String>> =
@@ -135,7 +140,7 @@ pub async fn stage_inbox<S: ObjectStore>(
     let prefix = staged.prefix.clone();
     let done: Vec<Staging> = stream::iter(to_stage.into_iter().enumerate().map(|(n, k)| {
         let object = first_object.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
-        stage_one(store, &prefix, &inbox, k, object)
+        stage_one(store, &prefix, &inbox, k, object, keep)
     }))
     .buffered(STAGING_CONCURRENCY)
     .try_collect()

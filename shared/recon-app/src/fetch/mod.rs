@@ -4,7 +4,7 @@
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use std::io::Read;
 
-use recon_sources::{Format, Parsed, SourceError};
+use recon_sources::{Format, Keep, Parsed, SourceError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -180,7 +180,7 @@ pub(crate) fn unattributed_of(key: &str, inv: &recon_core::InvalidRecord) -> rec
 }
 
 /// How many unattributed ledger rows a manifest carries.
-pub const UNATTRIBUTED_KEPT: usize = 20;
+pub const UNATTRIBUTED_KEPT: usize = recon_sources::INVALID_EXAMPLES;
 
 /// An inbox entry that was not staged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,6 +330,7 @@ pub fn hash_and_parse<R: Read>(
     object: u32,
     reader: R,
     size: Option<u64>,
+    keep: Keep,
 ) -> (String, u64, Result<(Format, Parsed), SourceError>) {
     let hasher = match size {
         Some(s) if s >= HASH_ON_THE_SIDE => Hasher::side(),
@@ -340,7 +341,7 @@ pub fn hash_and_parse<R: Read>(
         hasher,
         bytes: 0,
     };
-    let parsed = recon_sources::parse_reader(key, object, &mut h, size);
+    let parsed = recon_sources::parse_reader(key, object, &mut h, size, keep);
     // whatever the parser did not need still counts for the digest
     let rest = std::io::copy(&mut h, &mut std::io::sink());
     let bytes = h.bytes;
@@ -366,13 +367,16 @@ pub(crate) async fn hash_and_parse_object<S: ObjectStore>(
     key: &str,
     object: u32,
     parts: usize,
+    keep: Keep,
 ) -> Result<split::HashedParse, AppError> {
     let k = key.to_string();
     let task = match store.local_path(key) {
-        Some(path) => tokio::task::spawn_blocking(move || hash_and_parse_file(&k, object, &path, parts)),
+        Some(path) => {
+            tokio::task::spawn_blocking(move || hash_and_parse_file(&k, object, &path, parts, keep))
+        }
         None => {
             let (reader, size) = store.open(key).await.map_err(AppError::Object)?;
-            tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size))
+            tokio::task::spawn_blocking(move || hash_and_parse(&k, object, reader, size, keep))
         }
     };
     task.await
@@ -386,6 +390,7 @@ struct Staged {
     fetch_id: String,
     prefix: String,
     source: StagedFrom,
+    keep: Keep,
     cursors: Vec<String>,
     objects: Vec<StagedObject>,
     loaded: Vec<Loaded>,
@@ -394,8 +399,9 @@ struct Staged {
 }
 
 impl Staged {
-    /// A new fetch of `source_name` for `date`, under a fresh fetch id.
-    fn new(source_name: Source, date: NaiveDate, source: StagedFrom) -> Staged {
+    /// A new fetch of `source_name` for `date`, under a fresh fetch id; `keep` says whether the parsed
+    /// records are kept for a run in the same process or only counted for the manifest.
+    fn new(source_name: Source, date: NaiveDate, source: StagedFrom, keep: Keep) -> Staged {
         let fetch_id = uuid::Uuid::now_v7().to_string();
         Staged {
             source_name,
@@ -403,6 +409,7 @@ impl Staged {
             prefix: keys::raw_fetch(source_name, date, &fetch_id),
             fetch_id,
             source,
+            keep,
             cursors: Vec::new(),
             objects: Vec::new(),
             loaded: Vec::new(),
@@ -433,9 +440,14 @@ impl Staged {
             sha256,
             bytes,
             format: format.map(|f| f.as_str().to_string()),
-            records: parsed.as_ref().map(|p| p.record_count() as u64).unwrap_or(0),
-            invalid: parsed.as_ref().map(|p| p.invalid.len() as u64).unwrap_or(0),
+            records: parsed.as_ref().map(Parsed::record_count).unwrap_or(0),
+            invalid: parsed.as_ref().map(Parsed::invalid_count).unwrap_or(0),
         });
+        let parsed = match self.keep {
+            Keep::Records => parsed,
+            // counted: only the examples of unattributed ledger rows are used
+            Keep::Counts => parsed.map(Parsed::counted),
+        };
         if let (Some(format), Some(parsed)) = (format, parsed) {
             self.loaded.push(Loaded { key, format, parsed });
         }
@@ -450,6 +462,7 @@ impl Staged {
             fetch_id,
             prefix: _,
             source,
+            keep: _,
             cursors,
             objects,
             loaded,
@@ -477,10 +490,7 @@ impl Staged {
             Vec::new()
         };
         let unattributed_count = if source_name == Source::Ledger {
-            loaded
-                .iter()
-                .map(|l| l.parsed.invalid.iter().filter(|(p, _)| p.is_none()).count() as u64)
-                .sum()
+            loaded.iter().map(|l| l.parsed.unattributed_count()).sum()
         } else {
             0
         };
@@ -527,15 +537,16 @@ pub async fn stage<S: ObjectStore>(
     source_name: Source,
     date: NaiveDate,
     first_object: u32,
+    keep: Keep,
 ) -> Result<Fetched, AppError> {
     mark_unfinished_fetches(store, source_name, date).await;
     let inbox = keys::inbox_day(source_name, date);
     let has_files = !store.list(&inbox).await.map_err(AppError::Object)?.is_empty();
     if has_files || !apis.configured(source_name) {
-        return stage_inbox(store, source_name, date, first_object).await;
+        return stage_inbox(store, source_name, date, first_object, keep).await;
     }
     let pages = apis.fetch(source_name, date).await.map_err(AppError::Api)?;
-    stage_pages(store, source_name, date, first_object, pages).await
+    stage_pages(store, source_name, date, first_object, pages, keep).await
 }
 
 /// A fetch that crashed before writing its manifest leaves raw objects no run uses. Raw data is never
@@ -599,8 +610,9 @@ mod hash_tests {
             let want = hex::encode(Sha256::digest(&bytes));
             let size = bytes.len() as u64;
             assert_eq!(size >= HASH_ON_THE_SIDE, rows > 10, "{size}");
-            let (d1, n1, p1) = hash_and_parse("raw/ledger/l.csv", 0, bytes.as_slice(), Some(size));
-            let (d2, n2, p2) = hash_and_parse("raw/ledger/l.csv", 0, bytes.as_slice(), None);
+            let (d1, n1, p1) =
+                hash_and_parse("raw/ledger/l.csv", 0, bytes.as_slice(), Some(size), Keep::Records);
+            let (d2, n2, p2) = hash_and_parse("raw/ledger/l.csv", 0, bytes.as_slice(), None, Keep::Records);
             assert_eq!((d1.as_str(), n1), (want.as_str(), size));
             assert_eq!((d2.as_str(), n2), (want.as_str(), size));
             let (p1, p2) = (p1.map(|p| p.1), p2.map(|p| p.1));
@@ -626,7 +638,7 @@ mod hash_tests {
         }
         let bytes = ledger(60_000);
         let size = bytes.len() as u64;
-        let (_, _, parsed) = hash_and_parse("raw/ledger/l.csv", 0, Cut(&bytes), Some(size));
+        let (_, _, parsed) = hash_and_parse("raw/ledger/l.csv", 0, Cut(&bytes), Some(size), Keep::Records);
         let e = parsed.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
             e.contains("raw/ledger/l.csv") && e.contains("connection reset"),

@@ -137,9 +137,12 @@ pub async fn read<S: ObjectStore>(
                     object,
                     std::io::Cursor::new(head.as_slice()).chain(&mut watch),
                     Some(len),
+                    recon_sources::Keep::Records,
                 )
             }
-            _ => recon_sources::parse_reader(&key, object, &mut watch, Some(end - start)),
+            _ => {
+                recon_sources::parse_reader(&key, object, &mut watch, Some(end - start), recon_sources::Keep::Records)
+            }
         };
         let (newlines, multiline) = (watch.newlines, watch.multiline);
         let rest = std::io::copy(&mut h, &mut std::io::sink());

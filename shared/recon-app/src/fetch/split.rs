@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use recon_sources::{Format, Parsed, SourceError};
+use recon_sources::{Format, Keep, Parsed, SourceError};
 
 use super::{hash_and_parse, Hasher, Hashing};
 
@@ -34,8 +34,8 @@ pub fn parts_for(files: usize) -> usize {
 
 /// [`hash_and_parse`] of a file, in up to `parts` parts (each at least [`MIN_PART`]) when it is a large CSV
 /// export.
-pub fn hash_and_parse_file(key: &str, object: u32, path: &Path, parts: usize) -> HashedParse {
-    let (digest, bytes, parsed, _) = hash_and_parse_parts(key, object, path, parts, MIN_PART);
+pub fn hash_and_parse_file(key: &str, object: u32, path: &Path, parts: usize, keep: Keep) -> HashedParse {
+    let (digest, bytes, parsed, _) = hash_and_parse_parts(key, object, path, parts, MIN_PART, keep);
     (digest, bytes, parsed)
 }
 
@@ -59,6 +59,7 @@ pub(crate) fn hash_and_parse_parts(
     path: &Path,
     parts: usize,
     min_part: u64,
+    keep: Keep,
 ) -> (String, u64, Result<(Format, Parsed), SourceError>, bool) {
     let mut file = match File::open(path) {
         Ok(f) => f,
@@ -76,14 +77,14 @@ pub(crate) fn hash_and_parse_parts(
     };
     let rewind = file.seek(SeekFrom::Start(0));
     let Some(plan) = plan.filter(|_| rewind.is_ok()) else {
-        let (d, n, p) = hash_and_parse(key, object, file, Some(size));
+        let (d, n, p) = hash_and_parse(key, object, file, Some(size), keep);
         return (d, n, p, false);
     };
     let in_parts = std::thread::scope(|s| {
         let others: Vec<_> = (1..plan.cuts.len() - 1)
             .map(|k| {
                 let plan = &plan;
-                s.spawn(move || parse_part(key, object, path, plan, k))
+                s.spawn(move || parse_part(key, object, path, plan, k, keep))
             })
             .collect();
         // part 0 on this thread, through the reader that hashes the whole object
@@ -94,7 +95,7 @@ pub(crate) fn hash_and_parse_parts(
         };
         let mut first = QuoteWatch::new((&mut h).take(plan.cuts[1]));
         // room for every part's records in the first part's vectors: the others are appended
-        let parsed = recon_sources::parse_reader(key, object, &mut first, Some(size));
+        let parsed = recon_sources::parse_reader(key, object, &mut first, Some(size), keep);
         let part0 = Part {
             parsed,
             newlines: first.newlines,
@@ -135,7 +136,13 @@ pub(crate) fn hash_and_parse_parts(
     let parsed = File::open(path)
         .map_err(|e| SourceError::new(key, format!("cannot read: {e}")))
         .and_then(|f| {
-            recon_sources::parse_reader(key, object, BufReader::with_capacity(1 << 20, f), Some(size))
+            recon_sources::parse_reader(
+                key,
+                object,
+                BufReader::with_capacity(1 << 20, f),
+                Some(size),
+                keep,
+            )
         });
     (digest, bytes, parsed, false)
 }
@@ -231,7 +238,7 @@ struct Part {
 }
 
 /// Part `k` (k >= 1): its bytes read behind the header line, from a file handle of its own.
-fn parse_part(key: &str, object: u32, path: &Path, plan: &Plan, k: usize) -> Part {
+fn parse_part(key: &str, object: u32, path: &Path, plan: &Plan, k: usize, keep: Keep) -> Part {
     let failed = |e: std::io::Error| Part {
         parsed: Err(SourceError::new(key, format!("cannot read: {e}"))),
         newlines: 0,
@@ -252,6 +259,7 @@ fn parse_part(key: &str, object: u32, path: &Path, plan: &Plan, k: usize) -> Par
         object,
         std::io::Cursor::new(plan.header.as_slice()).chain(&mut watch),
         Some(len),
+        keep,
     );
     Part {
         parsed,
@@ -279,9 +287,7 @@ fn join(parts: Vec<Part>, format: Format) -> Option<Parsed> {
             Some(all) => {
                 // in the part's own stream its first line is line 2 (behind the header line)
                 shift_lines(&mut parsed, first_line.checked_sub(2)?);
-                all.records.append(&mut parsed.records);
-                all.ledger.append(&mut parsed.ledger);
-                all.invalid.append(&mut parsed.invalid);
+                all.append(parsed);
             }
         }
         first_line = first_line.checked_add(p.newlines)?;
@@ -501,8 +507,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let path = dir.path().join("f.csv");
         std::fs::write(&path, bytes).unwrap_or_else(|e| unreachable!("{e}"));
-        let (d1, n1, p1, split) = hash_and_parse_parts("raw/x/f.csv", 3, &path, parts, 1);
-        let (d2, n2, p2) = hash_and_parse("raw/x/f.csv", 3, bytes, Some(bytes.len() as u64));
+        let (d1, n1, p1, split) = hash_and_parse_parts("raw/x/f.csv", 3, &path, parts, 1, Keep::Records);
+        let (d2, n2, p2) = hash_and_parse("raw/x/f.csv", 3, bytes, Some(bytes.len() as u64), Keep::Records);
         assert_eq!((d1, n1), (d2, n2));
         if let (Ok((_, a)), Ok((_, b))) = (&p1, &p2) {
             for (x, y) in a.invalid.iter().zip(&b.invalid) {
@@ -618,6 +624,53 @@ pub(crate) mod tests {
             prop_assert!(split || !one_line_rows || bytes.len() / parts <= 200);
         }
     }
+
+    /// The first [`recon_sources::INVALID_EXAMPLES`] invalid records of a processor and of none, in order.
+    fn examples(
+        all: &[(Option<recon_core::Processor>, recon_core::InvalidRecord)],
+    ) -> Vec<&recon_core::InvalidRecord> {
+        let first = |none: bool| {
+            all.iter()
+                .filter(move |(p, _)| p.is_none() == none)
+                .take(recon_sources::INVALID_EXAMPLES)
+                .map(|(_, r)| r)
+        };
+        let mut out: Vec<&recon_core::InvalidRecord> = first(true).chain(first(false)).collect();
+        out.sort_by_key(|r| r.location.line);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// A parse that counts (the fetch step's) reads what a parse that keeps reads: the same digest, the
+        /// same counts of records, invalid and unattributed records, and as examples the first invalid
+        /// records of a processor and of none, in file order; it keeps no record.
+        #[test]
+        fn counting_reads_what_keeping_reads(
+            kinds in proptest::collection::vec(prop_oneof![3 => 0u8..1, 2 => 13u8..16, 1 => 17u8..22], 1..300),
+            stripe in any::<bool>(),
+            crlf in any::<bool>(),
+            parts in 1usize..4,
+        ) {
+            let bytes = file(stripe, &kinds, crlf, false);
+            let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+            let path = dir.path().join("f.csv");
+            std::fs::write(&path, &bytes).unwrap_or_else(|e| unreachable!("{e}"));
+            let (d1, n1, kept, _) = hash_and_parse_parts("raw/x/f.csv", 3, &path, parts, 1, Keep::Records);
+            let (d2, n2, counted, _) = hash_and_parse_parts("raw/x/f.csv", 3, &path, parts, 1, Keep::Counts);
+            prop_assert_eq!((d1, n1), (d2, n2));
+            let (Ok((f1, kept)), Ok((f2, counted))) = (kept, counted) else {
+                return Err(TestCaseError::fail("a file of these rows parses"));
+            };
+            prop_assert_eq!(f1, f2);
+            prop_assert!(counted.records.is_empty() && counted.ledger.is_empty());
+            prop_assert_eq!(counted.record_count(), kept.record_count());
+            prop_assert_eq!(counted.invalid_count(), kept.invalid_count());
+            prop_assert_eq!(counted.unattributed_count(), kept.unattributed_count());
+            let shown: Vec<&recon_core::InvalidRecord> = counted.invalid.iter().map(|(_, r)| r).collect();
+            prop_assert_eq!(shown, examples(&kept.invalid));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -633,7 +686,14 @@ mod timing {
         let path = std::path::PathBuf::from(path);
         for parts in [1, 2, 1, 2, 1, 2] {
             let t = std::time::Instant::now();
-            let (_, _, p, split) = super::hash_and_parse_parts("f", 0, &path, parts, super::MIN_PART);
+            let (_, _, p, split) = super::hash_and_parse_parts(
+                "f",
+                0,
+                &path,
+                parts,
+                super::MIN_PART,
+                recon_sources::Keep::Records,
+            );
             let n = p.map(|p| p.1.record_count()).unwrap_or(0);
             eprintln!("parts {parts} (stood: {split}): {n} records in {:?}", t.elapsed());
         }

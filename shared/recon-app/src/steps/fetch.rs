@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{yesterday, Ports, StartExecution};
+use recon_sources::Keep;
+
 use crate::fetch::{stage, ManifestRef};
 use crate::keys::{self, Source};
 use crate::notify::Mailer;
@@ -59,7 +61,7 @@ pub async fn fetch<S: ObjectStore, M: Mailer, X: StartExecution>(
             }
         }
     }
-    let staging = stage(&ports.objects, &ports.apis, source, date, 0);
+    let staging = stage(&ports.objects, &ports.apis, source, date, 0, Keep::Counts);
     let fetched = recon_sources::api::within_deadline(deadline, staging).await?;
     info!(source = %source, date = %date, records = fetched.manifest.record_count, key = %fetched.manifest.manifest_key, "staged");
     let sha256 = fetched.manifest_sha256.ok_or_else(|| {

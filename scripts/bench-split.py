@@ -33,6 +33,8 @@ def main():
     ap.add_argument("--date", default="2025-06-02")
     ap.add_argument("--processor", default="stripe")
     ap.add_argument("--store", default=None)
+    ap.add_argument("--keep-events", default=None, metavar="DIR",
+                    help="write each step's event there (to run one step again with recon step)")
     args = ap.parse_args()
 
     store = args.store or os.path.join(tempfile.gettempdir(), "recon-bench-split")
@@ -49,6 +51,9 @@ def main():
         path = os.path.join(work, "event.json")
         with open(path, "w") as f:
             json.dump(event, f)
+        if args.keep_events:
+            os.makedirs(args.keep_events, exist_ok=True)
+            shutil.copy(path, os.path.join(args.keep_events, f"{kind.replace(' ', '-')}-{len(stats[kind])}.json"))
         timing = os.path.join(work, "time.txt")
         cmd = ["/usr/bin/time", "-v", "-o", timing, args.recon, "step", function, "--input", path,
                "--store", store]

@@ -5,7 +5,9 @@
 //! 2. [`scan`], one worker per range: reads only its bytes, parses them and keeps each record's node hashes
 //!    (`recon_core::processor_hashes`/`ledger_hashes`) under `work/…/split/nodes/`.
 //! 3. [`plan`], one worker: joins every range's node hashes and the carried items' into the partition plan
-//!    (`recon_core::Planner`: the same plan as planning the whole day) and keeps, for each range, each record's
+//!    (`recon_core::Planner`: the same plan as planning the whole day; the node files are read once a pass, a
+//!    round of strings at a time, so that its memory is about 12 bytes a record plus one round's strings) and
+//!    keeps, for each range, each record's
 //!    partition, and the carried items' (by id). An object any of whose ranges could not be cut safely (a line
 //!    break inside a quoted field, a very long line, another format) is scanned again whole here.
 //! 4. [`scatter`], one worker per range: reads its bytes again (refused if they differ from the scan's:
@@ -233,12 +235,9 @@ fn decode_nodes(key: &str, bytes: &[u8], planner: &mut recon_core::Planner) -> R
         if bytes.len() < at.saturating_add(k.saturating_mul(8)) {
             return Err(bad_file(key));
         }
-        let mut hs = Vec::with_capacity(k);
-        for j in 0..k {
-            hs.push(u64_at(at + 8 * j).ok_or_else(|| bad_file(key))?);
-        }
+        // every hash is there (the length was checked above)
+        planner.add((0..k).filter_map(|j| u64_at(at + 8 * j)));
         at += 8 * k;
-        planner.add(hs);
     }
     if at != bytes.len() {
         return Err(bad_file(key));
@@ -372,23 +371,33 @@ pub async fn plan<S: ObjectStore>(
         }
     }
     let dir = run_dir(req);
-    let mut planner = recon_core::Planner::with_capacity(
-        settled.iter().map(|s| s.cut.planned as usize).sum::<usize>() + carried.len(),
-    );
+    let records = settled.iter().map(|s| s.cut.planned as usize).sum::<usize>() + carried.len();
+    let mut planner = recon_core::Planner::new(records, recon_core::Planner::rounds_for(records));
     let mut slots = Vec::with_capacity(settled.len());
-    for s in &settled {
-        let key = format!("{dir}nodes/{}.bin", s.task.name());
-        let bytes = store.get(&key).await.map_err(AppError::Object)?;
-        let n = decode_nodes(&key, &bytes, &mut planner)?;
-        if n != s.cut.planned {
-            return Err(bad_file(&key));
+    // the node files are read once a pass: the planner holds one round of strings at a time
+    for pass in 0..planner.passes() {
+        for s in &settled {
+            let key = format!("{dir}nodes/{}.bin", s.task.name());
+            let bytes = store.get(&key).await.map_err(AppError::Object)?;
+            let n = decode_nodes(&key, &bytes, &mut planner)?;
+            if n != s.cut.planned {
+                return Err(bad_file(&key));
+            }
+            if pass == 0 {
+                slots.push(n);
+            }
         }
-        slots.push(n);
+        for c in carried {
+            planner.add(recon_core::carried_hashes(c));
+        }
+        planner
+            .end_pass()
+            .map_err(|why| AppError::InvalidInput(format!("{dir}nodes/: {why}; rerun the split")))?;
     }
-    for c in carried {
-        planner.add(recon_core::carried_hashes(c));
-    }
-    let mut assigned = planner.finish(partitions).into_iter();
+    let mut assigned = planner
+        .finish(partitions)
+        .map_err(AppError::Internal)?
+        .into_iter();
     for (s, n) in settled.iter().zip(slots) {
         let mine: Vec<u8> = assigned
             .by_ref()

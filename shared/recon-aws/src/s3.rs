@@ -84,7 +84,13 @@ pub struct S3Store {
     pub bucket: String,
     /// How long report links in emails stay valid (default 7 days, the SigV4 maximum).
     pub link_ttl: Duration,
+    /// An object larger than this is copied in parts of this size (a multipart upload of `UploadPartCopy`
+    /// parts): S3 refuses a single `CopyObject` above 5 GiB, the default.
+    pub copy_part_bytes: u64,
 }
+
+/// The largest object one `CopyObject` copies, and the largest part of a multipart copy.
+pub const COPY_LIMIT: u64 = 5 << 30;
 
 impl S3Store {
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
@@ -92,11 +98,100 @@ impl S3Store {
             client,
             bucket: bucket.into(),
             link_ttl: Duration::from_secs(7 * 24 * 3600),
+            copy_part_bytes: COPY_LIMIT,
         }
     }
 }
 
 impl S3Store {
+    /// Copies `from` (of `size` bytes, version `etag`) to `to` in parts of [`Self::copy_part_bytes`]: every
+    /// part copied from that version of the source (a source replaced meanwhile fails the copy), the upload
+    /// completed only when `to` does not exist where it is raw data, and aborted on any failure (no parts
+    /// left behind).
+    async fn copy_in_parts(
+        &self,
+        from: &str,
+        source: &str,
+        to: &str,
+        size: u64,
+        etag: &str,
+    ) -> Result<(), ObjectError> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(to)
+            .send()
+            .await
+            .map_err(|e| obj_err("copy", to, e))?;
+        let Some(id) = upload.upload_id().map(str::to_string) else {
+            return Err(ObjectError {
+                op: "copy",
+                key: to.to_string(),
+                reason: "S3 started a multipart upload without an upload id".into(),
+                retryable: true,
+            });
+        };
+        let copied = async {
+            let part = self.copy_part_bytes.clamp(5 << 20, COPY_LIMIT);
+            let mut parts = Vec::new();
+            let mut at = 0u64;
+            while at < size {
+                let end = at.saturating_add(part).min(size);
+                let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                let out = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(to)
+                    .upload_id(&id)
+                    .part_number(number)
+                    .copy_source(source)
+                    .copy_source_if_match(etag)
+                    .copy_source_range(format!("bytes={at}-{}", end - 1))
+                    .send()
+                    .await
+                    .map_err(|e| obj_err("copy", from, e))?;
+                let tag = out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default();
+                parts.push(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(number)
+                        .e_tag(tag)
+                        .build(),
+                );
+                at = end;
+            }
+            let done = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build();
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(to)
+                .upload_id(&id)
+                .multipart_upload(done)
+                // raw data is never overwritten: the upload completes only where the key does not exist
+                .set_if_none_match(is_raw(to).then(|| "*".to_string()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| obj_err("copy", to, e))
+        }
+        .await;
+        if copied.is_err() {
+            // best effort: an upload left open is also removed by the bucket's lifecycle rule
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(to)
+                .upload_id(&id)
+                .send()
+                .await;
+        }
+        copied
+    }
+
     async fn get_object(
         &self,
         key: &str,
@@ -269,6 +364,22 @@ impl ObjectStore for S3Store {
             self.bucket,
             from.split('/').map(urlencode).collect::<Vec<_>>().join("/")
         );
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(from)
+            .send()
+            .await
+            .map_err(|e| obj_err("copy", from, e))?;
+        let size = head
+            .content_length()
+            .and_then(|l| u64::try_from(l).ok())
+            .unwrap_or(0);
+        if size > self.copy_part_bytes {
+            let etag = head.e_tag().unwrap_or_default().to_string();
+            return self.copy_in_parts(from, &source, to, size, &etag).await;
+        }
         self.client
             .copy_object()
             .bucket(&self.bucket)

@@ -125,9 +125,10 @@ data "aws_iam_policy_document" "fetch" {
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
   }
+  # a dropped file above 5 GiB is staged as a multipart copy, aborted when it fails
   statement {
     sid       = "StageRaw"
-    actions   = ["s3:PutObject", "s3:GetObject"]
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"]
     resources = ["${local.bucket_arn}/raw/${each.key}/*"]
   }
   statement {

@@ -319,10 +319,11 @@ impl Planner {
     /// Gives the next record of this pass by its node hashes (none: a record that is never matched, partition
     /// 0). Records beyond the first pass's count are ignored (and [`Self::end_pass`] refuses the pass).
     pub fn add(&mut self, hashes: impl IntoIterator<Item = u64>) {
-        let Ok(record) = u32::try_from(self.at) else {
+        self.at += 1;
+        // beyond u32::MAX records a record has no number: not kept, and [`Self::end_pass`] refuses the pass
+        let Ok(record) = u32::try_from(self.at - 1) else {
             return;
         };
-        self.at += 1;
         if self.pass == 0 {
             self.parent.push(record);
         }
@@ -356,10 +357,11 @@ impl Planner {
     pub fn end_pass(&mut self) -> Result<(), String> {
         if self.at != self.parent.len() {
             return Err(format!(
-                "pass {} of the plan gave {} records, the first gave {}",
+                "pass {} of the plan gave {} records, the first gave {} (a plan takes at most {} records)",
                 self.pass + 1,
                 self.at,
-                self.parent.len()
+                self.parent.len(),
+                u32::MAX
             ));
         }
         self.pass += 1;
@@ -424,9 +426,10 @@ pub fn plan(input: &RunInput<'_>, n: u32) -> Plan {
                 CarriedRecord::Ledger(r) => p.add(ledger_nodes(r)),
             };
         }
-        // the same records every pass
+        // the same records every pass: refused only beyond u32::MAX records
         let _ = p.end_pass();
     }
+    // a plan refused puts every record in partition 0: the whole run there, still the whole run's outcome
     let mut all = p.finish(n).unwrap_or_else(|_| vec![0; records]);
     let mut ledger = all.split_off(input.records.len());
     let carried = ledger.split_off(input.ledger.len());

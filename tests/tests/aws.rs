@@ -216,58 +216,6 @@ async fn env_for(aws: &Aws, bucket: &str, state_machine_arn: Option<String>, db:
     )
 }
 
-/// Given a dropped file larger than one copy may be (5 GiB in S3; 5 MiB here), when it is staged, then it is
-/// copied in parts (its ETag says so), byte for byte, no upload is left open, and a second copy onto the raw key
-/// is refused.
-#[tokio::test]
-async fn a_file_above_the_copy_limit_is_staged_in_parts_byte_for_byte() {
-    let aws = aws().await;
-    let name = bucket(&aws).await;
-    let mut s3 = S3Store::new(aws.s3.clone(), &name);
-    s3.copy_part_bytes = 5 << 20;
-    let body: Vec<u8> = (0..12u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    let from = "inbox/stripe/2025-06-02/activity.csv";
-    s3.put(from, body.clone(), "text/csv").await.unwrap();
-    let to = "raw/stripe/2025-06-02/0190c0de/activity.csv";
-    s3.copy(from, to).await.unwrap();
-    assert!(
-        s3.get(to).await.unwrap() == body,
-        "the copy differs from the file"
-    );
-    let head = aws.s3.head_object().bucket(&name).key(to).send().await.unwrap();
-    assert!(
-        head.e_tag().unwrap_or("").trim_matches('"').ends_with("-3"),
-        "{:?}",
-        head.e_tag()
-    );
-    let again = s3.copy(from, to).await.unwrap_err();
-    assert!(again.reason.contains("already exists"), "{again}");
-    let open = aws
-        .s3
-        .list_multipart_uploads()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
-    assert!(open.uploads().is_empty(), "{:?}", open.uploads());
-    // a small file is still one CopyObject
-    s3.put("inbox/stripe/2025-06-02/small.csv", b"a,b\n".to_vec(), "text/csv")
-        .await
-        .unwrap();
-    s3.copy(
-        "inbox/stripe/2025-06-02/small.csv",
-        "raw/stripe/2025-06-02/0190c0de/small.csv",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s3.get("raw/stripe/2025-06-02/0190c0de/small.csv").await.unwrap(),
-        b"a,b\n"
-    );
-}
-
 #[tokio::test]
 async fn s3_trigger_starts_one_execution_per_drop_and_ignores_the_duplicate() {
     let aws = aws().await;

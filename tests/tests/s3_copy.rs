@@ -3,6 +3,8 @@
 //! `scripts/sfn-e2e.sh` read), so this test resets moto when it is done, and cargo runs test binaries one after
 //! another: no other test runs meanwhile.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use recon_app::objects::ObjectStore;
 use recon_aws::{Aws, S3Store};
 

@@ -22,33 +22,9 @@ use recon_store::{DbConfig, Store};
 use recon_tests::TestDb;
 use serde_json::{json, Value};
 
-fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!("AWS_ENDPOINT_URL is not set: run the tests through `make test`, which starts moto server")
-    })
-}
-
-async fn aws() -> Aws {
-    endpoint();
-    Aws::load(None).await
-}
-
-async fn bucket(aws: &Aws) -> String {
-    let name = format!("recon-test-{}", uuid::Uuid::new_v4().simple());
-    aws.s3.create_bucket().bucket(&name).send().await.unwrap();
-    aws.s3
-        .put_bucket_versioning()
-        .bucket(&name)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    name
-}
+#[path = "common/moto.rs"]
+mod moto;
+use moto::{aws, bucket, endpoint};
 
 async fn upload_dir(store: &S3Store, root: &Path, dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap() {

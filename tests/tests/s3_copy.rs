@@ -6,32 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use recon_app::objects::ObjectStore;
-use recon_aws::{Aws, S3Store};
+use recon_aws::S3Store;
 
-async fn aws() -> Aws {
-    assert!(
-        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-        "AWS_ENDPOINT_URL is not set: run the tests through `make test`, which starts moto server"
-    );
-    Aws::load(None).await
-}
-
-async fn bucket(aws: &Aws) -> String {
-    let name = format!("recon-test-{}", uuid::Uuid::new_v4().simple());
-    aws.s3.create_bucket().bucket(&name).send().await.unwrap();
-    aws.s3
-        .put_bucket_versioning()
-        .bucket(&name)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    name
-}
+#[path = "common/moto.rs"]
+mod moto;
+use moto::{aws, bucket, endpoint};
 
 /// Given a dropped file larger than one copy may be (5 GiB in S3; 5 MiB here), when it is staged, then it is
 /// copied in parts (its ETag says so), byte for byte, no upload is left open, and a second copy onto the raw key
@@ -86,7 +65,7 @@ async fn a_file_above_the_copy_limit_is_staged_in_parts_byte_for_byte() {
     // moto cannot dump its state (`/moto-api/data.json`, which the SES tests and scripts/sfn-e2e.sh read) once
     // it has held a multipart object, even after the bucket is deleted: its state is reset (this binary runs
     // alone: cargo runs test binaries one after another, and every other test makes its own resources)
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let endpoint = endpoint();
     let reset = reqwest::Client::new()
         .post(format!("{endpoint}/moto-api/reset"))
         .send()

@@ -366,6 +366,7 @@ impl Planner {
         }
         self.pass += 1;
         self.at = 0;
+        // the round's table is dropped before the next one is made: never two at once
         self.table = Table::with_capacity(0);
         if self.pass < self.rounds {
             self.table = Table::with_capacity(Self::strings_per_round(self.parent.len(), self.rounds));

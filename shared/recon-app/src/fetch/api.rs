@@ -66,7 +66,7 @@ pub async fn stage_pages<S: ObjectStore>(
     pages: Vec<RawPage>,
     keep: Keep,
 ) -> Result<Fetched, AppError> {
-    let mut staged = Staged::new(source_name, date, StagedFrom::Api, keep);
+    let mut staged = Staged::new(source_name, date, StagedFrom::Api);
     for (n, page) in pages.into_iter().enumerate() {
         let key = format!("{}{}", staged.prefix, page.name);
         let len = page.body.len() as u64;

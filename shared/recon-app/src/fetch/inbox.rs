@@ -114,7 +114,7 @@ pub async fn stage_inbox<S: ObjectStore>(
             ),
         });
     }
-    let mut staged = Staged::new(source_name, date, StagedFrom::File, keep);
+    let mut staged = Staged::new(source_name, date, StagedFrom::File);
     // which entries are staged, and why the others are not: checked STAGING_CONCURRENCY at a time, decided in
     // the listing's order
     let reasons: Vec<Option<String>> =

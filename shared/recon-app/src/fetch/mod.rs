@@ -390,7 +390,6 @@ struct Staged {
     fetch_id: String,
     prefix: String,
     source: StagedFrom,
-    keep: Keep,
     cursors: Vec<String>,
     objects: Vec<StagedObject>,
     loaded: Vec<Loaded>,
@@ -399,9 +398,8 @@ struct Staged {
 }
 
 impl Staged {
-    /// A new fetch of `source_name` for `date`, under a fresh fetch id; `keep` says whether the parsed
-    /// records are kept for a run in the same process or only counted for the manifest.
-    fn new(source_name: Source, date: NaiveDate, source: StagedFrom, keep: Keep) -> Staged {
+    /// A new fetch of `source_name` for `date`, under a fresh fetch id.
+    fn new(source_name: Source, date: NaiveDate, source: StagedFrom) -> Staged {
         let fetch_id = uuid::Uuid::now_v7().to_string();
         Staged {
             source_name,
@@ -409,7 +407,6 @@ impl Staged {
             prefix: keys::raw_fetch(source_name, date, &fetch_id),
             fetch_id,
             source,
-            keep,
             cursors: Vec::new(),
             objects: Vec::new(),
             loaded: Vec::new(),
@@ -418,8 +415,8 @@ impl Staged {
         }
     }
 
-    /// One staged object: its manifest entry (`sha256`, `bytes`), its records when it parsed, the first
-    /// failure otherwise.
+    /// One staged object: its manifest entry (`sha256`, `bytes`), what its parse kept when it parsed (counts
+    /// only, for a fetch that parsed with [`Keep::Counts`]), the first failure otherwise.
     fn add(
         &mut self,
         key: String,
@@ -443,11 +440,6 @@ impl Staged {
             records: parsed.as_ref().map(Parsed::record_count).unwrap_or(0),
             invalid: parsed.as_ref().map(Parsed::invalid_count).unwrap_or(0),
         });
-        let parsed = match self.keep {
-            Keep::Records => parsed,
-            // counted: only the examples of unattributed ledger rows are used
-            Keep::Counts => parsed.map(Parsed::counted),
-        };
         if let (Some(format), Some(parsed)) = (format, parsed) {
             self.loaded.push(Loaded { key, format, parsed });
         }
@@ -462,7 +454,6 @@ impl Staged {
             fetch_id,
             prefix: _,
             source,
-            keep: _,
             cursors,
             objects,
             loaded,

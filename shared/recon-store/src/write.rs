@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::future::Future;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
 
 use crate::error::q;
@@ -432,7 +432,7 @@ async fn copy_discrepancies(
         Type::TEXT,
         Type::DATE,
         Type::INT8,
-        Type::JSONB,
+        Type::JSON,
         Type::TEXT,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -456,7 +456,9 @@ async fn copy_discrepancies(
             .carried_from
             .and_then(|id| run.first_seen.get(&id).copied())
             .unwrap_or(run.date);
-        let carry = d.carry.as_ref().and_then(|c| serde_json::to_value(c).ok());
+        // serialised straight into the COPY buffer (no JSON tree per row); a record that cannot be serialised
+        // fails the COPY, never a silently empty carry
+        let carry = d.carry.as_ref().map(Json);
         let row: [&(dyn ToSql + Sync); 26] = [
             &run.run_id,
             &run.date,

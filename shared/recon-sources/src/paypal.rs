@@ -164,6 +164,15 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             None => None,
             Some(f) => {
                 match Currency::parse(&f.currency_code).and_then(|c| Money::parse_major(&f.value, c)) {
+                    Ok(m) if m.currency != amount.currency => {
+                        let why = format!(
+                            "fee in {} on a {} transaction: recon keeps a fee in the transaction's currency only; \
+                             check the transaction in PayPal",
+                            m.currency, amount.currency
+                        );
+                        out.invalid.push(bad(location, "fee_amount", why, raw_text()));
+                        continue;
+                    }
                     Ok(m) => Some(m.minor),
                     Err(e) => {
                         out.invalid
@@ -192,6 +201,15 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
                 }
             },
         };
+        // PayPal reports the fee negative on a sale; it is kept as a positive cost, and the net is checked
+        let (fee, net) = match fee.map(|f| fee_and_net(amount.minor, f)) {
+            None => (None, None),
+            Some(Ok((fee, net))) => (Some(fee), Some(net)),
+            Some(Err(why)) => {
+                out.invalid.push(bad(location, "fee_amount", why, raw_text()));
+                continue;
+            }
+        };
         let code = t.transaction_event_code.unwrap_or_default();
         let (reference, other_references) = references(t.custom_field.as_deref(), t.invoice_id.as_deref());
         out.records.push(ProcessorRecord {
@@ -201,9 +219,8 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             other_references,
             kind: kind_of(&code, amount.minor >= 0),
             amount,
-            // PayPal reports the fee negative on a sale; keep the fee as a positive cost
-            fee: fee.map(|f| -f),
-            net: fee.map(|f| amount.minor + f),
+            fee,
+            net,
             status,
             occurred_at,
             location,
@@ -290,6 +307,18 @@ pub fn parse_settlement_csv<R: std::io::Read>(
     Ok(out)
 }
 
+/// The fee as a positive cost and the net amount, from a gross amount and PayPal's signed fee (negative when
+/// debited), in checked arithmetic: a figure no i64 holds is an error, never a wrapped one.
+fn fee_and_net(gross: i64, signed_fee: i64) -> Result<(i64, i64), String> {
+    match (signed_fee.checked_neg(), gross.checked_add(signed_fee)) {
+        (Some(fee), Some(net)) => Ok((fee, net)),
+        _ => Err(format!(
+            "the net amount of gross {gross} and fee {signed_fee} (minor units) is beyond the range recon can hold: \
+             check the export"
+        )),
+    }
+}
+
 fn settlement_row(
     cols: &[String],
     rec: &csv::StringRecord,
@@ -334,7 +363,25 @@ fn settlement_row(
             "gross amount is empty".to_string(),
         )
     })?;
-    let fee = signed("fee amount", "fee debit or credit")?;
+    if let Some(fc) = get("fee currency") {
+        if !fc.eq_ignore_ascii_case(currency.code()) {
+            return Err((
+                "fee currency".to_string(),
+                format!(
+                    "fee in {fc} on a {currency} transaction: recon keeps a fee in the transaction's currency only; \
+                     check the transaction in PayPal"
+                ),
+            ));
+        }
+    }
+    // a fee debited from the merchant is a positive cost
+    let (fee, net) = match signed("fee amount", "fee debit or credit")? {
+        None => (None, None),
+        Some(f) => {
+            let (fee, net) = fee_and_net(gross, f).map_err(|why| ("fee amount".to_string(), why))?;
+            (Some(fee), Some(net))
+        }
+    };
     let status =
         status_of(get("transactional status")).map_err(|e| ("transactional status".to_string(), e))?;
     let occurred_at = match get("transaction initiation date") {
@@ -349,9 +396,8 @@ fn settlement_row(
         other_references,
         kind: kind_of(code, gross >= 0),
         amount: Money::new(gross, currency),
-        // a fee debited from the merchant is a positive cost
-        fee: fee.map(|f| -f),
-        net: fee.map(|f| gross + f),
+        fee,
+        net,
         status,
         occurred_at,
         location,
@@ -368,6 +414,54 @@ mod tests {
  {"transaction_info":{"transaction_id":"7JP00000000000001","transaction_event_code":"T0006","transaction_initiation_date":"2024-06-14T10:00:00+00:00","transaction_amount":{"currency_code":"JPY","value":"1200"},"transaction_status":"D"}},
  {"transaction_info":{"transaction_id":"7JP00000000000002","transaction_event_code":"T0006","transaction_amount":{"currency_code":"JPY","value":"1200.5"},"transaction_status":"S"}}],
  "account_number":"XZXSPECPDZHZU","start_date":"2024-06-14T07:00:00+0000","end_date":"2024-06-15T06:59:59+0000","last_refreshed_datetime":"2024-06-15T03:59:59+0000","page":1,"total_items":4,"total_pages":1}"#;
+
+    /// A fee in another currency than the amount, or one whose net amount no i64 holds, makes the record an
+    /// invalid record: never a net figure mixing two currencies, never a wrapped sum.
+    #[test]
+    fn a_fee_in_another_currency_or_beyond_range_is_an_invalid_record() {
+        let page = r#"{"transaction_details":[
+ {"transaction_info":{"transaction_id":"FX1","transaction_event_code":"T0006","transaction_amount":{"currency_code":"USD","value":"49.99"},"fee_amount":{"currency_code":"EUR","value":"-2.24"},"transaction_status":"S"}},
+ {"transaction_info":{"transaction_id":"BIG1","transaction_event_code":"T0006","transaction_amount":{"currency_code":"USD","value":"92233720368547758.07"},"fee_amount":{"currency_code":"USD","value":"0.01"},"transaction_status":"S"}},
+ {"transaction_info":{"transaction_id":"OK1","transaction_event_code":"T0006","transaction_amount":{"currency_code":"USD","value":"10.00"},"fee_amount":{"currency_code":"USD","value":"-0.59"},"transaction_status":"S"}}]}"#;
+        let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        assert_eq!(ids, ["OK1/T0006"]);
+        assert_eq!(p.invalid.len(), 2, "{:?}", p.invalid);
+        assert!(p
+            .invalid
+            .iter()
+            .all(|(_, i)| i.field.as_deref() == Some("fee_amount")));
+        assert!(p.invalid[0].1.reason.contains("EUR"), "{}", p.invalid[0].1.reason);
+    }
+
+    /// In the settlement report, a fee in another currency than the gross amount is an invalid record (its
+    /// hundredths were read in the gross currency).
+    #[test]
+    fn a_settlement_fee_in_another_currency_is_an_invalid_record() {
+        let fx = STL.replacen(r#""DR",224,"USD""#, r#""DR",224,"EUR""#, 1);
+        assert_ne!(fx, STL);
+        let p = parse_settlement_csv("k", 0, fx.as_bytes(), false, Keep::Records)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.records.len(), 2, "{:?}", p.invalid);
+        assert_eq!(p.invalid[0].1.field.as_deref(), Some("fee currency"));
+        assert!(p.invalid[0].1.reason.contains("EUR"), "{}", p.invalid[0].1.reason);
+    }
+
+    /// In the settlement report, a fee whose net amount no i64 holds is an invalid record, never a wrapped sum.
+    #[test]
+    fn a_settlement_fee_beyond_range_is_an_invalid_record() {
+        let big = STL.replacen(
+            r#""CR",4999,"USD","DR",224"#,
+            r#""CR",9223372036854775807,"USD","CR",224"#,
+            1,
+        );
+        assert_ne!(big, STL);
+        let p = parse_settlement_csv("k", 0, big.as_bytes(), false, Keep::Records)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.records.len(), 2, "{:?}", p.invalid);
+        assert_eq!(p.invalid.len(), 2);
+        assert_eq!(p.invalid[0].1.field.as_deref(), Some("fee amount"));
+    }
 
     #[test]
     fn api_page_signed_decimal_strings() {

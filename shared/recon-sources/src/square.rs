@@ -112,32 +112,48 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
             it.total_money.as_ref().or(it.amount_money.as_ref())
         };
         let amount = match m.ok_or_else(|| format!("{field} is missing")).and_then(money) {
-            Ok(a) if refund => Money::new(-a.minor, a.currency),
+            Ok(a) if refund => match a.minor.checked_neg() {
+                Some(minor) => Money::new(minor, a.currency),
+                None => {
+                    let why = format!("{} {} cannot be negated: check the export", a.minor, a.currency);
+                    out.invalid.push(bad(location, field, why, raw_text()));
+                    continue;
+                }
+            },
             Ok(a) => a,
             Err(e) => {
                 out.invalid.push(bad(location, field, e, raw_text()));
                 continue;
             }
         };
-        let mut fee = 0i64;
+        // every fee in the payment's currency, summed in checked arithmetic; refunds return processing fees
+        // as negative amounts; the first fee that cannot be kept makes the whole record invalid (never a record
+        // and an invalid record both)
+        let range =
+            || "the processing fees or the net amount are beyond the range recon can hold: check the export";
+        let mut fee = Ok(0i64);
         for f in &it.processing_fee {
-            match money(&f.amount_money) {
-                Ok(m) if m.currency == amount.currency => fee += m.minor,
-                Ok(m) => {
-                    out.invalid.push(bad(
-                        location,
-                        "processing_fee",
-                        format!("fee in {} on a {} payment", m.currency, amount.currency),
-                        raw_text(),
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    out.invalid.push(bad(location, "processing_fee", e, raw_text()));
-                    continue;
-                }
-            }
+            fee = fee.and_then(|sum: i64| match money(&f.amount_money) {
+                Ok(m) if m.currency == amount.currency => sum.checked_add(m.minor).ok_or_else(|| range().to_string()),
+                Ok(m) => Err(format!(
+                    "fee in {} on a {} payment: recon keeps a fee in the payment's currency only; check the payment in Square",
+                    m.currency, amount.currency
+                )),
+                Err(e) => Err(e),
+            });
         }
+        let fee_net = fee.and_then(|fee| {
+            let fee = if refund { fee.checked_neg() } else { Some(fee) };
+            fee.and_then(|fee| amount.minor.checked_sub(fee).map(|net| (fee, net)))
+                .ok_or_else(|| range().to_string())
+        });
+        let (fee, net) = match fee_net {
+            Ok(v) => v,
+            Err(why) => {
+                out.invalid.push(bad(location, "processing_fee", why, raw_text()));
+                continue;
+            }
+        };
         let status = match status_of(refund, it.status.as_deref()) {
             Ok(s) => s,
             Err(e) => {
@@ -160,8 +176,6 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
             .filter(|s| !s.is_empty());
         let reference = refs.next();
         let other_references = Keys::from_iter(refs.filter(|r| Some(*r) != reference));
-        // refunds return processing fees as negative amounts
-        let fee = if refund { -fee } else { fee };
         out.records.push(ProcessorRecord {
             id: it.id.as_str().into(),
             keys: Keys::from_iter([it.id.as_str()]),
@@ -170,7 +184,7 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
             kind: if refund { Kind::Refund } else { Kind::Charge },
             amount,
             fee: (!it.processing_fee.is_empty()).then_some(fee),
-            net: (!it.processing_fee.is_empty()).then_some(amount.minor - fee),
+            net: (!it.processing_fee.is_empty()).then_some(net),
             status,
             occurred_at,
             location,
@@ -182,6 +196,39 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A payment with a fee in another currency is one invalid record and no record (it was both); fees
+    /// whose sum or net amount no i64 holds, and a refund amount that cannot be negated, are invalid records,
+    /// never wrapped figures.
+    #[test]
+    fn fees_in_another_currency_or_beyond_range_make_one_invalid_record() {
+        let page = r#"{"payments":[
+{"id":"fx1","created_at":"2021-10-13T19:34:33.524Z","total_money":{"amount":555,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":34,"currency":"EUR"}},{"amount_money":{"amount":5,"currency":"GBP"}}],"status":"COMPLETED"},
+{"id":"sum1","created_at":"2021-10-13T19:34:33.524Z","total_money":{"amount":555,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":9223372036854775807,"currency":"USD"}},{"amount_money":{"amount":9223372036854775807,"currency":"USD"}}],"status":"COMPLETED"},
+{"id":"net1","created_at":"2021-10-13T19:34:33.524Z","total_money":{"amount":-9223372036854775807,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":2,"currency":"USD"}}],"status":"COMPLETED"},
+{"id":"ok1","created_at":"2021-10-13T19:34:33.524Z","total_money":{"amount":100,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":3,"currency":"USD"}}],"status":"COMPLETED"}],
+"refunds":[{"id":"r1","status":"COMPLETED","amount_money":{"amount":-9223372036854775808,"currency":"USD"},"created_at":"2021-10-14T10:00:00.000Z"}]}"#;
+        let p = parse_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        assert_eq!(ids, ["ok1"]);
+        assert_eq!((p.records[0].fee, p.records[0].net), (Some(3), Some(97)));
+        let fields: Vec<(u64, Option<&str>)> = p
+            .invalid
+            .iter()
+            .map(|(_, i)| (i.location.line, i.field.as_deref()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (0, Some("processing_fee")),
+                (1, Some("processing_fee")),
+                (2, Some("processing_fee")),
+                (4, Some("amount_money"))
+            ],
+            "{:?}",
+            p.invalid
+        );
+    }
 
     #[test]
     fn payments_and_refunds() {

@@ -383,6 +383,23 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             ));
             continue;
         }
+        // seconds to milliseconds, checked: a time no i64 holds is an invalid record, never a clamped one
+        let occurred_at = match t.created.map(|s| s.checked_mul(1000)) {
+            None => None,
+            Some(Some(ms)) => Some(ms),
+            Some(None) => {
+                out.invalid.push(bad(
+                    location,
+                    "created",
+                    format!(
+                        "created {:?} is beyond any time recon can hold: check the export",
+                        t.created
+                    ),
+                    raw.get().to_string(),
+                ));
+                continue;
+            }
+        };
         let kind = kind_of_source(t.reporting_category.as_deref(), t.txn_type.as_deref(), &source_id);
         let (reference, other_references) = split_refs(
             reference_metadata_keys()
@@ -401,7 +418,7 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             fee,
             net,
             status: ProcessorStatus::Succeeded,
-            occurred_at: t.created.map(|s| s.saturating_mul(1000)),
+            occurred_at,
             location,
         });
     }
@@ -514,6 +531,20 @@ mod tests {
         ] {
             assert_eq!(kind_of(None, Some(t)), kind, "{t}");
         }
+    }
+
+    /// A `created` whose milliseconds no i64 holds is an invalid record, never a clamped timestamp.
+    #[test]
+    fn a_created_beyond_range_is_an_invalid_record() {
+        let page = r#"{"object":"list","has_more":false,"data":[
+ {"id":"txn_far","object":"balance_transaction","amount":100,"created":9223372036854776,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_far","status":"available","type":"charge"},
+ {"id":"txn_ok","object":"balance_transaction","amount":100,"created":1718567400,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_ok","status":"available","type":"charge"}]}"#;
+        let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        assert_eq!(ids, ["txn_ok"]);
+        assert_eq!(p.records[0].occurred_at, Some(1_718_567_400_000));
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.field.as_deref(), Some("created"));
     }
 
     #[test]

@@ -406,10 +406,10 @@ mod tests {
     fn hostile_outcome() -> (RunSummary, Outcome) {
         use recon_core::{
             reconcile, Currency, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus,
-            RunConfig, RunInput,
+            RecordFields, RunConfig, RunInput,
         };
         let usd = Currency::parse("USD").unwrap_or_else(|e| unreachable!("{e}"));
-        let rec = ProcessorRecord {
+        let rec = ProcessorRecord::try_from(RecordFields {
             id: "<script>alert(1)</script>".into(),
             keys: Keys::from_parts(&["=cmd|' /C calc'!A0"]),
             reference: Some("<img src=x onerror=alert(2)>".into()),
@@ -421,7 +421,8 @@ mod tests {
             status: ProcessorStatus::Succeeded,
             occurred_at: None,
             location: Location { object: 0, line: 1 },
-        };
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
         let objects = vec!["inbox/stripe/<b>.json".to_string()];
         let config = RunConfig {
             grace_days: 0,

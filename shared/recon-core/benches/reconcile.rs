@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use recon_core::{
     reconcile, reconcile_sharded, Currency, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Money,
-    Processor, ProcessorRecord, ProcessorStatus, RunConfig, RunInput,
+    Processor, ProcessorRecord, ProcessorStatus, RecordFields, RunConfig, RunInput,
 };
 
 fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
@@ -13,28 +13,31 @@ fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
     let mut l = Vec::with_capacity(n);
     for i in 0..n {
         let amount = Money::new(1000 + (i as i64 * 7919) % 100_000, usd);
-        p.push(ProcessorRecord {
-            id: format!("txn_{i:024}").into(),
-            keys: [
-                format!("ch_{i:024}"),
-                format!("txn_{i:024}"),
-                format!("pi_{i:024}"),
-            ]
-            .into_iter()
-            .collect(),
-            reference: Some(format!("ord_{i}").into()),
-            other_references: Default::default(),
-            kind: Kind::Charge,
-            amount,
-            fee: None,
-            net: None,
-            status: ProcessorStatus::Succeeded,
-            occurred_at: None,
-            location: Location {
-                object: 0,
-                line: i as u64 + 2,
-            },
-        });
+        p.push(
+            ProcessorRecord::try_from(RecordFields {
+                id: format!("txn_{i:024}").into(),
+                keys: [
+                    format!("ch_{i:024}"),
+                    format!("txn_{i:024}"),
+                    format!("pi_{i:024}"),
+                ]
+                .into_iter()
+                .collect(),
+                reference: Some(format!("ord_{i}").into()),
+                other_references: Default::default(),
+                kind: Kind::Charge,
+                amount,
+                fee: None,
+                net: None,
+                status: ProcessorStatus::Succeeded,
+                occurred_at: None,
+                location: Location {
+                    object: 0,
+                    line: i as u64 + 2,
+                },
+            })
+            .unwrap_or_else(|e| unreachable!("{e}")),
+        );
         if i % 200 != 0 {
             let key = if i % 10 == 0 {
                 format!("pi_{i:024}")

@@ -223,9 +223,73 @@ pub struct Location {
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
-/// One processor record in canonical form.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// One processor record in canonical form, compact: the id, the keys and the references share one
+/// allocation, and fee, net and time carry their presence in bits, so a million records take about half
+/// the memory (and the kernel's page zeroing) of one allocation and one `Option` per field. Read it through
+/// the accessors; build it with [`ProcessorRecord::new`] (borrowed text, the parsers' path) or from
+/// [`RecordFields`] (owned, the serialised shape).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProcessorRecord {
+    /// The id, the keys (NUL-separated), the first reference and the other references (NUL-separated),
+    /// one after the other.
+    text: Box<str>,
+    /// Where the id, the keys and the first reference end in `text`.
+    ends: [u32; 3],
+    /// Which of reference, fee, net and time are present ([`HAS_REFERENCE`] ...).
+    has: u8,
+    pub kind: Kind,
+    pub status: ProcessorStatus,
+    /// Gross amount, signed from the merchant's side.
+    pub amount: Money,
+    fee: i64,
+    net: i64,
+    occurred_at: Millis,
+    pub location: Location,
+}
+
+const HAS_REFERENCE: u8 = 1;
+const HAS_FEE: u8 = 2;
+const HAS_NET: u8 = 4;
+const HAS_TIME: u8 = 8;
+
+/// A processor record's text is kept in one allocation indexed by 32-bit offsets: a record whose id, keys
+/// and references exceed 4 GiB together cannot be kept (the parsers report it as an invalid record).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TextTooLong(pub usize);
+
+impl fmt::Display for TextTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the record's id, keys and references are {} bytes together; at most 4 GiB are kept",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for TextTooLong {}
+
+/// A processor record's values with its text borrowed: what the parsers hand to [`ProcessorRecord::new`].
+/// Keys and other references are trimmed; empty ones, ones holding NUL and repeats are dropped.
+#[derive(Clone, Copy, Debug)]
+pub struct NewRecord<'a> {
+    pub id: &'a str,
+    pub keys: &'a [&'a str],
+    pub reference: Option<&'a str>,
+    pub other_references: &'a [&'a str],
+    pub kind: Kind,
+    pub amount: Money,
+    pub fee: Option<i64>,
+    pub net: Option<i64>,
+    pub status: ProcessorStatus,
+    pub occurred_at: Option<Millis>,
+    pub location: Location,
+}
+
+/// One processor record with owned fields: the serialised shape (carried records, Lambda payloads) and
+/// the way tests spell a record.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RecordFields {
     /// The record's own identity on the processor side (Stripe `txn_`, PayPal transaction id + event code,
     /// Square payment/refund id): two records with the same id are the same record twice.
     pub id: Box<str>,
@@ -249,15 +313,261 @@ pub struct ProcessorRecord {
     pub location: Location,
 }
 
+/// The serialised shape, borrowed from a compact record (the same fields and names as [`RecordFields`]).
+#[derive(Serialize)]
+struct RecordView<'a> {
+    id: &'a str,
+    keys: KeyList<'a>,
+    reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "KeyList::is_empty")]
+    other_references: KeyList<'a>,
+    kind: Kind,
+    amount: Money,
+    fee: Option<i64>,
+    net: Option<i64>,
+    status: ProcessorStatus,
+    occurred_at: Option<Millis>,
+    location: Location,
+}
+
+/// Appends the keys of `parts` to `text`, NUL-separated, dropping empty ones, ones holding NUL and repeats
+/// (as [`Keys`] does).
+fn push_keys<'a>(text: &mut String, parts: impl IntoIterator<Item = &'a str>) {
+    let start = text.len();
+    for k in parts {
+        let k = k.trim();
+        if k.is_empty() || k.contains('\0') || text[start..].split('\0').any(|x| x == k) {
+            continue;
+        }
+        if text.len() > start {
+            text.push('\0');
+        }
+        text.push_str(k);
+    }
+}
+
+fn end(at: usize) -> Result<u32, TextTooLong> {
+    u32::try_from(at).map_err(|_| TextTooLong(at))
+}
+
 impl ProcessorRecord {
+    /// Packs a record whose text is borrowed (one allocation of the exact size).
+    pub fn new(r: NewRecord<'_>) -> Result<ProcessorRecord, TextTooLong> {
+        let room = r.id.len()
+            + r.keys.iter().map(|k| k.len() + 1).sum::<usize>()
+            + r.reference.map_or(0, str::len)
+            + r.other_references.iter().map(|k| k.len() + 1).sum::<usize>();
+        let mut text = String::with_capacity(room);
+        text.push_str(r.id);
+        let id_end = text.len();
+        push_keys(&mut text, r.keys.iter().copied());
+        let keys_end = text.len();
+        text.push_str(r.reference.unwrap_or(""));
+        let reference_end = text.len();
+        push_keys(&mut text, r.other_references.iter().copied());
+        Self::packed(text, [id_end, keys_end, reference_end], &r)
+    }
+
+    fn packed(text: String, ends: [usize; 3], r: &NewRecord<'_>) -> Result<ProcessorRecord, TextTooLong> {
+        end(text.len())?;
+        let bit = |present: bool, b: u8| if present { b } else { 0 };
+        Ok(ProcessorRecord {
+            text: text.into_boxed_str(),
+            ends: [end(ends[0])?, end(ends[1])?, end(ends[2])?],
+            has: bit(r.reference.is_some(), HAS_REFERENCE)
+                | bit(r.fee.is_some(), HAS_FEE)
+                | bit(r.net.is_some(), HAS_NET)
+                | bit(r.occurred_at.is_some(), HAS_TIME),
+            kind: r.kind,
+            status: r.status,
+            amount: r.amount,
+            fee: r.fee.unwrap_or(0),
+            net: r.net.unwrap_or(0),
+            occurred_at: r.occurred_at.unwrap_or(0),
+            location: r.location,
+        })
+    }
+
+    fn part(&self, from: u32, to: u32) -> &str {
+        self.text.get(from as usize..to as usize).unwrap_or("")
+    }
+
+    /// The record's own identity on the processor side (Stripe `txn_`, PayPal transaction id + event code,
+    /// Square payment/refund id): two records with the same id are the same record twice.
+    pub fn id(&self) -> &str {
+        self.part(0, self.ends[0])
+    }
+
+    /// Identifiers of *this* record the ledger may hold, best first (Stripe: source, `txn_`, the disputed
+    /// charge for disputes, the payment intent for charges).
+    pub fn keys(&self) -> KeyList<'_> {
+        KeyList(self.part(self.ends[0], self.ends[1]))
+    }
+
+    /// The merchant's order reference, used by the fallback match (the first candidate reference: the one
+    /// shown in reports).
+    pub fn reference(&self) -> Option<&str> {
+        (self.has & HAS_REFERENCE != 0).then(|| self.part(self.ends[1], self.ends[2]))
+    }
+
+    /// Further candidate references the fallback also tries (PayPal `invoice_id` after `custom_field`,
+    /// Square `order_id` after `reference_id`, configured Stripe metadata keys), best first.
+    pub fn other_references(&self) -> KeyList<'_> {
+        KeyList(self.text.get(self.ends[2] as usize..).unwrap_or(""))
+    }
+
+    pub fn fee(&self) -> Option<i64> {
+        (self.has & HAS_FEE != 0).then_some(self.fee)
+    }
+
+    pub fn net(&self) -> Option<i64> {
+        (self.has & HAS_NET != 0).then_some(self.net)
+    }
+
+    pub fn occurred_at(&self) -> Option<Millis> {
+        (self.has & HAS_TIME != 0).then_some(self.occurred_at)
+    }
+
+    /// The record with owned fields (to change one and pack it again).
+    pub fn fields(&self) -> RecordFields {
+        RecordFields {
+            id: self.id().into(),
+            keys: Keys(self.keys().0.into()),
+            reference: self.reference().map(Into::into),
+            other_references: Keys(self.other_references().0.into()),
+            kind: self.kind,
+            amount: self.amount,
+            fee: self.fee(),
+            net: self.net(),
+            status: self.status,
+            occurred_at: self.occurred_at(),
+            location: self.location,
+        }
+    }
+
+    /// The record with `change` made to its owned fields, packed again.
+    pub fn with(&self, change: impl FnOnce(&mut RecordFields)) -> Result<ProcessorRecord, TextTooLong> {
+        let mut f = self.fields();
+        change(&mut f);
+        ProcessorRecord::try_from(f)
+    }
+
+    fn view(&self) -> RecordView<'_> {
+        RecordView {
+            id: self.id(),
+            keys: self.keys(),
+            reference: self.reference(),
+            other_references: self.other_references(),
+            kind: self.kind,
+            amount: self.amount,
+            fee: self.fee(),
+            net: self.net(),
+            status: self.status,
+            occurred_at: self.occurred_at(),
+            location: self.location,
+        }
+    }
+
     /// Every candidate reference of the fallback match, best first, without repeats.
     pub fn references(&self) -> impl Iterator<Item = &str> {
-        let first = self.reference.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        let first = self.reference().map(str::trim).filter(|r| !r.is_empty());
         first.into_iter().chain(
-            self.other_references
+            self.other_references()
                 .iter()
                 .filter(move |r| !matches!(first, Some(f) if f.eq_ignore_ascii_case(r))),
         )
+    }
+}
+
+impl TryFrom<RecordFields> for ProcessorRecord {
+    type Error = TextTooLong;
+    fn try_from(f: RecordFields) -> Result<ProcessorRecord, TextTooLong> {
+        let (keys, others) = (&*f.keys.0, &*f.other_references.0);
+        let reference = f.reference.as_deref();
+        let mut text =
+            String::with_capacity(f.id.len() + keys.len() + reference.map_or(0, str::len) + others.len());
+        // keys already hold no empty key, no NUL inside a key and no repeat
+        text.push_str(&f.id);
+        let id_end = text.len();
+        text.push_str(keys);
+        let keys_end = text.len();
+        text.push_str(reference.unwrap_or(""));
+        let reference_end = text.len();
+        text.push_str(others);
+        let r = NewRecord {
+            id: "",
+            keys: &[],
+            reference,
+            other_references: &[],
+            kind: f.kind,
+            amount: f.amount,
+            fee: f.fee,
+            net: f.net,
+            status: f.status,
+            occurred_at: f.occurred_at,
+            location: f.location,
+        };
+        ProcessorRecord::packed(text, [id_end, keys_end, reference_end], &r)
+    }
+}
+
+impl fmt::Debug for ProcessorRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fields().fmt(f)
+    }
+}
+
+impl Serialize for ProcessorRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.view().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProcessorRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ProcessorRecord::try_from(RecordFields::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A record's keys as it holds them (borrowed): in order, never empty, never holding NUL.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct KeyList<'a>(&'a str);
+
+impl<'a> KeyList<'a> {
+    /// The keys in order.
+    pub fn iter(self) -> impl Iterator<Item = &'a str> {
+        self.0.split('\0').filter(|k| !k.is_empty())
+    }
+
+    /// Each key's byte offset and length inside the packed text, in order.
+    pub fn spans(self) -> impl Iterator<Item = (usize, usize)> + 'a {
+        let mut at = 0usize;
+        self.0.split('\0').filter_map(move |k| {
+            let span = (at, k.len());
+            at += k.len() + 1;
+            (!k.is_empty()).then_some(span)
+        })
+    }
+
+    /// The key at `offset..offset + len` (as given by [`KeyList::spans`]).
+    pub fn at(self, offset: usize, len: usize) -> &'a str {
+        self.0.get(offset..offset + len).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for KeyList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for KeyList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
     }
 }
 
@@ -267,6 +577,11 @@ impl ProcessorRecord {
 pub struct Keys(Box<str>);
 
 impl Keys {
+    /// The keys as a record holds them.
+    pub fn list(&self) -> KeyList<'_> {
+        KeyList(&self.0)
+    }
+
     /// The keys in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.split('\0').filter(|k| !k.is_empty())

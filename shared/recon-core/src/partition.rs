@@ -183,10 +183,10 @@ fn nonempty(s: &str) -> Option<&str> {
 
 fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
     // the record id shares the key tag: a Stripe id (`txn_`) is one of its keys anyway
-    r.keys
+    r.keys()
         .iter()
         .map(|k| h(TAG_KEY, k))
-        .chain(nonempty(&r.id).map(|id| h(TAG_KEY, id)))
+        .chain(nonempty(r.id()).map(|id| h(TAG_KEY, id)))
         .chain(r.references().map(|x| h_lower(TAG_REFERENCE, x)))
 }
 
@@ -225,7 +225,7 @@ pub fn processor_hashes(r: &ProcessorRecord) -> Vec<u64> {
 /// A record of a kind that is never matched can still stand for a carried item listed again (by its id):
 /// it stays with that item.
 fn unmatched_processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
-    nonempty(&r.id).map(|id| h(TAG_KEY, id)).into_iter()
+    nonempty(r.id()).map(|id| h(TAG_KEY, id)).into_iter()
 }
 
 /// Likewise a ledger adjustment, by its `ledger_id`.

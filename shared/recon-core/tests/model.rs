@@ -1,10 +1,12 @@
 //! The parsers' fast paths agree with the general ones: `Keys::from_parts` with `collect()`, the currency
-//! lookup table with the ISO list.
+//! lookup table with the ISO list, a compact processor record with its owned fields.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use recon_core::{Currency, Keys};
+use recon_core::{
+    Currency, Keys, Kind, Location, Money, NewRecord, ProcessorRecord, ProcessorStatus, RecordFields,
+};
 
 proptest! {
     #[test]
@@ -13,6 +15,89 @@ proptest! {
         let collected: Keys = refs.iter().collect();
         prop_assert_eq!(Keys::from_parts(&refs), collected);
     }
+
+    /// A record packed from borrowed text (the parsers' path) reads back every field as given, equals the
+    /// one packed from owned fields, and survives a JSON round trip.
+    #[test]
+    fn a_compact_record_keeps_every_field(
+        id in "[a-z_\\x00-\\x02 ]{0,6}",
+        keys in prop::collection::vec("[ a-c\\x00]{0,4}", 0..6),
+        reference in prop::option::of("[ a-cé\\x00]{0,4}"),
+        others in prop::collection::vec("[ a-c\\x00]{0,4}", 0..4),
+        fee in prop::option::of(any::<i64>()),
+        net in prop::option::of(any::<i64>()),
+        at in prop::option::of(any::<i64>()),
+        minor in any::<i64>(),
+        line in any::<u64>(),
+    ) {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        let location = Location { object: 3, line };
+        let amount = Money::new(minor, Currency::parse("JPY").unwrap());
+        let packed = ProcessorRecord::new(NewRecord {
+            id: &id,
+            keys: &keys,
+            reference: reference.as_deref(),
+            other_references: &others,
+            kind: Kind::Dispute,
+            amount,
+            fee,
+            net,
+            status: ProcessorStatus::Reversed,
+            occurred_at: at,
+            location,
+        })
+        .unwrap();
+        let fields = RecordFields {
+            id: id.as_str().into(),
+            keys: keys.iter().collect(),
+            reference: reference.as_deref().map(Into::into),
+            other_references: others.iter().collect(),
+            kind: Kind::Dispute,
+            amount,
+            fee,
+            net,
+            status: ProcessorStatus::Reversed,
+            occurred_at: at,
+            location,
+        };
+        prop_assert_eq!(packed.id(), id.as_str());
+        prop_assert_eq!(packed.keys().iter().collect::<Vec<_>>(), fields.keys.iter().collect::<Vec<_>>());
+        prop_assert_eq!(packed.reference(), reference.as_deref());
+        prop_assert_eq!(
+            packed.other_references().iter().collect::<Vec<_>>(),
+            fields.other_references.iter().collect::<Vec<_>>()
+        );
+        prop_assert_eq!((packed.fee(), packed.net(), packed.occurred_at()), (fee, net, at));
+        prop_assert_eq!((packed.kind, packed.status, packed.amount, packed.location), (Kind::Dispute, ProcessorStatus::Reversed, amount, location));
+        prop_assert_eq!(&packed.fields(), &fields);
+        let owned = ProcessorRecord::try_from(fields.clone()).unwrap();
+        prop_assert_eq!(&owned, &packed);
+        // the serialised shape is the owned fields' (carried records written by earlier versions still read)
+        let json = serde_json::to_value(&packed).unwrap();
+        prop_assert_eq!(&json, &serde_json::to_value(&fields).unwrap());
+        let back: ProcessorRecord = serde_json::from_value(json).unwrap();
+        prop_assert_eq!(back, packed);
+    }
+}
+
+/// A carried record as earlier versions wrote it (the derived shape of the old struct) reads back.
+#[test]
+fn a_record_in_the_shape_earlier_versions_stored_reads_back() {
+    let stored = r#"{"id":"txn_1","keys":["ch_1","txn_1"],"reference":"ord_1","kind":"charge",
+        "amount":{"minor":1050,"currency":"USD"},"fee":null,"net":-5,"status":"succeeded",
+        "occurred_at":1718567400000,"location":{"object":0,"line":7}}"#;
+    let r: ProcessorRecord = serde_json::from_str(stored).unwrap();
+    assert_eq!(
+        (r.id(), r.reference(), r.fee(), r.net()),
+        ("txn_1", Some("ord_1"), None, Some(-5))
+    );
+    assert_eq!(r.keys().iter().collect::<Vec<_>>(), ["ch_1", "txn_1"]);
+    assert!(r.other_references().is_empty());
+    assert_eq!((r.occurred_at(), r.location.line), (Some(1_718_567_400_000), 7));
+    let again: serde_json::Value = serde_json::to_value(&r).unwrap();
+    let want: serde_json::Value = serde_json::from_str(stored).unwrap();
+    assert_eq!(again, want);
 }
 
 #[test]

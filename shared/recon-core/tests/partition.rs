@@ -15,7 +15,7 @@ type P = (u8, u8, i64, u8, u8, u8);
 
 fn record(n: usize, &(id, kind, amt, c, reference, _): &P) -> ProcessorRecord {
     let curs = ["USD", "JPY", "EUR"];
-    ProcessorRecord {
+    ProcessorRecord::try_from(RecordFields {
         id: format!("txn_{id}").into(),
         keys: [format!("ch_{id}"), format!("txn_{id}"), format!("pi_{}", id / 2)]
             .iter()
@@ -32,7 +32,8 @@ fn record(n: usize, &(id, kind, amt, c, reference, _): &P) -> ProcessorRecord {
             object: 1000,
             line: n as u64 + 2,
         },
-    }
+    })
+    .unwrap()
 }
 
 fn row(n: usize, &(id, kind, amt, c, reference, key): &P) -> LedgerRow {
@@ -198,7 +199,7 @@ proptest! {
 fn a_charge_booked_by_its_payment_intent_lands_with_it() {
     // the ledger books the charge by pi_, the duplicate ledger_id sits on another key: all one component
     let usd = cur("USD");
-    let records = vec![ProcessorRecord {
+    let records = vec![ProcessorRecord::try_from(RecordFields {
         id: "txn_1".into(),
         keys: ["ch_1", "txn_1", "pi_1"].iter().collect(),
         reference: Some("ord_1".into()),
@@ -210,7 +211,8 @@ fn a_charge_booked_by_its_payment_intent_lands_with_it() {
         status: ProcessorStatus::Succeeded,
         occurred_at: None,
         location: Location { object: 1, line: 2 },
-    }];
+    })
+    .unwrap()];
     let ledger: Vec<LedgerRow> = ["pi_1", "ch_1"]
         .iter()
         .enumerate()

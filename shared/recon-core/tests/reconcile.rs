@@ -22,7 +22,7 @@ fn prec(
     c: &str,
     line: u64,
 ) -> ProcessorRecord {
-    ProcessorRecord {
+    ProcessorRecord::try_from(RecordFields {
         id: id.into(),
         keys: keys.iter().collect(),
         reference: reference.map(Into::into),
@@ -34,7 +34,8 @@ fn prec(
         status: ProcessorStatus::Succeeded,
         occurred_at: None,
         location: Location { object: 0, line },
-    }
+    })
+    .unwrap()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -665,7 +666,9 @@ fn fallback_tries_every_candidate_reference() {
         "USD",
         0,
     );
-    r.other_references = Keys::from_parts(&["INV-1001"]);
+    r = r
+        .with(|f| f.other_references = Keys::from_parts(&["INV-1001"]))
+        .unwrap();
     let l = [lrow(
         "L1",
         None,
@@ -689,15 +692,17 @@ fn fallback_tries_every_candidate_reference() {
         "USD",
         1,
     );
-    other.other_references = Keys::default();
+    other = other.with(|f| f.other_references = Keys::default()).unwrap();
     let o = run(&[r.clone(), other], &l, &[], 0);
     assert_eq!(o.matched_count, 0);
     assert!(o.discrepancies.iter().all(|d| d.details.contains("ambiguous")));
 
     // a record whose two references each fit a different ledger row is ambiguous too
     let mut torn = r.clone();
-    torn.reference = Some("ord_1".into());
-    torn.other_references = Keys::from_parts(&["ord_2"]);
+    torn = torn.with(|f| f.reference = Some("ord_1".into())).unwrap();
+    torn = torn
+        .with(|f| f.other_references = Keys::from_parts(&["ord_2"]))
+        .unwrap();
     let l2 = [
         lrow(
             "L1",
@@ -763,11 +768,13 @@ fn records_that_moved_no_money_are_counted_not_reported_unless_claimed() {
 fn records_outside_the_day_are_counted_with_their_dates() {
     let day = 1_741_564_800_000i64; // 2025-03-10
     let mut early = prec("txn_e", &["ch_e"], None, Kind::Charge, 100, "USD", 0);
-    early.occurred_at = Some(day - 5 * 86_400_000);
+    early = early
+        .with(|f| f.occurred_at = Some(day - 5 * 86_400_000))
+        .unwrap();
     let mut ok = prec("txn_o", &["ch_o"], None, Kind::Charge, 100, "USD", 1);
-    ok.occurred_at = Some(day - 86_400_000 + 1); // within the day's margin
+    ok = ok.with(|f| f.occurred_at = Some(day - 86_400_000 + 1)).unwrap(); // within the day's margin
     let mut late = prec("txn_l", &["ch_l"], None, Kind::Payout, -100, "USD", 2);
-    late.occurred_at = Some(day + 3 * 86_400_000);
+    late = late.with(|f| f.occurred_at = Some(day + 3 * 86_400_000)).unwrap();
     let objects = vec!["k".to_string()];
     let config = RunConfig {
         grace_days: 0,

@@ -9,7 +9,7 @@
 //! sit together, because the table is what both formats are read by.
 
 use recon_core::{
-    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus,
+    Currency, InvalidRecord, Kind, Location, Money, NewRecord, Processor, ProcessorRecord, ProcessorStatus,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -73,12 +73,12 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
 
 /// The candidate references: `custom_field` first, then `invoice_id` (merchants put the order number in
 /// either; PayPal's own sample has free text in `custom_field` and the order in `invoice_id`).
-fn references(custom: Option<&str>, invoice: Option<&str>) -> (Option<Box<str>>, Keys) {
+fn references<'a>(custom: Option<&'a str>, invoice: Option<&'a str>) -> (Option<&'a str>, Option<&'a str>) {
     let custom = custom.map(str::trim).filter(|s| !s.is_empty());
     let invoice = invoice.map(str::trim).filter(|s| !s.is_empty());
     match (custom, invoice) {
-        (Some(c), Some(i)) => (Some(c.into()), Keys::from_parts(&[i])),
-        (c, i) => (c.or(i).map(Into::into), Keys::default()),
+        (Some(c), Some(i)) => (Some(c), Some(i)),
+        (c, i) => (c.or(i), None),
     }
 }
 
@@ -211,12 +211,12 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             }
         };
         let code = t.transaction_event_code.unwrap_or_default();
-        let (reference, other_references) = references(t.custom_field.as_deref(), t.invoice_id.as_deref());
-        out.records.push(ProcessorRecord {
-            id: format!("{}/{}", t.transaction_id, code).into(),
-            keys: [t.transaction_id.as_str()].into_iter().collect(),
+        let (reference, other) = references(t.custom_field.as_deref(), t.invoice_id.as_deref());
+        let record = ProcessorRecord::new(NewRecord {
+            id: &format!("{}/{}", t.transaction_id, code),
+            keys: &[t.transaction_id.as_str()],
             reference,
-            other_references,
+            other_references: other.as_slice(),
             kind: kind_of(&code, amount.minor >= 0),
             amount,
             fee,
@@ -225,6 +225,12 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             occurred_at,
             location,
         });
+        match record {
+            Ok(r) => out.records.push(r),
+            Err(e) => out
+                .invalid
+                .push(bad(location, "transaction_id", e.to_string(), raw_text())),
+        }
     }
     Ok(out)
 }
@@ -388,12 +394,12 @@ fn settlement_row(
         None => None,
         Some(s) => Some(timestamp(s).map_err(|e| ("transaction initiation date".to_string(), e))?),
     };
-    let (reference, other_references) = references(get("custom field"), get("invoice id"));
-    Ok(Some(ProcessorRecord {
-        id: format!("{id}/{code}").into(),
-        keys: Keys::from_iter([id]),
+    let (reference, other) = references(get("custom field"), get("invoice id"));
+    ProcessorRecord::new(NewRecord {
+        id: &format!("{id}/{code}"),
+        keys: &[id],
         reference,
-        other_references,
+        other_references: other.as_slice(),
         kind: kind_of(code, gross >= 0),
         amount: Money::new(gross, currency),
         fee,
@@ -401,7 +407,9 @@ fn settlement_row(
         status,
         occurred_at,
         location,
-    }))
+    })
+    .map(Some)
+    .map_err(|e| ("transaction id".to_string(), e.to_string()))
 }
 
 #[cfg(test)]
@@ -424,7 +432,7 @@ mod tests {
  {"transaction_info":{"transaction_id":"BIG1","transaction_event_code":"T0006","transaction_amount":{"currency_code":"USD","value":"92233720368547758.07"},"fee_amount":{"currency_code":"USD","value":"0.01"},"transaction_status":"S"}},
  {"transaction_info":{"transaction_id":"OK1","transaction_event_code":"T0006","transaction_amount":{"currency_code":"USD","value":"10.00"},"fee_amount":{"currency_code":"USD","value":"-0.59"},"transaction_status":"S"}}]}"#;
         let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
         assert_eq!(ids, ["OK1/T0006"]);
         assert_eq!(p.invalid.len(), 2, "{:?}", p.invalid);
         assert!(p
@@ -469,19 +477,19 @@ mod tests {
         assert_eq!(p.records.len(), 3);
         let sale = &p.records[0];
         assert_eq!(
-            (sale.kind, sale.amount.minor, sale.fee, sale.net),
+            (sale.kind, sale.amount.minor, sale.fee(), sale.net()),
             (Kind::Charge, 4999, Some(224), Some(4775))
         );
-        assert_eq!(sale.reference.as_deref(), Some("order_A10023"));
-        assert_eq!(&*sale.id, "3W487768B3782210S/T0006");
+        assert_eq!(sale.reference(), Some("order_A10023"));
+        assert_eq!(sale.id(), "3W487768B3782210S/T0006");
         let refund = &p.records[1];
         assert_eq!((refund.kind, refund.amount.minor), (Kind::Refund, -4999));
         assert_eq!(
-            refund.keys.iter().collect::<Vec<_>>(),
+            refund.keys().iter().collect::<Vec<_>>(),
             ["5P914601XX9466815"],
             "never the parent's id"
         );
-        assert_eq!(refund.reference.as_deref(), Some("INV-A10023"));
+        assert_eq!(refund.reference(), Some("INV-A10023"));
         assert_eq!(p.records[2].status, ProcessorStatus::Failed);
         assert_eq!(p.records[2].amount.to_string(), "1200");
         assert_eq!(p.invalid.len(), 1);
@@ -519,14 +527,14 @@ mod tests {
         let p = parse_settlement_csv("k", 0, STL.as_bytes(), false, Keep::Records)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3, "{:?}", p.invalid);
-        assert_eq!((p.records[0].amount.minor, p.records[0].fee), (4999, Some(224)));
+        assert_eq!((p.records[0].amount.minor, p.records[0].fee()), (4999, Some(224)));
         assert_eq!(p.records[1].amount.to_string(), "1200"); // JPY is x100 in STL too
-        assert_eq!(p.records[1].fee, None);
+        assert_eq!(p.records[1].fee(), None);
         assert_eq!(
             (p.records[2].kind, p.records[2].amount.minor),
             (Kind::Refund, -4999)
         );
-        assert_eq!(p.records[0].occurred_at, Some(1_724_137_277_000)); // 2024-08-20T07:01:17Z
+        assert_eq!(p.records[0].occurred_at(), Some(1_724_137_277_000)); // 2024-08-20T07:01:17Z
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 8);
         assert_eq!(

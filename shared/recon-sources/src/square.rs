@@ -4,7 +4,7 @@
 //! `reference_id`, then `order_id`.
 
 use recon_core::{
-    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus,
+    Currency, InvalidRecord, Kind, Location, Money, NewRecord, Processor, ProcessorRecord, ProcessorStatus,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -175,12 +175,12 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
             .map(str::trim)
             .filter(|s| !s.is_empty());
         let reference = refs.next();
-        let other_references = Keys::from_iter(refs.filter(|r| Some(*r) != reference));
-        out.records.push(ProcessorRecord {
-            id: it.id.as_str().into(),
-            keys: Keys::from_iter([it.id.as_str()]),
-            reference: reference.map(Into::into),
-            other_references,
+        let others: Vec<&str> = refs.filter(|r| Some(*r) != reference).collect();
+        let record = ProcessorRecord::new(NewRecord {
+            id: &it.id,
+            keys: &[it.id.as_str()],
+            reference,
+            other_references: &others,
             kind: if refund { Kind::Refund } else { Kind::Charge },
             amount,
             fee: (!it.processing_fee.is_empty()).then_some(fee),
@@ -189,6 +189,10 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
             occurred_at,
             location,
         });
+        match record {
+            Ok(r) => out.records.push(r),
+            Err(e) => out.invalid.push(bad(location, "id", e.to_string(), raw_text())),
+        }
     }
     Ok(out)
 }
@@ -209,9 +213,9 @@ mod tests {
 {"id":"ok1","created_at":"2021-10-13T19:34:33.524Z","total_money":{"amount":100,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":3,"currency":"USD"}}],"status":"COMPLETED"}],
 "refunds":[{"id":"r1","status":"COMPLETED","amount_money":{"amount":-9223372036854775808,"currency":"USD"},"created_at":"2021-10-14T10:00:00.000Z"}]}"#;
         let p = parse_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
         assert_eq!(ids, ["ok1"]);
-        assert_eq!((p.records[0].fee, p.records[0].net), (Some(3), Some(97)));
+        assert_eq!((p.records[0].fee(), p.records[0].net()), (Some(3), Some(97)));
         let fields: Vec<(u64, Option<&str>)> = p
             .invalid
             .iter()
@@ -238,12 +242,12 @@ mod tests {
         let p = parse_page("k", 0, payments).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 2);
         assert_eq!(
-            (p.records[0].amount.minor, p.records[0].fee, p.records[0].net),
+            (p.records[0].amount.minor, p.records[0].fee(), p.records[0].net()),
             (555, Some(34), Some(521))
         );
-        assert_eq!(p.records[0].reference.as_deref(), Some("A10023"));
+        assert_eq!(p.records[0].reference(), Some("A10023"));
         assert_eq!(p.records[1].status, ProcessorStatus::Failed);
-        assert_eq!(p.records[1].reference.as_deref(), Some("o-jp"));
+        assert_eq!(p.records[1].reference(), Some("o-jp"));
         assert_eq!(p.invalid.len(), 1);
         let refunds = r#"{"refunds":[{"id":"bP9mAsEMYPUGjjGNaNO5ZDVyLhSZY_r1","status":"COMPLETED","amount_money":{"amount":100,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":-6,"currency":"USD"}}],"payment_id":"bP9mAsEMYPUGjjGNaNO5ZDVyLhSZY","order_id":"d7eK","created_at":"2021-10-14T10:00:00.000Z","location_id":"L1"}]}"#;
         let r = parse_page("k", 0, refunds).unwrap_or_else(|e| unreachable!("{e}"));
@@ -252,7 +256,7 @@ mod tests {
             (Kind::Refund, -100)
         );
         assert_eq!(
-            r.records[0].keys.iter().collect::<Vec<_>>(),
+            r.records[0].keys().iter().collect::<Vec<_>>(),
             ["bP9mAsEMYPUGjjGNaNO5ZDVyLhSZY_r1"]
         );
         assert!(parse_page("k", 0, "{}")

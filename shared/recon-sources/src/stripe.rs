@@ -9,7 +9,8 @@
 //! cases (every balance transaction type, failures, disputes, metadata references) sit beside them.
 
 use recon_core::{
-    Currency, InvalidRecord, Keys, Kind, Location, Money, Processor, ProcessorRecord, ProcessorStatus, Side,
+    Currency, InvalidRecord, Kind, Location, Money, NewRecord, Processor, ProcessorRecord, ProcessorStatus,
+    Side,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -112,15 +113,42 @@ pub fn reference_metadata_keys() -> &'static [String] {
     METADATA_KEYS.get_or_init(|| with_order_id(&[]))
 }
 
-fn split_refs<'a>(mut refs: impl Iterator<Item = &'a str>) -> (Option<Box<str>>, Keys) {
+/// `f` of the first candidate reference and the others without repeats of the first (up to 8 on the
+/// stack, more in a vector).
+fn with_refs<'a, T>(
+    mut refs: impl Iterator<Item = &'a str>,
+    f: impl FnOnce(Option<&'a str>, &[&'a str]) -> T,
+) -> T {
     let first = refs.next();
-    (
-        first.map(Into::into),
-        Keys::from_iter(refs.filter(|r| Some(*r) != first)),
-    )
+    let mut kept: [&str; 8] = [""; 8];
+    let mut n = 0usize;
+    let mut more: Vec<&str> = Vec::new();
+    for r in refs.filter(|r| Some(*r) != first) {
+        if n < kept.len() {
+            kept[n] = r;
+            n += 1;
+        } else {
+            if more.is_empty() {
+                more.extend_from_slice(&kept);
+            }
+            more.push(r);
+        }
+    }
+    if more.is_empty() {
+        f(first, &kept[..n])
+    } else {
+        f(first, &more)
+    }
 }
 
-fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&str>, kind: Kind) -> Keys {
+/// The record's keys, best first (repeats are dropped when it is packed).
+fn keys<'a>(
+    source: &'a str,
+    txn: &'a str,
+    disputed_charge: Option<&'a str>,
+    intent: Option<&'a str>,
+    kind: Kind,
+) -> ([&'a str; 4], usize) {
     let disputed = if kind == Kind::Dispute {
         disputed_charge
     } else {
@@ -133,7 +161,7 @@ fn keys(source: &str, txn: &str, disputed_charge: Option<&str>, intent: Option<&
         parts[n] = k;
         n += 1;
     }
-    Keys::from_parts(&parts[..n])
+    (parts, n)
 }
 
 fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<Processor>, InvalidRecord) {
@@ -234,20 +262,26 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
             None => None,
             Some(t) => Some(timestamp(t).map_err(|e| bad(location, "created_utc", e, raw_record(rec)))?),
         };
-        let (reference, other_references) = split_refs(c_refs.iter().filter_map(|&c| get(Some(c))));
-        let record = ProcessorRecord {
-            id: id.into(),
-            keys: keys(source, id, get(c_charge), get(c_intent), kind),
-            reference,
-            other_references,
-            kind,
-            amount: Money::new(gross, currency),
-            fee,
-            net,
-            status: ProcessorStatus::Succeeded,
-            occurred_at,
-            location,
-        };
+        let (keys, n) = keys(source, id, get(c_charge), get(c_intent), kind);
+        let record = with_refs(
+            c_refs.iter().filter_map(|&c| get(Some(c))),
+            |reference, others| {
+                ProcessorRecord::new(NewRecord {
+                    id,
+                    keys: &keys[..n],
+                    reference,
+                    other_references: others,
+                    kind,
+                    amount: Money::new(gross, currency),
+                    fee,
+                    net,
+                    status: ProcessorStatus::Succeeded,
+                    occurred_at,
+                    location,
+                })
+            },
+        )
+        .map_err(|e| bad(location, "row", e.to_string(), raw_record(rec)))?;
         keep.record(records, &mut counted, record);
         Ok(())
     };
@@ -401,26 +435,33 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             }
         };
         let kind = kind_of_source(t.reporting_category.as_deref(), t.txn_type.as_deref(), &source_id);
-        let (reference, other_references) = split_refs(
-            reference_metadata_keys()
-                .iter()
-                .filter_map(|k| metadata.and_then(|m| m.get(k)).and_then(Value::as_str))
-                .map(str::trim)
-                .filter(|r| !r.is_empty()),
-        );
-        out.records.push(ProcessorRecord {
-            id: t.id.as_str().into(),
-            keys: keys(&source_id, &t.id, disputed.as_deref(), intent.as_deref(), kind),
-            reference,
-            other_references,
-            kind,
-            amount: Money::new(amount, currency),
-            fee,
-            net,
-            status: ProcessorStatus::Succeeded,
-            occurred_at,
-            location,
+        let (keys, n) = keys(&source_id, &t.id, disputed.as_deref(), intent.as_deref(), kind);
+        let refs = reference_metadata_keys()
+            .iter()
+            .filter_map(|k| metadata.and_then(|m| m.get(k)).and_then(Value::as_str))
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let record = with_refs(refs, |reference, others| {
+            ProcessorRecord::new(NewRecord {
+                id: &t.id,
+                keys: &keys[..n],
+                reference,
+                other_references: others,
+                kind,
+                amount: Money::new(amount, currency),
+                fee,
+                net,
+                status: ProcessorStatus::Succeeded,
+                occurred_at,
+                location,
+            })
         });
+        match record {
+            Ok(r) => out.records.push(r),
+            Err(e) => out
+                .invalid
+                .push(bad(location, "data", e.to_string(), raw.get().to_string())),
+        }
     }
     Ok(out)
 }
@@ -447,14 +488,14 @@ mod tests {
         assert_eq!(c.kind, Kind::Charge);
         assert_eq!(c.amount.minor, 4999);
         assert_eq!(
-            c.keys.iter().collect::<Vec<_>>(),
+            c.keys().iter().collect::<Vec<_>>(),
             [
                 "ch_3PqR8sLkdIwHu7ix0Xy9Zw8v",
                 "txn_3PqR8sLkdIwHu7ix0aB1cD2e",
                 "pi_3PqR8sLkdIwHu7ix0Q1w2E3r"
             ]
         );
-        assert_eq!(c.reference.as_deref(), Some("ord_A10023"));
+        assert_eq!(c.reference(), Some("ord_A10023"));
         assert_eq!(p.records[1].kind, Kind::Refund);
         assert_eq!(p.records[1].amount.minor, -4999);
         assert_eq!(p.records[2].kind, Kind::Dispute);
@@ -479,9 +520,9 @@ mod tests {
  {"id":"txn_d","object":"balance_transaction","amount":-500,"created":1741568400,"currency":"usd","fee":0,"net":-500,"type":"adjustment","source":"dp_9"}]}"#;
         let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
         assert!(p.records.iter().all(|r| r.status == ProcessorStatus::Succeeded));
-        assert_eq!(p.records[0].reference.as_deref(), Some("ord_1"));
+        assert_eq!(p.records[0].reference(), Some("ord_1"));
         assert_eq!(
-            p.records[1].keys.iter().collect::<Vec<_>>(),
+            p.records[1].keys().iter().collect::<Vec<_>>(),
             ["re_1", "txn_r"],
             "a refund never holds its charge"
         );
@@ -540,9 +581,9 @@ mod tests {
  {"id":"txn_far","object":"balance_transaction","amount":100,"created":9223372036854776,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_far","status":"available","type":"charge"},
  {"id":"txn_ok","object":"balance_transaction","amount":100,"created":1718567400,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_ok","status":"available","type":"charge"}]}"#;
         let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| &*r.id).collect();
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
         assert_eq!(ids, ["txn_ok"]);
-        assert_eq!(p.records[0].occurred_at, Some(1_718_567_400_000));
+        assert_eq!(p.records[0].occurred_at(), Some(1_718_567_400_000));
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.field.as_deref(), Some("created"));
     }
@@ -563,9 +604,9 @@ mod tests {
         let p = parse_report_csv("k", 0, csv).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3);
         assert_eq!(p.records[0].amount.minor, 2612);
-        assert_eq!(p.records[0].reference.as_deref(), Some("ord_1"));
+        assert_eq!(p.records[0].reference(), Some("ord_1"));
         assert_eq!(
-            p.records[1].keys.iter().collect::<Vec<_>>(),
+            p.records[1].keys().iter().collect::<Vec<_>>(),
             ["dp_2", "txn_2", "ch_old"]
         );
         assert_eq!(p.records[1].amount.to_string(), "-4000");

@@ -267,7 +267,7 @@ async fn paypal_token_once_pages_and_a_too_large_window_split_in_halves() {
                 .1
                 .records
                 .into_iter()
-                .map(|r| r.id.to_string())
+                .map(|r| r.id().to_string())
         })
         .collect();
     assert_eq!(

@@ -122,9 +122,9 @@ fn range_invalid(side: Side, location: Location, amount: Money, id: &str) -> Inv
 /// PostgreSQL cannot store).
 fn processor_nul(r: &ProcessorRecord) -> Option<&'static str> {
     let has = |s: &str| s.contains('\0');
-    if has(&r.id) {
+    if has(r.id()) {
         Some("id")
-    } else if r.reference.as_deref().is_some_and(has) || r.other_references.iter().any(has) {
+    } else if r.reference().is_some_and(has) || r.other_references().iter().any(has) {
         Some("reference")
     } else {
         None
@@ -165,7 +165,7 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
     let mut l: FxHashMap<&str, usize> = FxHashMap::default();
     for (i, c) in carried.iter().enumerate().filter(|(_, c)| c.reported) {
         match &c.record {
-            CarriedRecord::Processor(r) => p.insert(&r.id, i),
+            CarriedRecord::Processor(r) => p.insert(r.id(), i),
             CarriedRecord::Ledger(r) => l.insert(&r.ledger_id, i),
         };
     }
@@ -176,13 +176,13 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
     // a pending carry of the same record (listed again, and pending again) takes its place too
     for c in carried.iter().filter(|c| !c.reported) {
         let hit = match &c.record {
-            CarriedRecord::Processor(r) => p.get(&*r.id),
+            CarriedRecord::Processor(r) => p.get(r.id()),
             CarriedRecord::Ledger(r) => l.get(&*r.ledger_id),
         };
         out.extend(hit.copied());
     }
     if !p.is_empty() {
-        out.extend(records.iter().filter_map(|r| p.get(&*r.id).copied()));
+        out.extend(records.iter().filter_map(|r| p.get(r.id()).copied()));
     }
     if !l.is_empty() {
         out.extend(ledger.iter().filter_map(|r| l.get(&*r.ledger_id).copied()));
@@ -228,7 +228,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         if !sel.record(n) {
             continue;
         }
-        if let (Some(day), Some(at)) = (config.day_start, rec.occurred_at) {
+        if let (Some(day), Some(at)) = (config.day_start, rec.occurred_at()) {
             if !in_window(day, p_lag, at) {
                 c.out_of_window.see(at);
             }
@@ -242,7 +242,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
             ));
         } else if rec.kind.is_reconciled() && !in_range(rec.amount.minor) {
             c.refused
-                .push(range_invalid(Side::Processor, rec.location, rec.amount, &rec.id));
+                .push(range_invalid(Side::Processor, rec.location, rec.amount, rec.id()));
         } else if rec.kind.is_reconciled() {
             c.procs.push(PRef { rec, carried: None });
         } else {
@@ -298,7 +298,7 @@ mod tests {
         let records = [prec("b", 100, 2), prec("a", 100, 1)];
         let (objects, config) = (Vec::new(), Default::default());
         let c = gather(&input(&objects, &records, &[], &config), Selection::All);
-        let ids: Vec<&str> = c.procs.iter().map(|p| &*p.rec.id).collect();
+        let ids: Vec<&str> = c.procs.iter().map(|p| p.rec.id()).collect();
         assert_eq!(ids, ["a", "b"]);
     }
 

@@ -26,9 +26,9 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrep
     let mut found = Vec::new();
     // a table of indexes (4 bytes an entry); the strings stay in the records
     let mut seen: HashTable<u32> = HashTable::with_capacity(c.procs.len());
-    let pid = |j: u32| -> &str { &c.procs[j as usize].rec.id };
+    let pid = |j: u32| -> &str { c.procs[j as usize].rec.id() };
     for (i, p) in c.procs.iter().enumerate() {
-        let id: &str = &p.rec.id;
+        let id: &str = p.rec.id();
         let hv = hash(id);
         if let Some(&first) = seen.find(hv, |&j| pid(j) == id) {
             dup[i] = true;
@@ -43,7 +43,7 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrep
                 o.source(p.carried, p.rec.location),
                 format!(
                     "processor record {} appears again (first at {})",
-                    p.rec.id,
+                    p.rec.id(),
                     o.source(first.carried, first.rec.location)
                 ),
                 o.carried_id(p.carried),

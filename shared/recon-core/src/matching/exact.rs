@@ -46,7 +46,7 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool]) -> (Vec<u6
             if p_dup[i] {
                 continue;
             }
-            for (rank, k) in p.rec.keys.iter().enumerate() {
+            for (rank, k) in p.rec.keys().iter().enumerate() {
                 if let Some(j) = txns.find(k) {
                     let packed = ((rank as u64) << 32) | i as u64;
                     if let (Some(b), Some(h)) = (best.get(j as usize), hits.get(j as usize)) {
@@ -90,7 +90,7 @@ fn settle_contested(
         if links.p_dup[i] {
             continue;
         }
-        for (rank, k) in p.rec.keys.iter().enumerate() {
+        for (rank, k) in p.rec.keys().iter().enumerate() {
             if let Some(j) = txns.find(k) {
                 if hits[j as usize] > 1 {
                     cands.push((j, rank as u32, i as u32));
@@ -112,7 +112,7 @@ fn settle_contested(
             [i] => best[j] = u64::from(*i),
             _ => {
                 best[j] = u64::MAX;
-                let ids: Vec<&str> = winners.iter().map(|&i| &*c.procs[i as usize].rec.id).collect();
+                let ids: Vec<&str> = winners.iter().map(|&i| c.procs[i as usize].rec.id()).collect();
                 let t = row.processor_txn_id.as_deref().unwrap_or("");
                 let note = format!(
                     "ambiguous: processor records {} all hold {t} and fit ledger {} ({} {} {}) equally; \
@@ -161,7 +161,9 @@ pub(crate) fn link(
             let other = &c.ledg[links.link_p[i] as usize].row.ledger_id;
             let why = format!(
                 "double booking: ledger {} and {} both point at processor record {}",
-                other, l.row.ledger_id, c.procs[i].rec.id
+                other,
+                l.row.ledger_id,
+                c.procs[i].rec.id()
             );
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,
@@ -177,7 +179,7 @@ pub(crate) fn link(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::testkit::{linked, prec, row};
+    use crate::matching::testkit::{linked, prec, row, with};
     use crate::model::ProcessorStatus;
 
     #[test]
@@ -193,21 +195,21 @@ mod tests {
 
     #[test]
     fn given_a_charge_and_its_failure_on_one_key_when_linked_then_the_charge_wins() {
-        let mut failure = prec("txn_f", -500, 1);
+        let mut failure = with(&prec("txn_f", -500, 1), |p| {
+            p.keys = ["txn_f", "ch_1"].iter().collect()
+        });
         failure.kind = Kind::Refund;
-        failure.keys = ["txn_f", "ch_1"].iter().collect();
-        let mut charge = prec("txn_c", 500, 2);
-        charge.keys = ["txn_c", "ch_1"].iter().collect();
+        let charge = with(&prec("txn_c", 500, 2), |p| {
+            p.keys = ["txn_c", "ch_1"].iter().collect()
+        });
         let (links, _) = linked(&[failure, charge], &[row("L1", Some("ch_1"), 500, 1)]);
         assert_eq!(links.link_l, [1]);
     }
 
     #[test]
     fn given_two_equal_fits_when_linked_then_nothing_links_and_both_sides_say_why() {
-        let mut a = prec("a", 500, 1);
-        a.keys = ["a", "dp_1"].iter().collect();
-        let mut b = prec("b", 500, 2);
-        b.keys = ["b", "dp_1"].iter().collect();
+        let a = with(&prec("a", 500, 1), |p| p.keys = ["a", "dp_1"].iter().collect());
+        let b = with(&prec("b", 500, 2), |p| p.keys = ["b", "dp_1"].iter().collect());
         let (links, _) = linked(&[b, a], &[row("L1", Some("dp_1"), 500, 1)]);
         assert_eq!(links.link_l, [NONE]);
         assert!(links.l_note[&0].contains("processor records a, b all hold dp_1"));
@@ -224,8 +226,9 @@ mod tests {
         assert_eq!(links.link_l[0], 0);
         assert!(links.l_dup[1]);
         assert_eq!(found.len(), 1);
-        let mut p = prec("txn_1", 500, 1);
-        p.keys = ["txn_1", "ch_1"].iter().collect();
+        let p = with(&prec("txn_1", 500, 1), |p| {
+            p.keys = ["txn_1", "ch_1"].iter().collect()
+        });
         let (links, found) = linked(
             &[p],
             &[row("L1", Some("txn_1"), 500, 1), row("L2", Some("ch_1"), 500, 2)],

@@ -61,7 +61,7 @@ pub(crate) fn link(c: &Candidates<'_>, links: &mut Links) {
                 let torn: Vec<&str> = ps
                     .iter()
                     .filter(|i| groups_of.get(i).copied().unwrap_or(0) > 1)
-                    .map(|&i| &*c.procs[i].rec.id)
+                    .map(|&i| c.procs[i].rec.id())
                     .collect();
                 if !torn.is_empty() {
                     note.push_str(&format!(
@@ -91,7 +91,7 @@ pub(crate) fn link(c: &Candidates<'_>, links: &mut Links) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::testkit::{linked, prec, row};
+    use crate::matching::testkit::{linked, prec, row, with};
 
     fn by_order(id: &str, order: &str, minor: i64, line: u64) -> crate::model::LedgerRow {
         let mut r = row(id, None, minor, line);
@@ -100,9 +100,7 @@ mod tests {
     }
 
     fn referenced(id: &str, reference: &str, minor: i64, line: u64) -> crate::model::ProcessorRecord {
-        let mut p = prec(id, minor, line);
-        p.reference = Some(reference.into());
-        p
+        with(&prec(id, minor, line), |p| p.reference = Some(reference.into()))
     }
 
     #[test]
@@ -139,8 +137,9 @@ mod tests {
 
     #[test]
     fn given_a_record_whose_two_references_name_two_rows_when_linked_then_neither_row_links() {
-        let mut p = referenced("p", "O1", 500, 1);
-        p.other_references = ["O2"].iter().collect();
+        let p = with(&referenced("p", "O1", 500, 1), |p| {
+            p.other_references = ["O2"].iter().collect()
+        });
         let (links, _) = linked(
             &[p],
             &[by_order("L1", "O1", 500, 1), by_order("L2", "O2", 500, 2)],

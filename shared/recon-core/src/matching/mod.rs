@@ -211,6 +211,7 @@ fn pairs(
 pub(crate) mod testkit {
     use crate::model::{
         Kind, LedgerRow, LedgerStatus, LedgerType, Location, Processor, ProcessorRecord, ProcessorStatus,
+        RecordFields,
     };
     use crate::money::{Currency, Money};
     use crate::run::{RunConfig, RunInput};
@@ -221,7 +222,7 @@ pub(crate) mod testkit {
 
     /// A settled USD charge `id` (its only key) on line `line` of object 0.
     pub fn prec(id: &str, minor: i64, line: u64) -> ProcessorRecord {
-        ProcessorRecord {
+        pack(RecordFields {
             id: id.into(),
             keys: [id].iter().collect(),
             reference: None,
@@ -233,7 +234,17 @@ pub(crate) mod testkit {
             status: ProcessorStatus::Succeeded,
             occurred_at: None,
             location: Location { object: 0, line },
-        }
+        })
+    }
+
+    /// A record packed from its owned fields.
+    pub fn pack(f: RecordFields) -> ProcessorRecord {
+        ProcessorRecord::try_from(f).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    /// `p` with `change` made to its fields.
+    pub fn with(p: &ProcessorRecord, change: impl FnOnce(&mut RecordFields)) -> ProcessorRecord {
+        p.with(change).unwrap_or_else(|e| unreachable!("{e}"))
     }
 
     /// A captured USD charge booked against processor id `txn`, on line `line` of object 1.

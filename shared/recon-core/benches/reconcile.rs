@@ -3,8 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use recon_core::{
-    reconcile, reconcile_sharded, Currency, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Money,
-    Processor, ProcessorRecord, ProcessorStatus, RecordFields, RunConfig, RunInput,
+    reconcile, reconcile_sharded, Currency, Kind, LedgerFields, LedgerRow, LedgerStatus, LedgerType,
+    Location, Money, Processor, ProcessorRecord, ProcessorStatus, RecordFields, RunConfig, RunInput,
 };
 
 fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
@@ -44,24 +44,27 @@ fn day(n: usize) -> (Vec<ProcessorRecord>, Vec<LedgerRow>) {
             } else {
                 format!("ch_{i:024}")
             };
-            l.push(LedgerRow {
-                ledger_id: format!("L-{i:09}").into(),
-                processor: Processor::Stripe,
-                processor_txn_id: Some(key.into()),
-                order_id: Some(format!("ord_{i}").into()),
-                kind: LedgerType::Charge,
-                amount: if i % 333 == 0 {
-                    Money::new(amount.minor + 1, usd)
-                } else {
-                    amount
-                },
-                status: LedgerStatus::Captured,
-                booked_at: None,
-                location: Location {
-                    object: 1,
-                    line: i as u64 + 2,
-                },
-            });
+            l.push(
+                LedgerRow::try_from(LedgerFields {
+                    ledger_id: format!("L-{i:09}").into(),
+                    processor: Processor::Stripe,
+                    processor_txn_id: Some(key.into()),
+                    order_id: Some(format!("ord_{i}").into()),
+                    kind: LedgerType::Charge,
+                    amount: if i % 333 == 0 {
+                        Money::new(amount.minor + 1, usd)
+                    } else {
+                        amount
+                    },
+                    status: LedgerStatus::Captured,
+                    booked_at: None,
+                    location: Location {
+                        object: 1,
+                        line: i as u64 + 2,
+                    },
+                })
+                .unwrap_or_else(|e| unreachable!("{e}")),
+            );
         }
     }
     (p, l)

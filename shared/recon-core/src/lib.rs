@@ -28,8 +28,8 @@ pub use item::{age_bucket, item_key, item_keys, Action, Family, ItemRules, ItemS
 pub use matching::candidates::MAX_MINOR;
 pub use matching::{reconcile, reconcile_partition, reconcile_sharded};
 pub use model::{
-    InvalidRecord, KeyList, Keys, Kind, LedgerRow, LedgerStatus, LedgerType, Location, Millis, NewRecord,
-    Processor, ProcessorRecord, ProcessorStatus, RecordFields, Side, TextTooLong,
+    InvalidRecord, KeyList, Keys, Kind, LedgerFields, LedgerRow, LedgerStatus, LedgerType, Location, Millis,
+    NewLedgerRow, NewRecord, Processor, ProcessorRecord, ProcessorStatus, RecordFields, Side, TextTooLong,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use outcome::{merge, ConservationError, DiscrepancyCounts, OutOfWindow, Outcome, NOT_SETTLED};

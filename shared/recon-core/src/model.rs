@@ -673,9 +673,34 @@ impl<'de> Deserialize<'de> for Keys {
     }
 }
 
-/// One internal ledger row.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// One internal ledger row, compact: its `ledger_id`, `processor_txn_id` and `order_id` share one
+/// allocation and the booking time carries its presence in a bit. Read it through the accessors; build it
+/// with [`LedgerRow::new`] (borrowed text, the parser's path) or from [`LedgerFields`] (owned, the serialised
+/// shape).
+#[derive(Clone, PartialEq, Eq)]
 pub struct LedgerRow {
+    /// The `ledger_id`, the `processor_txn_id` and the `order_id`, one after the other.
+    text: Box<str>,
+    /// Where the `ledger_id` and the `processor_txn_id` end in `text`.
+    ends: [u32; 2],
+    /// Which of `processor_txn_id`, `order_id` and `booked_at` are present.
+    has: u8,
+    pub processor: Processor,
+    pub kind: LedgerType,
+    pub status: LedgerStatus,
+    pub amount: Money,
+    booked_at: Millis,
+    pub location: Location,
+}
+
+const HAS_TXN: u8 = 1;
+const HAS_ORDER: u8 = 2;
+const HAS_BOOKED: u8 = 4;
+
+/// One internal ledger row with owned fields: the serialised shape (carried rows, Lambda payloads) and the
+/// way tests spell a row.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LedgerFields {
     pub ledger_id: Box<str>,
     pub processor: Processor,
     /// Empty in the file becomes `None`: matched by order id + amount + currency instead.
@@ -686,6 +711,154 @@ pub struct LedgerRow {
     pub status: LedgerStatus,
     pub booked_at: Option<Millis>,
     pub location: Location,
+}
+
+/// The serialised shape, borrowed from a compact row (the same fields and names as [`LedgerFields`]).
+#[derive(Serialize)]
+struct LedgerView<'a> {
+    ledger_id: &'a str,
+    processor: Processor,
+    processor_txn_id: Option<&'a str>,
+    order_id: Option<&'a str>,
+    kind: LedgerType,
+    amount: Money,
+    status: LedgerStatus,
+    booked_at: Option<Millis>,
+    location: Location,
+}
+
+/// A ledger row's values with its text borrowed: what the parser hands to [`LedgerRow::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct NewLedgerRow<'a> {
+    pub ledger_id: &'a str,
+    pub processor: Processor,
+    pub processor_txn_id: Option<&'a str>,
+    pub order_id: Option<&'a str>,
+    pub kind: LedgerType,
+    pub amount: Money,
+    pub status: LedgerStatus,
+    pub booked_at: Option<Millis>,
+    pub location: Location,
+}
+
+impl LedgerRow {
+    /// Packs a row whose text is borrowed (one allocation of the exact size).
+    pub fn new(r: NewLedgerRow<'_>) -> Result<LedgerRow, TextTooLong> {
+        let (txn, order) = (r.processor_txn_id.unwrap_or(""), r.order_id.unwrap_or(""));
+        let mut text = String::with_capacity(r.ledger_id.len() + txn.len() + order.len());
+        text.push_str(r.ledger_id);
+        let id_end = end(text.len())?;
+        text.push_str(txn);
+        let txn_end = end(text.len())?;
+        text.push_str(order);
+        end(text.len())?;
+        let bit = |present: bool, b: u8| if present { b } else { 0 };
+        Ok(LedgerRow {
+            text: text.into_boxed_str(),
+            ends: [id_end, txn_end],
+            has: bit(r.processor_txn_id.is_some(), HAS_TXN)
+                | bit(r.order_id.is_some(), HAS_ORDER)
+                | bit(r.booked_at.is_some(), HAS_BOOKED),
+            processor: r.processor,
+            kind: r.kind,
+            status: r.status,
+            amount: r.amount,
+            booked_at: r.booked_at.unwrap_or(0),
+            location: r.location,
+        })
+    }
+
+    fn part(&self, from: u32, to: u32) -> &str {
+        self.text.get(from as usize..to as usize).unwrap_or("")
+    }
+
+    pub fn ledger_id(&self) -> &str {
+        self.part(0, self.ends[0])
+    }
+
+    /// Empty in the file becomes `None`: matched by order id + amount + currency instead.
+    pub fn processor_txn_id(&self) -> Option<&str> {
+        (self.has & HAS_TXN != 0).then(|| self.part(self.ends[0], self.ends[1]))
+    }
+
+    pub fn order_id(&self) -> Option<&str> {
+        (self.has & HAS_ORDER != 0).then(|| self.text.get(self.ends[1] as usize..).unwrap_or(""))
+    }
+
+    pub fn booked_at(&self) -> Option<Millis> {
+        (self.has & HAS_BOOKED != 0).then_some(self.booked_at)
+    }
+
+    /// The row with owned fields (to change one and pack it again).
+    pub fn fields(&self) -> LedgerFields {
+        LedgerFields {
+            ledger_id: self.ledger_id().into(),
+            processor: self.processor,
+            processor_txn_id: self.processor_txn_id().map(Into::into),
+            order_id: self.order_id().map(Into::into),
+            kind: self.kind,
+            amount: self.amount,
+            status: self.status,
+            booked_at: self.booked_at(),
+            location: self.location,
+        }
+    }
+
+    /// The row with `change` made to its owned fields, packed again.
+    pub fn with(&self, change: impl FnOnce(&mut LedgerFields)) -> Result<LedgerRow, TextTooLong> {
+        let mut f = self.fields();
+        change(&mut f);
+        LedgerRow::try_from(f)
+    }
+
+    fn view(&self) -> LedgerView<'_> {
+        LedgerView {
+            ledger_id: self.ledger_id(),
+            processor: self.processor,
+            processor_txn_id: self.processor_txn_id(),
+            order_id: self.order_id(),
+            kind: self.kind,
+            amount: self.amount,
+            status: self.status,
+            booked_at: self.booked_at(),
+            location: self.location,
+        }
+    }
+}
+
+impl TryFrom<LedgerFields> for LedgerRow {
+    type Error = TextTooLong;
+    fn try_from(f: LedgerFields) -> Result<LedgerRow, TextTooLong> {
+        LedgerRow::new(NewLedgerRow {
+            ledger_id: &f.ledger_id,
+            processor: f.processor,
+            processor_txn_id: f.processor_txn_id.as_deref(),
+            order_id: f.order_id.as_deref(),
+            kind: f.kind,
+            amount: f.amount,
+            status: f.status,
+            booked_at: f.booked_at,
+            location: f.location,
+        })
+    }
+}
+
+impl fmt::Debug for LedgerRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fields().fmt(f)
+    }
+}
+
+impl Serialize for LedgerRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.view().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LedgerRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        LedgerRow::try_from(LedgerFields::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Which side of the reconciliation a record is on.

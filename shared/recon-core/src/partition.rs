@@ -191,12 +191,12 @@ fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
 }
 
 fn ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> + '_ {
-    let txn = r.processor_txn_id.as_deref().and_then(nonempty);
+    let txn = r.processor_txn_id().and_then(nonempty);
     let order = match txn {
         Some(_) => None,
-        None => r.order_id.as_deref().and_then(nonempty),
+        None => r.order_id().and_then(nonempty),
     };
-    nonempty(&r.ledger_id)
+    nonempty(r.ledger_id())
         .map(|id| h(TAG_LEDGER_ID, id))
         .into_iter()
         .chain(txn.map(|t| h(TAG_KEY, t)))
@@ -230,7 +230,7 @@ fn unmatched_processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> +
 
 /// Likewise a ledger adjustment, by its `ledger_id`.
 fn unmatched_ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> + '_ {
-    nonempty(&r.ledger_id).map(|id| h(TAG_LEDGER_ID, id)).into_iter()
+    nonempty(r.ledger_id()).map(|id| h(TAG_LEDGER_ID, id)).into_iter()
 }
 
 /// The node hashes of a ledger row.

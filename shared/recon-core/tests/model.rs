@@ -5,7 +5,8 @@
 
 use proptest::prelude::*;
 use recon_core::{
-    Currency, Keys, Kind, Location, Money, NewRecord, ProcessorRecord, ProcessorStatus, RecordFields,
+    Currency, Keys, Kind, LedgerFields, LedgerRow, LedgerStatus, LedgerType, Location, Money, NewLedgerRow,
+    NewRecord, Processor, ProcessorRecord, ProcessorStatus, RecordFields,
 };
 
 proptest! {
@@ -79,6 +80,73 @@ proptest! {
         let back: ProcessorRecord = serde_json::from_value(json).unwrap();
         prop_assert_eq!(back, packed);
     }
+}
+
+proptest! {
+    /// A ledger row packed from borrowed text reads back every field as given, equals the one packed from
+    /// owned fields, and survives a JSON round trip in the owned fields' shape.
+    #[test]
+    fn a_compact_ledger_row_keeps_every_field(
+        id in "[a-zé_\\x00 -]{0,8}",
+        txn in prop::option::of("[ a-c_\\x00]{0,6}"),
+        order in prop::option::of("[ a-c_\\x00]{0,6}"),
+        booked in prop::option::of(any::<i64>()),
+        minor in any::<i64>(),
+        line in any::<u64>(),
+    ) {
+        let amount = Money::new(minor, Currency::parse("EUR").unwrap());
+        let location = Location { object: 1, line };
+        let packed = LedgerRow::new(NewLedgerRow {
+            ledger_id: &id,
+            processor: Processor::Square,
+            processor_txn_id: txn.as_deref(),
+            order_id: order.as_deref(),
+            kind: LedgerType::Refund,
+            amount,
+            status: LedgerStatus::Pending,
+            booked_at: booked,
+            location,
+        })
+        .unwrap();
+        let fields = LedgerFields {
+            ledger_id: id.as_str().into(),
+            processor: Processor::Square,
+            processor_txn_id: txn.as_deref().map(Into::into),
+            order_id: order.as_deref().map(Into::into),
+            kind: LedgerType::Refund,
+            amount,
+            status: LedgerStatus::Pending,
+            booked_at: booked,
+            location,
+        };
+        prop_assert_eq!(packed.ledger_id(), id.as_str());
+        prop_assert_eq!(packed.processor_txn_id(), txn.as_deref());
+        prop_assert_eq!(packed.order_id(), order.as_deref());
+        prop_assert_eq!(packed.booked_at(), booked);
+        prop_assert_eq!((packed.processor, packed.kind, packed.status, packed.amount, packed.location),
+            (Processor::Square, LedgerType::Refund, LedgerStatus::Pending, amount, location));
+        prop_assert_eq!(&packed.fields(), &fields);
+        prop_assert_eq!(&LedgerRow::try_from(fields.clone()).unwrap(), &packed);
+        let json = serde_json::to_value(&packed).unwrap();
+        prop_assert_eq!(&json, &serde_json::to_value(&fields).unwrap());
+        let back: LedgerRow = serde_json::from_value(json).unwrap();
+        prop_assert_eq!(back, packed);
+    }
+}
+
+/// A carried ledger row as earlier versions wrote it reads back and is written the same way.
+#[test]
+fn a_ledger_row_in_the_shape_earlier_versions_stored_reads_back() {
+    let stored = r#"{"ledger_id":"L-1","processor":"stripe","processor_txn_id":null,"order_id":"ord_1",
+        "kind":"charge","amount":{"minor":-250,"currency":"USD"},"status":"captured","booked_at":null,
+        "location":{"object":1,"line":2}}"#;
+    let r: LedgerRow = serde_json::from_str(stored).unwrap();
+    assert_eq!(
+        (r.ledger_id(), r.processor_txn_id(), r.order_id(), r.booked_at()),
+        ("L-1", None, Some("ord_1"), None)
+    );
+    let again = serde_json::to_value(&r).unwrap();
+    assert_eq!(again, serde_json::from_str::<serde_json::Value>(stored).unwrap());
 }
 
 /// A carried record as earlier versions wrote it (the derived shape of the old struct) reads back.

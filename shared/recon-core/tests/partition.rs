@@ -45,7 +45,7 @@ fn row(n: usize, &(id, kind, amt, c, reference, key): &P) -> LedgerRow {
         3 => Some(String::new()),
         _ => None,
     };
-    LedgerRow {
+    LedgerRow::try_from(LedgerFields {
         ledger_id: format!("L{}", id % 17).into(),
         processor: Processor::Stripe,
         processor_txn_id: txn.filter(|t| !t.is_empty()).map(Into::into),
@@ -67,7 +67,8 @@ fn row(n: usize, &(id, kind, amt, c, reference, key): &P) -> LedgerRow {
             object: 0,
             line: n as u64 + 2,
         },
-    }
+    })
+    .unwrap()
 }
 
 fn arb() -> impl Strategy<Value = P> {
@@ -216,19 +217,22 @@ fn a_charge_booked_by_its_payment_intent_lands_with_it() {
     let ledger: Vec<LedgerRow> = ["pi_1", "ch_1"]
         .iter()
         .enumerate()
-        .map(|(i, k)| LedgerRow {
-            ledger_id: format!("L{i}").into(),
-            processor: Processor::Stripe,
-            processor_txn_id: Some((*k).into()),
-            order_id: None,
-            kind: LedgerType::Charge,
-            amount: Money::new(100, usd),
-            status: LedgerStatus::Captured,
-            booked_at: None,
-            location: Location {
-                object: 0,
-                line: i as u64 + 2,
-            },
+        .map(|(i, k)| {
+            LedgerRow::try_from(LedgerFields {
+                ledger_id: format!("L{i}").into(),
+                processor: Processor::Stripe,
+                processor_txn_id: Some((*k).into()),
+                order_id: None,
+                kind: LedgerType::Charge,
+                amount: Money::new(100, usd),
+                status: LedgerStatus::Captured,
+                booked_at: None,
+                location: Location {
+                    object: 0,
+                    line: i as u64 + 2,
+                },
+            })
+            .unwrap()
         })
         .collect();
     let objects = vec!["l.csv".to_string(), "p.csv".to_string()];

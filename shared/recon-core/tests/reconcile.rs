@@ -49,7 +49,7 @@ fn lrow(
     status: LedgerStatus,
     line: u64,
 ) -> LedgerRow {
-    LedgerRow {
+    LedgerRow::try_from(LedgerFields {
         ledger_id: id.into(),
         processor: Processor::Stripe,
         processor_txn_id: txn.map(Into::into),
@@ -59,7 +59,8 @@ fn lrow(
         status,
         booked_at: None,
         location: Location { object: 1, line },
-    }
+    })
+    .unwrap()
 }
 
 fn run(p: &[ProcessorRecord], l: &[LedgerRow], carried: &[Carried], grace: u32) -> Outcome {

@@ -6,7 +6,7 @@
 //! Over 400 lines: the CSV and JSON Lines readers share every field rule, and their tests (encodings, line
 //! endings, quoting, bad fields) sit beside them.
 
-use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, Processor, Side};
+use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, NewLedgerRow, Processor, Side};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -29,7 +29,7 @@ struct Fields<'a> {
 /// The failing field and why.
 type Bad = (&'static str, String);
 
-fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Processor>, Bad)> {
+fn validate<'a>(f: &Fields<'a>, location: Location) -> Result<LedgerRow, (Option<Processor>, Bad)> {
     let processor: Option<Processor> = f.processor.parse().ok();
     let fail = |field: &'static str, why: String| (processor, (field, why));
     let Some(processor) = processor else {
@@ -62,12 +62,12 @@ fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Pro
         "" => None,
         t => Some(timestamp(t).map_err(|e| fail("booked_at", e))?),
     };
-    let opt = |s: &str| {
+    let opt = |s: &'a str| {
         let s = s.trim();
-        (!s.is_empty()).then(|| Box::<str>::from(s))
+        (!s.is_empty()).then_some(s)
     };
-    Ok(LedgerRow {
-        ledger_id: ledger_id.into(),
+    LedgerRow::new(NewLedgerRow {
+        ledger_id,
         processor,
         processor_txn_id: opt(f.processor_txn_id),
         order_id: opt(f.order_id),
@@ -77,6 +77,7 @@ fn validate(f: &Fields<'_>, location: Location) -> Result<LedgerRow, (Option<Pro
         booked_at,
         location,
     })
+    .map_err(|e| fail("ledger_id", e.to_string()))
 }
 
 fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidRecord {
@@ -282,10 +283,10 @@ L-7,stripe,ch_7,ord_7,charge,,USD,captured,2025-01-15T12:00:00Z\r\n";
         let p = parse_csv("inbox/ledger/l.csv", 3, CSV).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.ledger.len(), 4);
         assert_eq!(p.ledger[0].amount.minor, 12500);
-        assert_eq!(p.ledger[1].order_id.as_deref(), Some("ord_1, part"));
+        assert_eq!(p.ledger[1].order_id(), Some("ord_1, part"));
         assert_eq!(p.ledger[1].kind, LedgerType::Refund);
         assert_eq!(p.ledger[1].status, LedgerStatus::Refunded);
-        assert_eq!(p.ledger[2].processor_txn_id, None);
+        assert_eq!(p.ledger[2].processor_txn_id(), None);
         assert_eq!(p.ledger[2].amount.minor, 1200);
         assert_eq!(p.ledger[3].amount.minor, 125);
         assert_eq!(p.ledger[3].amount.currency.code(), "KWD");
@@ -377,7 +378,7 @@ mod quote_tests {
         text.push_str("L100,square,txn_100,ord_100,charge,1.00,USD,captured,2025-01-15T10:00:00Z\n");
         let p = parse_csv_reader("k", 0, text.as_bytes(), false, 0, Keep::Records)
             .unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.ledger.iter().map(|r| &*r.ledger_id).collect();
+        let ids: Vec<&str> = p.ledger.iter().map(|r| r.ledger_id()).collect();
         assert!(
             ids.contains(&"L98"),
             "a quoted line break inside a valid row is kept"
@@ -389,7 +390,7 @@ mod quote_tests {
         let l100 = p
             .ledger
             .iter()
-            .find(|r| &*r.ledger_id == "L100")
+            .find(|r| r.ledger_id() == "L100")
             .map(|r| r.location.line);
         assert_eq!(l100, Some(15));
     }

@@ -133,11 +133,11 @@ fn processor_nul(r: &ProcessorRecord) -> Option<&'static str> {
 
 fn ledger_nul(r: &LedgerRow) -> Option<&'static str> {
     let has = |s: &str| s.contains('\0');
-    if has(&r.ledger_id) {
+    if has(r.ledger_id()) {
         Some("ledger_id")
-    } else if r.processor_txn_id.as_deref().is_some_and(has) {
+    } else if r.processor_txn_id().is_some_and(has) {
         Some("processor_txn_id")
-    } else if r.order_id.as_deref().is_some_and(has) {
+    } else if r.order_id().is_some_and(has) {
         Some("order_id")
     } else {
         None
@@ -166,7 +166,7 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
     for (i, c) in carried.iter().enumerate().filter(|(_, c)| c.reported) {
         match &c.record {
             CarriedRecord::Processor(r) => p.insert(r.id(), i),
-            CarriedRecord::Ledger(r) => l.insert(&r.ledger_id, i),
+            CarriedRecord::Ledger(r) => l.insert(r.ledger_id(), i),
         };
     }
     let mut out = FxHashSet::default();
@@ -177,7 +177,7 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
     for c in carried.iter().filter(|c| !c.reported) {
         let hit = match &c.record {
             CarriedRecord::Processor(r) => p.get(r.id()),
-            CarriedRecord::Ledger(r) => l.get(&*r.ledger_id),
+            CarriedRecord::Ledger(r) => l.get(r.ledger_id()),
         };
         out.extend(hit.copied());
     }
@@ -185,7 +185,7 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
         out.extend(records.iter().filter_map(|r| p.get(r.id()).copied()));
     }
     if !l.is_empty() {
-        out.extend(ledger.iter().filter_map(|r| l.get(&*r.ledger_id).copied()));
+        out.extend(ledger.iter().filter_map(|r| l.get(r.ledger_id()).copied()));
     }
     out
 }
@@ -255,7 +255,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         if !sel.ledger_row(n) {
             continue;
         }
-        if let (Some(day), Some(at)) = (config.day_start, row.booked_at) {
+        if let (Some(day), Some(at)) = (config.day_start, row.booked_at()) {
             if !in_window(day, l_lag, at) {
                 c.out_of_window.see(at);
             }
@@ -276,7 +276,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
                 Side::Ledger,
                 row.location,
                 row.amount,
-                &row.ledger_id,
+                row.ledger_id(),
             ));
         } else {
             c.ledg.push(LRef { row, carried: None });

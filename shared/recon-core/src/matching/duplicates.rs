@@ -62,25 +62,25 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
     let mut found = Vec::new();
     let mut txns: HashTable<(u32, &'a str)> = HashTable::with_capacity(nl);
     let mut ids: HashTable<u32> = HashTable::with_capacity(nl);
-    let lid = |j: u32| -> &str { &c.ledg[j as usize].row.ledger_id };
+    let lid = |j: u32| -> &str { c.ledg[j as usize].row.ledger_id() };
     for (i, l) in c.ledg.iter().enumerate() {
         let row = l.row;
-        let id: &str = &row.ledger_id;
+        let id: &str = row.ledger_id();
         let hv = hash(id);
         let why = if let Some(&first) = ids.find(hv, |&j| lid(j) == id) {
             let first = &c.ledg[first as usize];
             Some(format!(
                 "ledger_id {} appears again (first at {})",
-                row.ledger_id,
+                row.ledger_id(),
                 o.source(first.carried, first.row.location)
             ))
         } else {
             ids.insert_unique(hv, i as u32, |&j| hash(lid(j)));
-            match row.processor_txn_id.as_deref() {
+            match row.processor_txn_id() {
                 Some(t) => match txns.find(hash(t), |&(_, x)| x == t) {
                     Some(&(first, _)) => Some(format!(
                         "processor id {t} booked twice: ledger {} already holds it",
-                        c.ledg[first as usize].row.ledger_id
+                        c.ledg[first as usize].row.ledger_id()
                     )),
                     None => {
                         txns.insert_unique(hash(t), (i as u32, t), |&(_, x)| hash(x));

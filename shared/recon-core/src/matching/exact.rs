@@ -113,12 +113,12 @@ fn settle_contested(
             _ => {
                 best[j] = u64::MAX;
                 let ids: Vec<&str> = winners.iter().map(|&i| c.procs[i as usize].rec.id()).collect();
-                let t = row.processor_txn_id.as_deref().unwrap_or("");
+                let t = row.processor_txn_id().unwrap_or("");
                 let note = format!(
                     "ambiguous: processor records {} all hold {t} and fit ledger {} ({} {} {}) equally; \
                      not linked",
                     ids.join(", "),
-                    row.ledger_id,
+                    row.ledger_id(),
                     row.kind.as_str(),
                     row.amount,
                     row.amount.currency
@@ -158,11 +158,11 @@ pub(crate) fn link(
             if o.reported(l.carried) {
                 continue;
             }
-            let other = &c.ledg[links.link_p[i] as usize].row.ledger_id;
+            let other = &c.ledg[links.link_p[i] as usize].row.ledger_id();
             let why = format!(
                 "double booking: ledger {} and {} both point at processor record {}",
                 other,
-                l.row.ledger_id,
+                l.row.ledger_id(),
                 c.procs[i].rec.id()
             );
             found.push(Discrepancy::of_ledger(

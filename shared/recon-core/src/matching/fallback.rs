@@ -18,10 +18,10 @@ type FKey = (String, i64, Currency);
 pub(crate) fn link(c: &Candidates<'_>, links: &mut Links) {
     let mut lmap: BTreeMap<FKey, Vec<usize>> = BTreeMap::new();
     for (j, l) in c.ledg.iter().enumerate() {
-        if links.l_dup[j] || links.link_l[j] != NONE || l.row.processor_txn_id.is_some() {
+        if links.l_dup[j] || links.link_l[j] != NONE || l.row.processor_txn_id().is_some() {
             continue;
         }
-        if let Some(o) = l.row.order_id.as_deref().filter(|o| !o.is_empty()) {
+        if let Some(o) = l.row.order_id().filter(|o| !o.is_empty()) {
             lmap.entry((o.to_ascii_lowercase(), l.row.amount.minor, l.row.amount.currency))
                 .or_default()
                 .push(j);
@@ -94,9 +94,7 @@ mod tests {
     use crate::matching::testkit::{linked, prec, row, with};
 
     fn by_order(id: &str, order: &str, minor: i64, line: u64) -> crate::model::LedgerRow {
-        let mut r = row(id, None, minor, line);
-        r.order_id = Some(order.into());
-        r
+        crate::matching::testkit::with_row(&row(id, None, minor, line), |r| r.order_id = Some(order.into()))
     }
 
     fn referenced(id: &str, reference: &str, minor: i64, line: u64) -> crate::model::ProcessorRecord {

@@ -210,8 +210,8 @@ fn pairs(
 #[cfg(test)]
 pub(crate) mod testkit {
     use crate::model::{
-        Kind, LedgerRow, LedgerStatus, LedgerType, Location, Processor, ProcessorRecord, ProcessorStatus,
-        RecordFields,
+        Kind, LedgerFields, LedgerRow, LedgerStatus, LedgerType, Location, Processor, ProcessorRecord,
+        ProcessorStatus, RecordFields,
     };
     use crate::money::{Currency, Money};
     use crate::run::{RunConfig, RunInput};
@@ -242,6 +242,11 @@ pub(crate) mod testkit {
         ProcessorRecord::try_from(f).unwrap_or_else(|e| unreachable!("{e}"))
     }
 
+    /// `r` with `change` made to its fields.
+    pub fn with_row(r: &LedgerRow, change: impl FnOnce(&mut LedgerFields)) -> LedgerRow {
+        r.with(change).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
     /// `p` with `change` made to its fields.
     pub fn with(p: &ProcessorRecord, change: impl FnOnce(&mut RecordFields)) -> ProcessorRecord {
         p.with(change).unwrap_or_else(|e| unreachable!("{e}"))
@@ -249,7 +254,7 @@ pub(crate) mod testkit {
 
     /// A captured USD charge booked against processor id `txn`, on line `line` of object 1.
     pub fn row(id: &str, txn: Option<&str>, minor: i64, line: u64) -> LedgerRow {
-        LedgerRow {
+        LedgerRow::try_from(LedgerFields {
             ledger_id: id.into(),
             processor: Processor::Stripe,
             processor_txn_id: txn.map(Into::into),
@@ -259,7 +264,8 @@ pub(crate) mod testkit {
             status: LedgerStatus::Captured,
             booked_at: None,
             location: Location { object: 1, line },
-        }
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"))
     }
 
     pub fn input<'a>(

@@ -332,10 +332,10 @@ struct RecordView<'a> {
 
 /// Appends the keys of `parts` to `text`, NUL-separated, dropping empty ones, ones holding NUL and repeats
 /// (as [`Keys`] does).
-fn push_keys<'a>(text: &mut String, parts: impl IntoIterator<Item = &'a str>) {
+fn push_keys<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S>) {
     let start = text.len();
     for k in parts {
-        let k = k.trim();
+        let k = k.as_ref().trim();
         if k.is_empty() || k.contains('\0') || text[start..].split('\0').any(|x| x == k) {
             continue;
         }
@@ -539,21 +539,6 @@ impl<'a> KeyList<'a> {
         self.0.split('\0').filter(|k| !k.is_empty())
     }
 
-    /// Each key's byte offset and length inside the packed text, in order.
-    pub fn spans(self) -> impl Iterator<Item = (usize, usize)> + 'a {
-        let mut at = 0usize;
-        self.0.split('\0').filter_map(move |k| {
-            let span = (at, k.len());
-            at += k.len() + 1;
-            (!k.is_empty()).then_some(span)
-        })
-    }
-
-    /// The key at `offset..offset + len` (as given by [`KeyList::spans`]).
-    pub fn at(self, offset: usize, len: usize) -> &'a str {
-        self.0.get(offset..offset + len).unwrap_or("")
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -584,22 +569,7 @@ impl Keys {
 
     /// The keys in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.split('\0').filter(|k| !k.is_empty())
-    }
-
-    /// Each key's byte offset and length inside the packed text, in order.
-    pub fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let mut at = 0usize;
-        self.0.split('\0').filter_map(move |k| {
-            let span = (at, k.len());
-            at += k.len() + 1;
-            (!k.is_empty()).then_some(span)
-        })
-    }
-
-    /// The key at `offset..offset + len` (as given by [`Keys::spans`]).
-    pub fn at(&self, offset: usize, len: usize) -> &str {
-        self.0.get(offset..offset + len).unwrap_or("")
+        self.list().iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -641,16 +611,7 @@ impl<S: AsRef<str>> FromIterator<S> for Keys {
     /// Empty keys, keys containing NUL and repeats are dropped.
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
         let mut s = String::new();
-        for k in iter {
-            let k = k.as_ref().trim();
-            if k.is_empty() || k.contains('\0') || s.split('\0').any(|x| x == k) {
-                continue;
-            }
-            if !s.is_empty() {
-                s.push('\0');
-            }
-            s.push_str(k);
-        }
+        push_keys(&mut s, iter);
         Keys(s.into_boxed_str())
     }
 }

@@ -230,13 +230,12 @@ pub type Millis = i64;
 /// [`RecordFields`] (owned, the serialised shape).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProcessorRecord {
-    /// The id, the keys (NUL-separated), the first reference and the other references (NUL-separated),
-    /// one after the other.
+    /// The id, the keys (NUL-separated), the first reference and the other references (NUL-separated):
+    /// segments [`ID`], [`KEYS`], [`REFERENCE`] and [`OTHER_REFERENCES`], [`cut`] at `ends`.
     text: Box<str>,
-    /// Where the id, the keys and the first reference end in `text`.
     ends: [u32; 3],
     /// Which of reference, fee, net and time are present ([`HAS_REFERENCE`] ...).
-    has: u8,
+    has: Presence,
     pub kind: Kind,
     pub status: ProcessorStatus,
     /// Gross amount, signed from the merchant's side.
@@ -247,10 +246,87 @@ pub struct ProcessorRecord {
     pub location: Location,
 }
 
-const HAS_REFERENCE: u8 = 1;
-const HAS_FEE: u8 = 2;
-const HAS_NET: u8 = 4;
-const HAS_TIME: u8 = 8;
+const ID: usize = 0;
+const KEYS: usize = 1;
+const REFERENCE: usize = 2;
+const OTHER_REFERENCES: usize = 3;
+
+const HAS_REFERENCE: usize = 0;
+const HAS_FEE: usize = 1;
+const HAS_NET: usize = 2;
+const HAS_TIME: usize = 3;
+
+/// A compact record's text segments cut at `ends` (ascending, each at a char boundary) into one allocation
+/// of the exact size and 32-bit offsets: the text is at most 4 GiB. Segment `i` ends at `ends[i]`; the
+/// last one (`N`) at the end of the text. (The record keeps the two as fields of its own, not a struct of
+/// them: the padding after the offsets then holds its one-byte fields.)
+fn cut<const N: usize>(text: String, ends: [usize; N]) -> Result<(Box<str>, [u32; N]), TextTooLong> {
+    let too_long = |_| TextTooLong(text.len());
+    u32::try_from(text.len()).map_err(too_long)?;
+    let mut at = [0u32; N];
+    for (a, e) in at.iter_mut().zip(ends) {
+        *a = u32::try_from(e).map_err(too_long)?;
+    }
+    Ok((text.into_boxed_str(), at))
+}
+
+/// Segment `i` (0 to `N`) of a text [`cut`] at `ends`.
+fn segment<'a, const N: usize>(text: &'a str, ends: &[u32; N], i: usize) -> &'a str {
+    let from = i
+        .checked_sub(1)
+        .and_then(|k| ends.get(k))
+        .map_or(0, |&e| e as usize);
+    let to = ends.get(i).map_or(text.len(), |&e| e as usize);
+    text.get(from..to).unwrap_or("")
+}
+
+/// Which optional values a compact record holds: bit `i` for value `i` (the values themselves are stored
+/// without their `Option`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Presence(u8);
+
+impl Presence {
+    fn of<const K: usize>(present: [bool; K]) -> Presence {
+        Presence(
+            present
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &p)| b | (u8::from(p) << i)),
+        )
+    }
+
+    /// `value()` when value `i` is present.
+    fn then<T>(self, i: usize, value: impl FnOnce() -> T) -> Option<T> {
+        ((self.0 >> i) & 1 == 1).then(value)
+    }
+}
+
+/// `Debug` (the owned fields), `Serialize` (a borrowed view of the same shape) and `Deserialize` (the
+/// owned fields, packed) of a compact record type.
+macro_rules! compact_serde {
+    ($compact:ty, $fields:ty) => {
+        impl fmt::Debug for $compact {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.fields().fmt(f)
+            }
+        }
+
+        impl Serialize for $compact {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.view().serialize(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $compact {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$compact>::try_from(<$fields>::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+compact_serde!(ProcessorRecord, RecordFields);
+compact_serde!(LedgerRow, LedgerFields);
 
 /// A processor record's text is kept in one allocation indexed by 32-bit offsets: a record whose id, keys
 /// and references exceed 4 GiB together cannot be kept (the parsers report it as an invalid record).
@@ -346,10 +422,6 @@ fn push_keys<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S
     }
 }
 
-fn end(at: usize) -> Result<u32, TextTooLong> {
-    u32::try_from(at).map_err(|_| TextTooLong(at))
-}
-
 impl ProcessorRecord {
     /// Packs a record whose text is borrowed (one allocation of the exact size).
     pub fn new(r: NewRecord<'_>) -> Result<ProcessorRecord, TextTooLong> {
@@ -365,19 +437,16 @@ impl ProcessorRecord {
         text.push_str(r.reference.unwrap_or(""));
         let reference_end = text.len();
         push_keys(&mut text, r.other_references.iter().copied());
-        Self::packed(text, [id_end, keys_end, reference_end], &r)
-    }
-
-    fn packed(text: String, ends: [usize; 3], r: &NewRecord<'_>) -> Result<ProcessorRecord, TextTooLong> {
-        end(text.len())?;
-        let bit = |present: bool, b: u8| if present { b } else { 0 };
+        let (text, ends) = cut(text, [id_end, keys_end, reference_end])?;
         Ok(ProcessorRecord {
-            text: text.into_boxed_str(),
-            ends: [end(ends[0])?, end(ends[1])?, end(ends[2])?],
-            has: bit(r.reference.is_some(), HAS_REFERENCE)
-                | bit(r.fee.is_some(), HAS_FEE)
-                | bit(r.net.is_some(), HAS_NET)
-                | bit(r.occurred_at.is_some(), HAS_TIME),
+            text,
+            ends,
+            has: Presence::of([
+                r.reference.is_some(),
+                r.fee.is_some(),
+                r.net.is_some(),
+                r.occurred_at.is_some(),
+            ]),
             kind: r.kind,
             status: r.status,
             amount: r.amount,
@@ -388,44 +457,44 @@ impl ProcessorRecord {
         })
     }
 
-    fn part(&self, from: u32, to: u32) -> &str {
-        self.text.get(from as usize..to as usize).unwrap_or("")
+    fn segment(&self, i: usize) -> &str {
+        segment(&self.text, &self.ends, i)
     }
 
     /// The record's own identity on the processor side (Stripe `txn_`, PayPal transaction id + event code,
     /// Square payment/refund id): two records with the same id are the same record twice.
     pub fn id(&self) -> &str {
-        self.part(0, self.ends[0])
+        self.segment(ID)
     }
 
     /// Identifiers of *this* record the ledger may hold, best first (Stripe: source, `txn_`, the disputed
     /// charge for disputes, the payment intent for charges).
     pub fn keys(&self) -> KeyList<'_> {
-        KeyList(self.part(self.ends[0], self.ends[1]))
+        KeyList(self.segment(KEYS))
     }
 
     /// The merchant's order reference, used by the fallback match (the first candidate reference: the one
     /// shown in reports).
     pub fn reference(&self) -> Option<&str> {
-        (self.has & HAS_REFERENCE != 0).then(|| self.part(self.ends[1], self.ends[2]))
+        self.has.then(HAS_REFERENCE, || self.segment(REFERENCE))
     }
 
     /// Further candidate references the fallback also tries (PayPal `invoice_id` after `custom_field`,
     /// Square `order_id` after `reference_id`, configured Stripe metadata keys), best first.
     pub fn other_references(&self) -> KeyList<'_> {
-        KeyList(self.text.get(self.ends[2] as usize..).unwrap_or(""))
+        KeyList(self.segment(OTHER_REFERENCES))
     }
 
     pub fn fee(&self) -> Option<i64> {
-        (self.has & HAS_FEE != 0).then_some(self.fee)
+        self.has.then(HAS_FEE, || self.fee)
     }
 
     pub fn net(&self) -> Option<i64> {
-        (self.has & HAS_NET != 0).then_some(self.net)
+        self.has.then(HAS_NET, || self.net)
     }
 
     pub fn occurred_at(&self) -> Option<Millis> {
-        (self.has & HAS_TIME != 0).then_some(self.occurred_at)
+        self.has.then(HAS_TIME, || self.occurred_at)
     }
 
     /// The record with owned fields (to change one and pack it again).
@@ -482,23 +551,15 @@ impl ProcessorRecord {
 impl TryFrom<RecordFields> for ProcessorRecord {
     type Error = TextTooLong;
     fn try_from(f: RecordFields) -> Result<ProcessorRecord, TextTooLong> {
-        let (keys, others) = (&*f.keys.0, &*f.other_references.0);
-        let reference = f.reference.as_deref();
-        let mut text =
-            String::with_capacity(f.id.len() + keys.len() + reference.map_or(0, str::len) + others.len());
-        // keys already hold no empty key, no NUL inside a key and no repeat
-        text.push_str(&f.id);
-        let id_end = text.len();
-        text.push_str(keys);
-        let keys_end = text.len();
-        text.push_str(reference.unwrap_or(""));
-        let reference_end = text.len();
-        text.push_str(others);
-        let r = NewRecord {
-            id: "",
-            keys: &[],
-            reference,
-            other_references: &[],
+        // the keys are already as packing leaves them (trimmed, none empty, no NUL, no repeat): packed
+        // again unchanged
+        let keys: Vec<&str> = f.keys.iter().collect();
+        let others: Vec<&str> = f.other_references.iter().collect();
+        ProcessorRecord::new(NewRecord {
+            id: &f.id,
+            keys: &keys,
+            reference: f.reference.as_deref(),
+            other_references: &others,
             kind: f.kind,
             amount: f.amount,
             fee: f.fee,
@@ -506,26 +567,7 @@ impl TryFrom<RecordFields> for ProcessorRecord {
             status: f.status,
             occurred_at: f.occurred_at,
             location: f.location,
-        };
-        ProcessorRecord::packed(text, [id_end, keys_end, reference_end], &r)
-    }
-}
-
-impl fmt::Debug for ProcessorRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fields().fmt(f)
-    }
-}
-
-impl Serialize for ProcessorRecord {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.view().serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for ProcessorRecord {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        ProcessorRecord::try_from(RecordFields::deserialize(d)?).map_err(serde::de::Error::custom)
+        })
     }
 }
 
@@ -640,12 +682,12 @@ impl<'de> Deserialize<'de> for Keys {
 /// shape).
 #[derive(Clone, PartialEq, Eq)]
 pub struct LedgerRow {
-    /// The `ledger_id`, the `processor_txn_id` and the `order_id`, one after the other.
+    /// The `ledger_id`, the `processor_txn_id` and the `order_id`, one after the other (segments
+    /// [`LEDGER_ID`], [`TXN`], [`ORDER`]), [`cut`] at `ends`.
     text: Box<str>,
-    /// Where the `ledger_id` and the `processor_txn_id` end in `text`.
     ends: [u32; 2],
     /// Which of `processor_txn_id`, `order_id` and `booked_at` are present.
-    has: u8,
+    has: Presence,
     pub processor: Processor,
     pub kind: LedgerType,
     pub status: LedgerStatus,
@@ -654,9 +696,13 @@ pub struct LedgerRow {
     pub location: Location,
 }
 
-const HAS_TXN: u8 = 1;
-const HAS_ORDER: u8 = 2;
-const HAS_BOOKED: u8 = 4;
+const LEDGER_ID: usize = 0;
+const TXN: usize = 1;
+const ORDER: usize = 2;
+
+const HAS_TXN: usize = 0;
+const HAS_ORDER: usize = 1;
+const HAS_BOOKED: usize = 2;
 
 /// One internal ledger row with owned fields: the serialised shape (carried rows, Lambda payloads) and the
 /// way tests spell a row.
@@ -708,18 +754,19 @@ impl LedgerRow {
         let (txn, order) = (r.processor_txn_id.unwrap_or(""), r.order_id.unwrap_or(""));
         let mut text = String::with_capacity(r.ledger_id.len() + txn.len() + order.len());
         text.push_str(r.ledger_id);
-        let id_end = end(text.len())?;
+        let id_end = text.len();
         text.push_str(txn);
-        let txn_end = end(text.len())?;
+        let txn_end = text.len();
         text.push_str(order);
-        end(text.len())?;
-        let bit = |present: bool, b: u8| if present { b } else { 0 };
+        let (text, ends) = cut(text, [id_end, txn_end])?;
         Ok(LedgerRow {
-            text: text.into_boxed_str(),
-            ends: [id_end, txn_end],
-            has: bit(r.processor_txn_id.is_some(), HAS_TXN)
-                | bit(r.order_id.is_some(), HAS_ORDER)
-                | bit(r.booked_at.is_some(), HAS_BOOKED),
+            text,
+            ends,
+            has: Presence::of([
+                r.processor_txn_id.is_some(),
+                r.order_id.is_some(),
+                r.booked_at.is_some(),
+            ]),
             processor: r.processor,
             kind: r.kind,
             status: r.status,
@@ -729,25 +776,25 @@ impl LedgerRow {
         })
     }
 
-    fn part(&self, from: u32, to: u32) -> &str {
-        self.text.get(from as usize..to as usize).unwrap_or("")
+    fn segment(&self, i: usize) -> &str {
+        segment(&self.text, &self.ends, i)
     }
 
     pub fn ledger_id(&self) -> &str {
-        self.part(0, self.ends[0])
+        self.segment(LEDGER_ID)
     }
 
     /// Empty in the file becomes `None`: matched by order id + amount + currency instead.
     pub fn processor_txn_id(&self) -> Option<&str> {
-        (self.has & HAS_TXN != 0).then(|| self.part(self.ends[0], self.ends[1]))
+        self.has.then(HAS_TXN, || self.segment(TXN))
     }
 
     pub fn order_id(&self) -> Option<&str> {
-        (self.has & HAS_ORDER != 0).then(|| self.text.get(self.ends[1] as usize..).unwrap_or(""))
+        self.has.then(HAS_ORDER, || self.segment(ORDER))
     }
 
     pub fn booked_at(&self) -> Option<Millis> {
-        (self.has & HAS_BOOKED != 0).then_some(self.booked_at)
+        self.has.then(HAS_BOOKED, || self.booked_at)
     }
 
     /// The row with owned fields (to change one and pack it again).
@@ -801,24 +848,6 @@ impl TryFrom<LedgerFields> for LedgerRow {
             booked_at: f.booked_at,
             location: f.location,
         })
-    }
-}
-
-impl fmt::Debug for LedgerRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fields().fmt(f)
-    }
-}
-
-impl Serialize for LedgerRow {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.view().serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for LedgerRow {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        LedgerRow::try_from(LedgerFields::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

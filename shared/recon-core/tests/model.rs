@@ -134,6 +134,15 @@ proptest! {
     }
 }
 
+/// A million records of each are held at once: their inline size is a measured memory figure (issue 16),
+/// kept from growing by accident (a field added outside the packed text, or padding that no longer fits).
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn compact_records_keep_their_inline_size() {
+    assert_eq!(std::mem::size_of::<ProcessorRecord>(), 88);
+    assert_eq!(std::mem::size_of::<LedgerRow>(), 72);
+}
+
 /// A carried ledger row as earlier versions wrote it reads back and is written the same way.
 #[test]
 fn a_ledger_row_in_the_shape_earlier_versions_stored_reads_back() {

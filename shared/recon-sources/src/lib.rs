@@ -206,6 +206,19 @@ impl Parsed {
         self.dropped.unattributed += other.dropped.unattributed;
     }
 
+    /// Keeps a record packed from an API page, or, when it could not be packed (its text beyond what a
+    /// record holds), reports it as the invalid record `bad` makes of the reason: never dropped.
+    pub(crate) fn keep_packed(
+        &mut self,
+        record: Result<ProcessorRecord, recon_core::TextTooLong>,
+        bad: impl FnOnce(String) -> (Option<Processor>, InvalidRecord),
+    ) {
+        match record {
+            Ok(r) => self.records.push(r),
+            Err(e) => self.invalid.push(bad(e.to_string())),
+        }
+    }
+
     /// What a parse with [`Keep::Counts`] keeps of this one: counts, and the first invalid examples.
     pub fn counted(self) -> Parsed {
         let mut out = Parsed {

@@ -225,12 +225,7 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
             occurred_at,
             location,
         });
-        match record {
-            Ok(r) => out.records.push(r),
-            Err(e) => out
-                .invalid
-                .push(bad(location, "transaction_id", e.to_string(), raw_text())),
-        }
+        out.keep_packed(record, |why| bad(location, "transaction_id", why, raw_text()));
     }
     Ok(out)
 }

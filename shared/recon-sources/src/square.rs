@@ -189,10 +189,7 @@ pub fn parse_page(key: &str, object: u32, text: &str) -> Result<Parsed, SourceEr
             occurred_at,
             location,
         });
-        match record {
-            Ok(r) => out.records.push(r),
-            Err(e) => out.invalid.push(bad(location, "id", e.to_string(), raw_text())),
-        }
+        out.keep_packed(record, |why| bad(location, "id", why, raw_text()));
     }
     Ok(out)
 }

@@ -456,12 +456,7 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
                 location,
             })
         });
-        match record {
-            Ok(r) => out.records.push(r),
-            Err(e) => out
-                .invalid
-                .push(bad(location, "data", e.to_string(), raw.get().to_string())),
-        }
+        out.keep_packed(record, |why| bad(location, "data", why, raw.get().to_string()));
     }
     Ok(out)
 }

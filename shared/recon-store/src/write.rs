@@ -310,7 +310,10 @@ impl Store {
                 .await
                 .map_err(q("inserting currency totals"))?;
             }
+            let clock = std::time::Instant::now();
             copy_discrepancies(&tx, run, &o.discrepancies).await?;
+            tracing::debug!(rows = o.discrepancies.len(), elapsed_ms = clock.elapsed().as_millis() as u64,
+                            "discrepancies copied");
             match kept {
                 None => {
                     crate::carry::resolve_carried(&tx, run, &o.carried).await?;
@@ -333,6 +336,7 @@ impl Store {
         // gets the day-over-day figures
         let mut summary_out = run.summary.clone();
         let mut digest = None;
+        let clock = std::time::Instant::now();
         if kept.is_none() {
             crate::items::sync(&tx, run.run_id, old).await?;
             if run.outcome.is_some() {
@@ -364,6 +368,7 @@ impl Store {
             .await
             .map_err(q("keeping the unattributed ledger rows"))?;
         }
+        tracing::debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "items brought up to date");
         if let Err(e) = finish(summary_out.clone(), digest.clone()).await {
             // nothing of this run is kept (the transaction rolls back when dropped)
             return Ok(Err(e));

@@ -409,16 +409,36 @@ struct RecordView<'a> {
 /// Appends the keys of `parts` to `text`, NUL-separated, dropping empty ones, ones holding NUL and repeats
 /// (as [`Keys`] does).
 fn push_keys<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S>) {
+    const TRACKED: usize = 8;
     let start = text.len();
+    // where the first keys kept lie in `text`: a repeat is found by comparing with them, not by scanning
+    // the text for separators (that scan showed in the parse profile)
+    let mut spans = [(0usize, 0usize); TRACKED];
+    let mut n = 0usize;
     for k in parts {
         let k = k.as_ref().trim();
-        if k.is_empty() || k.contains('\0') || text[start..].split('\0').any(|x| x == k) {
+        if k.is_empty() || k.as_bytes().contains(&0) {
+            continue;
+        }
+        let repeat = if n <= TRACKED {
+            spans[..n]
+                .iter()
+                .any(|&(a, b)| text.as_bytes().get(a..b) == Some(k.as_bytes()))
+        } else {
+            text[start..].split('\0').any(|x| x == k)
+        };
+        if repeat {
             continue;
         }
         if text.len() > start {
             text.push('\0');
         }
+        let at = text.len();
         text.push_str(k);
+        if let Some(s) = spans.get_mut(n) {
+            *s = (at, text.len());
+        }
+        n += 1;
     }
 }
 

@@ -17,6 +17,21 @@ proptest! {
         prop_assert_eq!(Keys::from_parts(&refs), collected);
     }
 
+    /// Packing keeps the keys as the plain rule says (trimmed; empty ones, ones holding NUL and repeats
+    /// dropped; first occurrence order), past the eight keys whose places packing tracks too.
+    #[test]
+    fn packed_keys_follow_the_plain_rule(parts in prop::collection::vec("[ a-l\\x00]{0,3}", 0..24)) {
+        let mut want: Vec<&str> = Vec::new();
+        for p in &parts {
+            let k = p.trim();
+            if !k.is_empty() && !k.contains('\0') && !want.contains(&k) {
+                want.push(k);
+            }
+        }
+        let keys: Keys = parts.iter().collect();
+        prop_assert_eq!(keys.iter().collect::<Vec<_>>(), want);
+    }
+
     /// A record packed from borrowed text (the parsers' path) reads back every field as given, equals the
     /// one packed from owned fields, and survives a JSON round trip.
     #[test]

@@ -136,9 +136,35 @@ fn fast_utc(b: &[u8]) -> Option<Millis> {
             d.is_ascii_digit().then(|| a * 10 + u32::from(d - b'0'))
         })
     };
-    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
-    let t = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
-    Some(t.and_utc().timestamp_millis())
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) || h > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let seconds = days_from_civil(y, m, d) * 86_400 + i64::from(h * 3600 + min * 60 + sec);
+    Some(seconds * 1000)
+}
+
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a valid proleptic Gregorian date of years 0 to 9999 (H. Hinnant's
+/// `days_from_civil`, with March as the first month so that the leap day ends the year; chrono's figure,
+/// without its general-purpose date machinery: it showed in the parse profile).
+fn days_from_civil(y: u32, m: u32, d: u32) -> i64 {
+    let y = i64::from(y) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Runs a streaming CSV parser over text held in memory: `parse(bytes, crlf)`, the line ending taken from
@@ -401,5 +427,74 @@ pub(crate) fn for_each_row<'a>(
             .buffer_capacity(1 << 20)
             .from_reader(Tee::new(rest));
         offset = line;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `fast_utc` computed before (chrono's dates; a leap second is left to the general path, as then).
+    fn by_chrono(s: &str) -> Option<Millis> {
+        let b = s.as_bytes();
+        let shaped = (b.len() == 19 || (b.len() == 20 && b[19] == b'Z'))
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && (b[10] == b' ' || b[10] == b'T')
+            && b[13] == b':'
+            && b[16] == b':';
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+        let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
+        let t = date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+        shaped.then(|| t.and_utc().timestamp_millis())
+    }
+
+    #[test]
+    fn the_fast_reading_knows_leap_days_and_refuses_impossible_dates() {
+        for (s, ok) in [
+            ("2024-02-29 12:00:00", true),
+            ("2000-02-29T00:00:00Z", true),
+            ("2023-02-29 00:00:00", false),
+            ("1900-02-29 00:00:00", false),
+            ("2025-04-31 00:00:00", false),
+            ("2025-13-01 00:00:00", false),
+            ("2025-00-10 00:00:00", false),
+            ("2025-06-00 00:00:00", false),
+            ("2025-06-02 24:00:00", false),
+            ("2025-06-02 23:60:00", false),
+            ("2025-06-02 23:59:60", false),
+            ("0000-01-01 00:00:00", true),
+            ("9999-12-31 23:59:59", true),
+            ("1969-12-31 23:59:59", true),
+        ] {
+            assert_eq!(fast_utc(s.as_bytes()).is_some(), ok, "{s}");
+            assert_eq!(fast_utc(s.as_bytes()), by_chrono(s), "{s}");
+        }
+        assert_eq!(fast_utc(b"1970-01-01 00:00:01"), Some(1000));
+        assert_eq!(fast_utc(b"1969-12-31 23:59:59"), Some(-1000));
+        // a leap second takes the general path (which reads it), as it always did
+        assert_eq!(timestamp("2016-12-31 23:59:60"), Ok(1_483_228_800_000));
+    }
+
+    proptest! {
+        /// Every string of the shape (any digits, so impossible months, days and times too) reads as chrono
+        /// reads it.
+        #[test]
+        fn the_fast_reading_agrees_with_chrono(
+            y in 0u32..10_000, m in 0u32..100, d in 0u32..100, h in 0u32..100, mi in 0u32..100,
+            sec in 0u32..100, t in prop::bool::ANY, z in prop::bool::ANY,
+        ) {
+            let s = format!("{y:04}-{m:02}-{d:02}{}{h:02}:{mi:02}:{sec:02}{}",
+                            if t { 'T' } else { ' ' }, if z { "Z" } else { "" });
+            prop_assert_eq!(fast_utc(s.as_bytes()), by_chrono(&s), "{}", s);
+        }
+
+        /// Valid dates are where they are concentrated: every day of every year.
+        #[test]
+        fn every_valid_day_reads_as_chrono_reads_it(y in 0u32..10_000, m in 1u32..=12, d in 1u32..=31) {
+            let s = format!("{y:04}-{m:02}-{d:02} 13:14:15");
+            prop_assert_eq!(fast_utc(s.as_bytes()), by_chrono(&s), "{}", s);
+        }
     }
 }

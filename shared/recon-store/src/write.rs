@@ -312,8 +312,11 @@ impl Store {
             }
             let clock = std::time::Instant::now();
             copy_discrepancies(&tx, run, &o.discrepancies).await?;
-            tracing::debug!(rows = o.discrepancies.len(), elapsed_ms = clock.elapsed().as_millis() as u64,
-                            "discrepancies copied");
+            tracing::debug!(
+                rows = o.discrepancies.len(),
+                elapsed_ms = clock.elapsed().as_millis() as u64,
+                "discrepancies copied"
+            );
             match kept {
                 None => {
                     crate::carry::resolve_carried(&tx, run, &o.carried).await?;
@@ -368,7 +371,10 @@ impl Store {
             .await
             .map_err(q("keeping the unattributed ledger rows"))?;
         }
-        tracing::debug!(elapsed_ms = clock.elapsed().as_millis() as u64, "items brought up to date");
+        tracing::debug!(
+            elapsed_ms = clock.elapsed().as_millis() as u64,
+            "items brought up to date"
+        );
         if let Err(e) = finish(summary_out.clone(), digest.clone()).await {
             // nothing of this run is kept (the transaction rolls back when dropped)
             return Ok(Err(e));

@@ -52,10 +52,12 @@ invoke:
 validate:
 	@scripts/validate.sh
 
-## bench: the peer kit (DuckDB, Polars) and recon on the same 1M-row day; prints the ratio table
+## bench: the peer kit (DuckDB, Polars, DataFusion, chDB) and recon on the same 1M-row day; prints the ratio
+## table. recon records its runs in a database of its own, recon_bench, dropped first (figures independent of
+## what other runs left; the kit's first run is a day's first run, the others reruns)
 bench:
 	$(CARGO) build --release -q -p recon-cli
-	scripts/with-postgres.sh ../shared/bench/bench.sh $(BENCH_N) $(CURDIR)/target/release/recon run --date 2025-06-02 \
+	scripts/with-postgres.sh scripts/fresh-database.sh recon_bench ../shared/bench/bench.sh $(BENCH_N) $(CURDIR)/target/release/recon run --date 2025-06-02 \
 	  --store DIR --processors stripe --grace-days 0 --format json --no-notify
 
 ## bench-split: a sharded BENCH_N-row day worker by worker (PARTITIONS, RANGE_BYTES): each Lambda step a process,

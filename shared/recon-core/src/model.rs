@@ -236,6 +236,9 @@ pub struct ProcessorRecord {
     ends: [u32; 3],
     /// Which of reference, fee, net and time are present ([`HAS_REFERENCE`] ...).
     has: Presence,
+    /// Where the id stands among the keys when it is one of them ([`ID_NOT_A_KEY`]: it is not): kept once,
+    /// as the id (a Stripe `txn_` id is both; 29 bytes a record, a smaller allocation class).
+    id_key: u8,
     pub kind: Kind,
     pub status: ProcessorStatus,
     /// Gross amount, signed from the merchant's side.
@@ -409,7 +412,14 @@ struct RecordView<'a> {
 /// Appends the keys of `parts` to `text`, NUL-separated, dropping empty ones, ones holding NUL and repeats
 /// (as [`Keys`] does).
 fn push_keys<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S>) {
+    push_keys_but(text, parts, "");
+}
+
+/// [`push_keys`], except that `held` (a key the record holds already: its id), when it is one of the keys,
+/// is not written again: its place among the keys written is returned (at most [`ID_NOT_A_KEY`] - 1).
+fn push_keys_but<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S>, held: &str) -> u8 {
     const TRACKED: usize = 8;
+    let mut held_at = ID_NOT_A_KEY;
     let start = text.len();
     // where the first keys kept lie in `text`: a repeat is found by comparing with them, not by scanning
     // the text for separators (that scan showed in the parse profile)
@@ -430,6 +440,16 @@ fn push_keys<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S
         if repeat {
             continue;
         }
+        if !held.is_empty() && k == held {
+            if held_at != ID_NOT_A_KEY {
+                // a repeat of the key held elsewhere
+                continue;
+            }
+            if let Some(at) = u8::try_from(n).ok().filter(|&at| at < ID_NOT_A_KEY) {
+                held_at = at;
+                continue;
+            }
+        }
         if text.len() > start {
             text.push('\0');
         }
@@ -440,19 +460,31 @@ fn push_keys<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S
         }
         n += 1;
     }
+    held_at
 }
+
+/// "The id is not one of the record's keys" in [`ProcessorRecord`]'s `id_key`.
+const ID_NOT_A_KEY: u8 = u8::MAX;
 
 impl ProcessorRecord {
     /// Packs a record whose text is borrowed (one allocation of the exact size).
     pub fn new(r: NewRecord<'_>) -> Result<ProcessorRecord, TextTooLong> {
+        // the exact size in the common case (every key kept, the id among them written once): a larger
+        // capacity stays allocated, as the allocator keeps a block shrunk by less than half, and one byte
+        // more can cost the next size class (96 -> 112 bytes for a Stripe charge)
+        let listed = |keys: &[&str], held: &str| {
+            let kept = keys.iter().filter(|k| held.is_empty() || k.trim() != held);
+            let (n, bytes) = kept.fold((0, 0), |(n, b), k| (n + 1, b + k.len()));
+            bytes + n - usize::from(n > 0)
+        };
         let room = r.id.len()
-            + r.keys.iter().map(|k| k.len() + 1).sum::<usize>()
+            + listed(r.keys, r.id)
             + r.reference.map_or(0, str::len)
-            + r.other_references.iter().map(|k| k.len() + 1).sum::<usize>();
+            + listed(r.other_references, "");
         let mut text = String::with_capacity(room);
         text.push_str(r.id);
         let id_end = text.len();
-        push_keys(&mut text, r.keys.iter().copied());
+        let id_key = push_keys_but(&mut text, r.keys.iter().copied(), r.id);
         let keys_end = text.len();
         text.push_str(r.reference.unwrap_or(""));
         let reference_end = text.len();
@@ -467,6 +499,7 @@ impl ProcessorRecord {
                 r.net.is_some(),
                 r.occurred_at.is_some(),
             ]),
+            id_key,
             kind: r.kind,
             status: r.status,
             amount: r.amount,
@@ -490,7 +523,10 @@ impl ProcessorRecord {
     /// Identifiers of *this* record the ledger may hold, best first (Stripe: source, `txn_`, the disputed
     /// charge for disputes, the payment intent for charges).
     pub fn keys(&self) -> KeyList<'_> {
-        KeyList(self.segment(KEYS))
+        KeyList {
+            listed: self.segment(KEYS),
+            held: (self.id_key != ID_NOT_A_KEY).then(|| (self.segment(ID), self.id_key)),
+        }
     }
 
     /// The merchant's order reference, used by the fallback match (the first candidate reference: the one
@@ -502,7 +538,7 @@ impl ProcessorRecord {
     /// Further candidate references the fallback also tries (PayPal `invoice_id` after `custom_field`,
     /// Square `order_id` after `reference_id`, configured Stripe metadata keys), best first.
     pub fn other_references(&self) -> KeyList<'_> {
-        KeyList(self.segment(OTHER_REFERENCES))
+        KeyList::of(self.segment(OTHER_REFERENCES))
     }
 
     pub fn fee(&self) -> Option<i64> {
@@ -521,9 +557,9 @@ impl ProcessorRecord {
     pub fn fields(&self) -> RecordFields {
         RecordFields {
             id: self.id().into(),
-            keys: Keys(self.keys().0.into()),
+            keys: self.keys().iter().collect(),
             reference: self.reference().map(Into::into),
-            other_references: Keys(self.other_references().0.into()),
+            other_references: Keys(self.segment(OTHER_REFERENCES).into()),
             kind: self.kind,
             amount: self.amount,
             fee: self.fee(),
@@ -592,17 +628,45 @@ impl TryFrom<RecordFields> for ProcessorRecord {
 }
 
 /// A record's keys as it holds them (borrowed): in order, never empty, never holding NUL.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct KeyList<'a>(&'a str);
+#[derive(Clone, Copy, Default)]
+pub struct KeyList<'a> {
+    /// The keys written as keys, NUL-separated.
+    listed: &'a str,
+    /// A key held elsewhere in the record (its id), and its place: before the `n`-th listed key.
+    held: Option<(&'a str, u8)>,
+}
 
 impl<'a> KeyList<'a> {
+    fn of(listed: &'a str) -> KeyList<'a> {
+        KeyList { listed, held: None }
+    }
+
     /// The keys in order.
     pub fn iter(self) -> impl Iterator<Item = &'a str> {
-        self.0.split('\0').filter(|k| !k.is_empty())
+        let listed = self.listed.split('\0').filter(|k| !k.is_empty());
+        let at = self.held.map_or(usize::MAX, |(_, n)| usize::from(n));
+        let head = listed.clone().take(at);
+        head.chain(self.held.map(|(k, _)| k)).chain(listed.skip(at))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.listed.is_empty() && self.held.is_none()
+    }
+}
+
+impl PartialEq for KeyList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for KeyList<'_> {}
+
+impl std::hash::Hash for KeyList<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        for k in self.iter() {
+            k.hash(h);
+        }
     }
 }
 
@@ -626,7 +690,7 @@ pub struct Keys(Box<str>);
 impl Keys {
     /// The keys as a record holds them.
     pub fn list(&self) -> KeyList<'_> {
-        KeyList(&self.0)
+        KeyList::of(&self.0)
     }
 
     /// The keys in order.
@@ -900,5 +964,36 @@ impl InvalidRecord {
             reason,
             raw,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Stripe record's `txn_` id is one of its keys: the text holds it once, the keys give it back in
+    /// its place.
+    #[test]
+    fn an_id_that_is_a_key_is_written_once() {
+        let r = ProcessorRecord::new(NewRecord {
+            id: "txn_1",
+            keys: &["ch_1", "txn_1", "pi_1", " txn_1"],
+            reference: Some("ord_1"),
+            other_references: &[],
+            kind: Kind::Charge,
+            amount: Money::new(
+                1,
+                crate::Currency::parse("USD").unwrap_or_else(|e| unreachable!("{e}")),
+            ),
+            fee: None,
+            net: None,
+            status: ProcessorStatus::Succeeded,
+            occurred_at: None,
+            location: Location { object: 0, line: 1 },
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(&*r.text, "txn_1ch_1\0pi_1ord_1");
+        assert_eq!(r.keys().iter().collect::<Vec<_>>(), ["ch_1", "txn_1", "pi_1"]);
+        assert_eq!(r.reference(), Some("ord_1"));
     }
 }

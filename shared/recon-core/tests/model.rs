@@ -32,6 +32,48 @@ proptest! {
         prop_assert_eq!(keys.iter().collect::<Vec<_>>(), want);
     }
 
+    /// A record whose id is also one of its keys (a Stripe `txn_`, a Square payment id) keeps the id once
+    /// and gives it back among the keys in its place, also repeated, and padded with spaces; the fields, the
+    /// owned record and the serialised shape are as for any record (that the id is written once:
+    /// `model::tests` in the crate).
+    #[test]
+    fn a_record_whose_id_is_a_key_gives_it_back_in_place(
+        id in "[a-c]{1,3}",
+        keys in prop::collection::vec("[ a-c\\x00]{0,3}", 0..5),
+        places in prop::collection::vec((0usize..6, prop::bool::ANY), 1..3),
+    ) {
+        let mut parts: Vec<String> = keys.clone();
+        for (at, padded) in &places {
+            let k = if *padded { format!(" {id} ") } else { id.clone() };
+            parts.insert((*at).min(parts.len()), k);
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let new = |keys: &[&str]| ProcessorRecord::new(NewRecord {
+            id: &id,
+            keys,
+            reference: None,
+            other_references: &[],
+            kind: Kind::Charge,
+            amount: Money::new(1, Currency::parse("USD").unwrap()),
+            fee: None,
+            net: None,
+            status: ProcessorStatus::Succeeded,
+            occurred_at: None,
+            location: Location { object: 0, line: 1 },
+        })
+        .unwrap();
+        let packed = new(&refs);
+        let want: Keys = refs.iter().collect();
+        prop_assert_eq!(packed.keys().iter().collect::<Vec<_>>(), want.iter().collect::<Vec<_>>());
+        prop_assert_eq!(packed.keys(), want.list());
+        prop_assert!(!packed.keys().is_empty());
+        prop_assert_eq!(&packed.fields().keys, &want);
+        let owned = ProcessorRecord::try_from(packed.fields()).unwrap();
+        prop_assert_eq!(&owned, &packed);
+        let back: ProcessorRecord = serde_json::from_value(serde_json::to_value(&packed).unwrap()).unwrap();
+        prop_assert_eq!(&back, &packed);
+    }
+
     /// A record packed from borrowed text (the parsers' path) reads back every field as given, equals the
     /// one packed from owned fields, and survives a JSON round trip.
     #[test]

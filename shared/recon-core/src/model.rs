@@ -643,10 +643,25 @@ impl<'a> KeyList<'a> {
 
     /// The keys in order.
     pub fn iter(self) -> impl Iterator<Item = &'a str> {
-        let listed = self.listed.split('\0').filter(|k| !k.is_empty());
-        let at = self.held.map_or(usize::MAX, |(_, n)| usize::from(n));
-        let head = listed.clone().take(at);
-        head.chain(self.held.map(|(k, _)| k)).chain(listed.skip(at))
+        // one pass over the listed keys (the matcher's probe loop runs this for every record)
+        let mut listed = self.listed.split('\0').filter(|k| !k.is_empty());
+        let mut held = self.held;
+        let mut n = 0usize;
+        std::iter::from_fn(move || {
+            if let Some((k, at)) = held {
+                if usize::from(at) == n {
+                    held = None;
+                    return Some(k);
+                }
+            }
+            match listed.next() {
+                Some(k) => {
+                    n += 1;
+                    Some(k)
+                }
+                None => held.take().map(|(k, _)| k),
+            }
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -8,15 +8,23 @@ use super::candidates::{Candidates, Origins};
 use super::{hash, Links};
 use crate::discrepancy::{Category, Discrepancy};
 
-/// The ledger's processor ids: the first candidate row holding each. The id itself is kept beside the row
-/// index, so a probe that hits compares strings without first reading the row (a cache miss fewer).
-pub(crate) struct TxnIndex<'a>(HashTable<(u32, &'a str)>);
+/// The ledger's processor ids: the first candidate row holding each. The table holds row indexes (4 bytes a
+/// bucket, at most half of them full); each candidate's id sits in a dense list beside it, so a probe that
+/// hits compares strings without first reading the row (a cache miss fewer than through the row).
+pub(crate) struct TxnIndex<'a> {
+    table: HashTable<u32>,
+    /// Candidate `j`'s processor id ("" for none).
+    txn: Vec<&'a str>,
+}
 
 impl TxnIndex<'_> {
     /// The ledger candidate holding processor id `key`.
     #[inline]
     pub fn find(&self, key: &str) -> Option<u32> {
-        self.0.find(hash(key), |&(_, x)| x == key).map(|&(j, _)| j)
+        let txn = &self.txn;
+        self.table
+            .find(hash(key), |&j| txn.get(j as usize) == Some(&key))
+            .copied()
     }
 }
 
@@ -60,11 +68,13 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
     let nl = c.ledg.len();
     let mut dup = vec![false; nl];
     let mut found = Vec::new();
-    let mut txns: HashTable<(u32, &'a str)> = HashTable::with_capacity(nl);
+    let mut txns: HashTable<u32> = HashTable::with_capacity(nl);
+    let mut txn: Vec<&'a str> = Vec::with_capacity(nl);
     let mut ids: HashTable<u32> = HashTable::with_capacity(nl);
     let lid = |j: u32| -> &str { c.ledg[j as usize].row.ledger_id() };
     for (i, l) in c.ledg.iter().enumerate() {
         let row = l.row;
+        txn.push(row.processor_txn_id().unwrap_or(""));
         let id: &str = row.ledger_id();
         let hv = hash(id);
         let why = if let Some(&first) = ids.find(hv, |&j| lid(j) == id) {
@@ -77,13 +87,16 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
         } else {
             ids.insert_unique(hv, i as u32, |&j| hash(lid(j)));
             match row.processor_txn_id() {
-                Some(t) => match txns.find(hash(t), |&(_, x)| x == t) {
-                    Some(&(first, _)) => Some(format!(
+                Some(t) => match txns.find(hash(t), |&j| txn.get(j as usize) == Some(&t)) {
+                    Some(&first) => Some(format!(
                         "processor id {t} booked twice: ledger {} already holds it",
                         c.ledg[first as usize].row.ledger_id()
                     )),
                     None => {
-                        txns.insert_unique(hash(t), (i as u32, t), |&(_, x)| hash(x));
+                        let txn = &txn;
+                        txns.insert_unique(hash(t), i as u32, |&j| {
+                            hash(txn.get(j as usize).copied().unwrap_or(""))
+                        });
                         None
                     }
                 },
@@ -105,7 +118,7 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
             ));
         }
     }
-    (dup, TxnIndex(txns), found)
+    (dup, TxnIndex { table: txns, txn }, found)
 }
 
 /// Finds the duplicates of both sides (on two threads: the tables are independent), marks them in `links`

@@ -26,6 +26,14 @@ impl TxnIndex<'_> {
             .find(hash(key), |&j| txn.get(j as usize) == Some(&key))
             .copied()
     }
+
+    /// Makes candidate `j` the holder of processor id `key` (not held yet).
+    fn insert(&mut self, j: u32, key: &str) {
+        let txn = &self.txn;
+        self.table.insert_unique(hash(key), j, |&j| {
+            hash(txn.get(j as usize).copied().unwrap_or(""))
+        });
+    }
 }
 
 /// Processor side: the same record id twice.
@@ -68,13 +76,15 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
     let nl = c.ledg.len();
     let mut dup = vec![false; nl];
     let mut found = Vec::new();
-    let mut txns: HashTable<u32> = HashTable::with_capacity(nl);
-    let mut txn: Vec<&'a str> = Vec::with_capacity(nl);
+    let mut txns = TxnIndex {
+        table: HashTable::with_capacity(nl),
+        txn: Vec::with_capacity(nl),
+    };
     let mut ids: HashTable<u32> = HashTable::with_capacity(nl);
     let lid = |j: u32| -> &str { c.ledg[j as usize].row.ledger_id() };
     for (i, l) in c.ledg.iter().enumerate() {
         let row = l.row;
-        txn.push(row.processor_txn_id().unwrap_or(""));
+        txns.txn.push(row.processor_txn_id().unwrap_or(""));
         let id: &str = row.ledger_id();
         let hv = hash(id);
         let why = if let Some(&first) = ids.find(hv, |&j| lid(j) == id) {
@@ -87,16 +97,13 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
         } else {
             ids.insert_unique(hv, i as u32, |&j| hash(lid(j)));
             match row.processor_txn_id() {
-                Some(t) => match txns.find(hash(t), |&j| txn.get(j as usize) == Some(&t)) {
-                    Some(&first) => Some(format!(
+                Some(t) => match txns.find(t) {
+                    Some(first) => Some(format!(
                         "processor id {t} booked twice: ledger {} already holds it",
                         c.ledg[first as usize].row.ledger_id()
                     )),
                     None => {
-                        let txn = &txn;
-                        txns.insert_unique(hash(t), i as u32, |&j| {
-                            hash(txn.get(j as usize).copied().unwrap_or(""))
-                        });
+                        txns.insert(i as u32, t);
                         None
                     }
                 },
@@ -118,7 +125,7 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
             ));
         }
     }
-    (dup, TxnIndex { table: txns, txn }, found)
+    (dup, txns, found)
 }
 
 /// Finds the duplicates of both sides (on two threads: the tables are independent), marks them in `links`

@@ -2,17 +2,17 @@
 //! twice in the ledger. The first (in candidate order) stays a candidate; the others are `duplicate`s. The
 //! ledger's table of processor ids is kept: the exact link probes it.
 
-use hashbrown::HashTable;
-
 use super::candidates::{Candidates, Origins};
+use super::table::{in_batches, prefetch, prefetch_at, IndexTable};
 use super::{hash, Links};
 use crate::discrepancy::{Category, Discrepancy};
 
-/// The ledger's processor ids: the first candidate row holding each. The table holds row indexes (4 bytes a
-/// bucket, at most half of them full); each candidate's id sits in a dense list beside it, so a probe that
-/// hits compares strings without first reading the row (a cache miss fewer than through the row).
+/// The ledger's processor ids: the first candidate row holding each. The table holds row indexes (with
+/// 32 bits of the id's hash, at most two thirds of its slots full); each candidate's id sits in a dense list
+/// beside it, so a probe whose slot agrees compares strings without first reading the row (a cache miss
+/// fewer than through the row).
 pub(crate) struct TxnIndex<'a> {
-    table: HashTable<u32>,
+    table: IndexTable,
     /// Candidate `j`'s processor id ("" for none).
     txn: Vec<&'a str>,
 }
@@ -21,18 +21,45 @@ impl TxnIndex<'_> {
     /// The ledger candidate holding processor id `key`.
     #[inline]
     pub fn find(&self, key: &str) -> Option<u32> {
-        let txn = &self.txn;
-        self.table
-            .find(hash(key), |&j| txn.get(j as usize) == Some(&key))
-            .copied()
+        self.find_hashed(hash(key), key)
     }
 
-    /// Makes candidate `j` the holder of processor id `key` (not held yet).
-    fn insert(&mut self, j: u32, key: &str) {
-        let txn = &self.txn;
-        self.table.insert_unique(hash(key), j, |&j| {
-            hash(txn.get(j as usize).copied().unwrap_or(""))
-        });
+    /// [`Self::find`] of a key whose hash is `h`.
+    #[inline]
+    pub fn find_hashed(&self, h: u64, key: &str) -> Option<u32> {
+        self.table.find(h, |j| self.holds(j, key))
+    }
+
+    /// Asks for the memory a lookup of hash `h` reads first.
+    #[inline]
+    pub fn prefetch(&self, h: u64) {
+        self.table.prefetch(h);
+    }
+
+    /// The candidates whose slot agrees with hash `h` (read once [`Self::prefetch`]ed): [`Self::find`] is
+    /// the one of them that [`Self::holds`] the key (processor ids are held once: at most one does).
+    #[inline]
+    pub fn tagged(&self, h: u64) -> impl Iterator<Item = u32> + '_ {
+        self.table.tagged(h)
+    }
+
+    /// Asks for candidate `j`'s entry in the dense list, then (once it has arrived) for its text.
+    #[inline]
+    pub fn prefetch_entry(&self, j: u32) {
+        prefetch_at(&self.txn, j as usize);
+    }
+
+    #[inline]
+    pub fn prefetch_text(&self, j: u32) {
+        if let Some(b) = self.txn.get(j as usize).and_then(|t| t.as_bytes().first()) {
+            prefetch(b);
+        }
+    }
+
+    /// Does candidate `j` hold processor id `key`?
+    #[inline]
+    pub fn holds(&self, j: u32, key: &str) -> bool {
+        self.txn.get(j as usize) == Some(&key)
     }
 }
 
@@ -40,17 +67,31 @@ impl TxnIndex<'_> {
 fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrepancy>) {
     let mut dup = vec![false; c.procs.len()];
     let mut found = Vec::new();
-    // a table of indexes (4 bytes an entry); the strings stay in the records
-    let mut seen: HashTable<u32> = HashTable::with_capacity(c.procs.len());
-    let pid = |j: u32| -> &str { c.procs[j as usize].rec.id() };
-    for (i, p) in c.procs.iter().enumerate() {
-        let id: &str = p.rec.id();
-        let hv = hash(id);
-        if let Some(&first) = seen.find(hv, |&j| pid(j) == id) {
-            dup[i] = true;
+    // a table of indexes; the strings stay in the records
+    let mut seen = IndexTable::with_capacity(c.procs.len());
+    let pid = |j: u32| -> &str { c.procs.get(j as usize).map_or("", |p| p.rec.id()) };
+    in_batches(
+        0,
+        c.procs.len(),
+        &mut seen,
+        |seen, i, batch| {
+            let hv = hash(pid(i as u32));
+            seen.prefetch(hv);
+            batch.push((i, hv));
+        },
+        |seen, (i, hv)| {
+            let Some(p) = c.procs.get(i) else { return };
+            let id: &str = p.rec.id();
+            let Some(first) = seen.find(hv, |j| pid(j) == id) else {
+                seen.insert(hv, i as u32, |j| hash(pid(j)));
+                return;
+            };
+            if let Some(d) = dup.get_mut(i) {
+                *d = true;
+            }
             // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
             if o.reported(p.carried) {
-                continue;
+                return;
             }
             let first = &c.procs[first as usize];
             found.push(Discrepancy::of_processor(
@@ -64,10 +105,8 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrep
                 ),
                 o.carried_id(p.carried),
             ));
-        } else {
-            seen.insert_unique(hv, i as u32, |&j| hash(pid(j)));
-        }
-    }
+        },
+    );
     (dup, found)
 }
 
@@ -76,45 +115,63 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
     let nl = c.ledg.len();
     let mut dup = vec![false; nl];
     let mut found = Vec::new();
-    let mut txns = TxnIndex {
-        table: HashTable::with_capacity(nl),
-        txn: Vec::with_capacity(nl),
-    };
-    let mut ids: HashTable<u32> = HashTable::with_capacity(nl);
-    let lid = |j: u32| -> &str { c.ledg[j as usize].row.ledger_id() };
-    for (i, l) in c.ledg.iter().enumerate() {
-        let row = l.row;
-        txns.txn.push(row.processor_txn_id().unwrap_or(""));
-        let id: &str = row.ledger_id();
-        let hv = hash(id);
-        let why = if let Some(&first) = ids.find(hv, |&j| lid(j) == id) {
-            let first = &c.ledg[first as usize];
-            Some(format!(
-                "ledger_id {} appears again (first at {})",
-                row.ledger_id(),
-                o.source(first.carried, first.row.location)
-            ))
-        } else {
-            ids.insert_unique(hv, i as u32, |&j| hash(lid(j)));
-            match row.processor_txn_id() {
-                Some(t) => match txns.find(t) {
-                    Some(first) => Some(format!(
-                        "processor id {t} booked twice: ledger {} already holds it",
-                        c.ledg[first as usize].row.ledger_id()
-                    )),
-                    None => {
-                        txns.insert(i as u32, t);
-                        None
-                    }
-                },
-                None => None,
+    // every candidate's processor id first: the index compares with them
+    let txn: Vec<&'a str> = c
+        .ledg
+        .iter()
+        .map(|l| l.row.processor_txn_id().unwrap_or(""))
+        .collect();
+    let mut tables = (IndexTable::with_capacity(nl), IndexTable::with_capacity(nl));
+    let lid = |j: u32| -> &str { c.ledg.get(j as usize).map_or("", |l| l.row.ledger_id()) };
+    let tid = |j: u32| -> &str { txn.get(j as usize).copied().unwrap_or("") };
+    in_batches(
+        0,
+        nl,
+        &mut tables,
+        |(ids, table), i, batch| {
+            let hv = hash(lid(i as u32));
+            ids.prefetch(hv);
+            let t = tid(i as u32);
+            let ht = (!t.is_empty()).then(|| hash(t));
+            if let Some(ht) = ht {
+                table.prefetch(ht);
             }
-        };
-        if let Some(why) = why {
-            dup[i] = true;
+            batch.push((i, hv, ht));
+        },
+        |(ids, table), (i, hv, ht)| {
+            let Some(l) = c.ledg.get(i) else { return };
+            let row = l.row;
+            let id: &str = row.ledger_id();
+            let why = if let Some(first) = ids.find(hv, |j| lid(j) == id) {
+                let first = &c.ledg[first as usize];
+                Some(format!(
+                    "ledger_id {} appears again (first at {})",
+                    row.ledger_id(),
+                    o.source(first.carried, first.row.location)
+                ))
+            } else {
+                ids.insert(hv, i as u32, |j| hash(lid(j)));
+                match (row.processor_txn_id(), ht) {
+                    (Some(t), Some(ht)) => match table.find(ht, |j| tid(j) == t) {
+                        Some(first) => Some(format!(
+                            "processor id {t} booked twice: ledger {} already holds it",
+                            lid(first)
+                        )),
+                        None => {
+                            table.insert(ht, i as u32, |j| hash(tid(j)));
+                            None
+                        }
+                    },
+                    _ => None,
+                }
+            };
+            let Some(why) = why else { return };
+            if let Some(d) = dup.get_mut(i) {
+                *d = true;
+            }
             // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
             if o.reported(l.carried) {
-                continue;
+                return;
             }
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,
@@ -123,8 +180,9 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
                 why,
                 o.carried_id(l.carried),
             ));
-        }
-    }
+        },
+    );
+    let txns = TxnIndex { table: tables.1, txn };
     (dup, txns, found)
 }
 

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::candidates::{Candidates, Origins};
 use super::duplicates::TxnIndex;
-use super::{Links, NONE};
+use super::table::{prefetch_at, BATCH};
+use super::{hash, Links, NONE};
 use crate::discrepancy::{Category, Discrepancy};
 use crate::model::{Kind, LedgerRow, LedgerType, ProcessorRecord};
 
@@ -41,20 +42,52 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool]) -> (Vec<u6
     let (np, nl) = (c.procs.len(), c.ledg.len());
     let best: Vec<AtomicU64> = (0..nl).map(|_| AtomicU64::new(u64::MAX)).collect();
     let hits: Vec<AtomicU32> = (0..nl).map(|_| AtomicU32::new(0)).collect();
+    // in batches of records, each stage asking for what the next one reads: the keys hashed and their slots
+    // asked for; the candidates whose slot agrees, their dense-list entries asked for; their texts and
+    // counters asked for; the keys compared and the counters updated
     let probe = |from: usize, to: usize| {
-        for (i, p) in c.procs.iter().enumerate().take(to).skip(from) {
-            if p_dup[i] {
-                continue;
-            }
-            for (rank, k) in p.rec.keys().iter().enumerate() {
-                if let Some(j) = txns.find(k) {
-                    let packed = ((rank as u64) << 32) | i as u64;
-                    if let (Some(b), Some(h)) = (best.get(j as usize), hits.get(j as usize)) {
-                        b.fetch_min(packed, Ordering::Relaxed);
-                        h.fetch_add(1, Ordering::Relaxed);
-                    }
+        let mut keys: Vec<(&str, u32, u32, u64)> = Vec::with_capacity(4 * BATCH);
+        let mut tagged: Vec<(u32, u32)> = Vec::with_capacity(4 * BATCH);
+        let mut start = from;
+        while start < to {
+            let end = start.saturating_add(BATCH).min(to);
+            keys.clear();
+            tagged.clear();
+            for i in start..end {
+                let Some(p) = c.procs.get(i).filter(|_| !p_dup.get(i).copied().unwrap_or(true)) else {
+                    continue;
+                };
+                for (rank, k) in p.rec.keys().iter().enumerate() {
+                    let h = hash(k);
+                    txns.prefetch(h);
+                    keys.push((k, rank as u32, i as u32, h));
                 }
             }
+            for (e, &(.., h)) in keys.iter().enumerate() {
+                for j in txns.tagged(h) {
+                    txns.prefetch_entry(j);
+                    tagged.push((e as u32, j));
+                }
+            }
+            for &(_, j) in &tagged {
+                txns.prefetch_text(j);
+                prefetch_at(&best, j as usize);
+                prefetch_at(&hits, j as usize);
+            }
+            for &(e, j) in &tagged {
+                let Some(&(k, rank, i, _)) = keys.get(e as usize) else {
+                    continue;
+                };
+                if !txns.holds(j, k) {
+                    continue;
+                }
+                let packed = (u64::from(rank) << 32) | u64::from(i);
+                if let (Some(b), Some(h)) = (best.get(j as usize), hits.get(j as usize)) {
+                    b.fetch_min(packed, Ordering::Relaxed);
+                    h.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            start = end;
         }
     };
     let half = np / 2;

@@ -18,6 +18,7 @@ pub(crate) mod classify;
 pub(crate) mod duplicates;
 pub(crate) mod exact;
 pub(crate) mod fallback;
+pub(crate) mod table;
 pub(crate) mod unlinked;
 
 use rustc_hash::FxHashMap;
@@ -165,7 +166,16 @@ fn pairs(
     carry_out: &mut Vec<(i64, CarryOutcome)>,
 ) -> (u64, u64) {
     let (mut matched, mut clean) = (0u64, 0u64);
+    // the partners are in ledger order, not this one: each is asked for ahead of its turn, its place in the
+    // candidate list first and its row once that place has arrived
+    let partner = |i: usize| links.link_p.get(i).filter(|&&j| j != NONE).map(|&j| j as usize);
     for (i, p) in c.procs.iter().enumerate() {
+        if let Some(j) = partner(i + 2 * table::AHEAD) {
+            table::prefetch_at(&c.ledg, j);
+        }
+        if let Some(l) = partner(i + table::AHEAD).and_then(|j| c.ledg.get(j)) {
+            table::prefetch(l.row);
+        }
         let j = links.link_p[i];
         if j == NONE {
             continue;

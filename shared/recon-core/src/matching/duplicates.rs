@@ -3,7 +3,7 @@
 //! ledger's table of processor ids is kept: the exact link probes it.
 
 use super::candidates::{Candidates, Origins};
-use super::table::{in_batches, prefetch, prefetch_at, IndexTable};
+use super::table::{in_batches, prefetch, prefetch_at, IndexTable, BATCH};
 use super::{hash, Links};
 use crate::discrepancy::{Category, Discrepancy};
 
@@ -64,7 +64,7 @@ impl TxnIndex<'_> {
 }
 
 /// Processor side: the same record id twice.
-fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrepancy>) {
+fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize) -> (Vec<bool>, Vec<Discrepancy>) {
     let mut dup = vec![false; c.procs.len()];
     let mut found = Vec::new();
     // a table of indexes; the strings stay in the records
@@ -73,6 +73,7 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrep
     in_batches(
         0,
         c.procs.len(),
+        batch,
         &mut seen,
         |seen, i, batch| {
             let hv = hash(pid(i as u32));
@@ -111,7 +112,11 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>) -> (Vec<bool>, Vec<Discrep
 }
 
 /// Ledger side: the same `ledger_id` twice, or the same `processor_txn_id` twice.
-fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'a>, Vec<Discrepancy>) {
+fn ledger_side<'a>(
+    c: &Candidates<'a>,
+    o: Origins<'_>,
+    batch: usize,
+) -> (Vec<bool>, TxnIndex<'a>, Vec<Discrepancy>) {
     let nl = c.ledg.len();
     let mut dup = vec![false; nl];
     let mut found = Vec::new();
@@ -127,6 +132,7 @@ fn ledger_side<'a>(c: &Candidates<'a>, o: Origins<'_>) -> (Vec<bool>, TxnIndex<'
     in_batches(
         0,
         nl,
+        batch,
         &mut tables,
         |(ids, table), i, batch| {
             let hv = hash(lid(i as u32));
@@ -194,10 +200,21 @@ pub(crate) fn find<'a>(
     links: &mut Links,
     found: &mut Vec<Discrepancy>,
 ) -> TxnIndex<'a> {
+    find_batched(c, o, links, found, BATCH)
+}
+
+/// [`find`] preparing `batch` candidates at a time.
+pub(crate) fn find_batched<'a>(
+    c: &Candidates<'a>,
+    o: Origins<'_>,
+    links: &mut Links,
+    found: &mut Vec<Discrepancy>,
+    batch: usize,
+) -> TxnIndex<'a> {
     let ((p_dup, p_found), (l_dup, txns, l_found)) = std::thread::scope(|s| {
-        let p = s.spawn(|| processor_side(c, o));
-        let l = ledger_side(c, o);
-        (p.join().unwrap_or_else(|_| processor_side(c, o)), l)
+        let p = s.spawn(|| processor_side(c, o, batch));
+        let l = ledger_side(c, o, batch);
+        (p.join().unwrap_or_else(|_| processor_side(c, o, batch)), l)
     });
     links.p_dup = p_dup;
     links.l_dup = l_dup;

@@ -38,7 +38,7 @@ pub(crate) fn fit(p: &ProcessorRecord, l: &LedgerRow) -> u8 {
 /// (`u64::MAX`: none) and how many candidates it has. The probes (3-4 per record, each a likely cache miss)
 /// run on two threads; `fetch_min` and `fetch_add` are commutative, so the result does not depend on thread
 /// timing.
-fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool]) -> (Vec<u64>, Vec<u32>) {
+fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usize) -> (Vec<u64>, Vec<u32>) {
     let (np, nl) = (c.procs.len(), c.ledg.len());
     let best: Vec<AtomicU64> = (0..nl).map(|_| AtomicU64::new(u64::MAX)).collect();
     let hits: Vec<AtomicU32> = (0..nl).map(|_| AtomicU32::new(0)).collect();
@@ -46,11 +46,11 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool]) -> (Vec<u6
     // asked for; the candidates whose slot agrees, their dense-list entries asked for; their texts and
     // counters asked for; the keys compared and the counters updated
     let probe = |from: usize, to: usize| {
-        let mut keys: Vec<(&str, u32, u32, u64)> = Vec::with_capacity(4 * BATCH);
-        let mut tagged: Vec<(u32, u32)> = Vec::with_capacity(4 * BATCH);
+        let mut keys: Vec<(&str, u32, u32, u64)> = Vec::with_capacity(4 * batch);
+        let mut tagged: Vec<(u32, u32)> = Vec::with_capacity(4 * batch);
         let mut start = from;
         while start < to {
-            let end = start.saturating_add(BATCH).min(to);
+            let end = start.saturating_add(batch.max(1)).min(to);
             keys.clear();
             tagged.clear();
             for i in start..end {
@@ -173,7 +173,19 @@ pub(crate) fn link(
     links: &mut Links,
     found: &mut Vec<Discrepancy>,
 ) {
-    let (mut best, hits) = probe_all(c, txns, &links.p_dup);
+    link_batched(c, txns, o, links, found, BATCH);
+}
+
+/// [`link`] probing `batch` processor candidates at a time.
+pub(crate) fn link_batched(
+    c: &Candidates<'_>,
+    txns: &TxnIndex<'_>,
+    o: Origins<'_>,
+    links: &mut Links,
+    found: &mut Vec<Discrepancy>,
+    batch: usize,
+) {
+    let (mut best, hits) = probe_all(c, txns, &links.p_dup, batch);
     if hits.iter().any(|&h| h > 1) {
         settle_contested(c, txns, &mut best, &hits, links);
     }

@@ -318,3 +318,88 @@ pub(crate) mod testkit {
         (links, found)
     }
 }
+
+#[cfg(test)]
+mod batch_tests {
+    use super::candidates::{gather, Origins};
+    use super::testkit::{cur, input, pack, row};
+    use crate::model::{Kind, Location, ProcessorStatus, RecordFields};
+    use crate::money::Money;
+    use crate::partition::Selection;
+    use crate::run::RunConfig;
+    use proptest::prelude::*;
+
+    /// What the duplicate and exact phases decide, with the probes prepared `batch` candidates at a time.
+    fn decided(
+        records: &[crate::ProcessorRecord],
+        ledger: &[crate::LedgerRow],
+        batch: usize,
+    ) -> (super::Links, Vec<String>) {
+        let (objects, config) = (vec!["p".to_string(), "l".to_string()], RunConfig::default());
+        let inp = input(&objects, records, ledger, &config);
+        let c = gather(&inp, Selection::All);
+        let mut links = super::Links::new(c.procs.len(), c.ledg.len());
+        let mut found = Vec::new();
+        let o = Origins {
+            objects: &objects,
+            carried: &[],
+        };
+        let txns = super::duplicates::find_batched(&c, o, &mut links, &mut found, batch);
+        super::exact::link_batched(&c, &txns, o, &mut links, &mut found, batch);
+        (links, found.iter().map(|d| format!("{d:?}")).collect())
+    }
+
+    fn sorted(notes: &rustc_hash::FxHashMap<usize, String>) -> Vec<(usize, String)> {
+        let mut v: Vec<_> = notes.iter().map(|(k, v)| (*k, v.clone())).collect();
+        v.sort();
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Hundreds of records over many batches, with ids repeated on both sides and keys shared by several
+        /// records (contested rows): whatever the batch size, the phases decide what handling one candidate
+        /// after another decides.
+        #[test]
+        fn batched_probes_decide_what_one_at_a_time_decides(
+            recs in prop::collection::vec((0u16..260, prop::collection::vec(0u16..40, 0..3), 0u8..2, 1i64..4), 0..300),
+            rows in prop::collection::vec((0u16..260, prop::option::of(0u16..300), 1i64..4), 0..300),
+        ) {
+            let records: Vec<_> = recs.iter().enumerate().map(|(n, (id, shared, kind, minor))| {
+                let id = format!("txn_{id}");
+                let mut keys = vec![id.clone()];
+                keys.extend(shared.iter().map(|k| format!("ch_{k}")));
+                pack(RecordFields {
+                    id: id.as_str().into(),
+                    keys: keys.iter().map(String::as_str).collect(),
+                    reference: None,
+                    other_references: Default::default(),
+                    kind: if *kind == 0 { Kind::Charge } else { Kind::Refund },
+                    amount: Money::new(*minor * 100, cur("USD")),
+                    fee: None,
+                    net: None,
+                    status: ProcessorStatus::Succeeded,
+                    occurred_at: None,
+                    location: Location { object: 0, line: n as u64 + 2 },
+                })
+            }).collect();
+            let ledger: Vec<_> = rows.iter().enumerate().map(|(n, (id, txn, minor))| {
+                // a processor id among the records' ids (below 260) or their shared keys
+                let txn = txn.map(|t| if t < 260 { format!("txn_{t}") } else { format!("ch_{}", t - 260) });
+                row(&format!("L{id}"), txn.as_deref(), *minor * 100, n as u64 + 2)
+            }).collect();
+            let (one, one_found) = decided(&records, &ledger, 1);
+            for batch in [3, super::table::BATCH] {
+                let (l, found) = decided(&records, &ledger, batch);
+                prop_assert_eq!(&l.p_dup, &one.p_dup);
+                prop_assert_eq!(&l.l_dup, &one.l_dup);
+                prop_assert_eq!(&l.link_p, &one.link_p);
+                prop_assert_eq!(&l.link_l, &one.link_l);
+                prop_assert_eq!(sorted(&l.p_note), sorted(&one.p_note));
+                prop_assert_eq!(sorted(&l.l_note), sorted(&one.l_note));
+                prop_assert_eq!(&found, &one_found);
+            }
+        }
+    }
+}

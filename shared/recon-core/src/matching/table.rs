@@ -145,21 +145,22 @@ pub(crate) const AHEAD: usize = 8;
 /// handled: enough misses in flight to cover the memory's latency, few enough for the slots to stay cached.
 pub(crate) const BATCH: usize = 32;
 
-/// Handles the candidates `from..to` in order and in batches: `prepare(state, i, batch)` pushes what candidate
+/// Handles the candidates `from..to` in order and in batches of `batch_size` ([`BATCH`]; tests vary it): `prepare(state, i, batch)` pushes what candidate
 /// `i` needs (its keys' hashes, after asking for their slots) for a whole batch, then `handle(state, entry)`
 /// takes each entry in the order pushed (the tables it fills are in `state`). The result is that of preparing
 /// and handling one candidate after another.
 pub(crate) fn in_batches<S, T>(
     from: usize,
     to: usize,
+    batch_size: usize,
     state: &mut S,
     mut prepare: impl FnMut(&S, usize, &mut Vec<T>),
     mut handle: impl FnMut(&mut S, T),
 ) {
-    let mut batch: Vec<T> = Vec::with_capacity(4 * BATCH);
+    let mut batch: Vec<T> = Vec::with_capacity(4 * batch_size);
     let mut start = from;
     while start < to {
-        let end = start.saturating_add(BATCH).min(to);
+        let end = start.saturating_add(batch_size.max(1)).min(to);
         for i in start..end {
             prepare(state, i, &mut batch);
         }

@@ -9,7 +9,7 @@
 //! `is` compares the keys themselves.
 
 /// An empty slot.
-const EMPTY: u64 = u64::MAX;
+const EMPTY: u32 = u32::MAX;
 
 /// Asks the CPU to bring the cache line holding `r` closer (a hint: nothing is read). A no-op where no hint
 /// is available without unstable features (the `match` Lambda's arm64: there the batches still let
@@ -35,23 +35,32 @@ pub(crate) fn prefetch_at<T>(items: &[T], i: usize) {
     }
 }
 
-/// Candidate indexes (below `u32::MAX`) by the hash of their key.
+/// Candidate indexes by the hash of their key, in 4-byte slots: the index in the low `index_bits` bits (as
+/// many as the largest index needs), the rest a tag taken from the hash, so that most slots of other keys
+/// are passed over without reading their key (1 in 256 at most is compared in vain up to 16M candidates).
 pub(crate) struct IndexTable {
-    slots: Vec<u64>,
+    slots: Vec<u32>,
     len: usize,
+    index_bits: u32,
 }
 
 /// At most this share of the slots is full (linear probing then reads about five slots for a key that is not
-/// there, one or two cache lines): slots of 8 bytes, 12 bytes an index in all.
+/// there, within one or two cache lines): 6 bytes an index in all.
 const LOAD_NUM: usize = 2;
 const LOAD_DEN: usize = 3;
 
+/// The largest index width: a tag keeps at least one bit, and no slot of a valid index is all ones ([`EMPTY`]).
+const MAX_INDEX_BITS: u32 = 31;
+
 impl IndexTable {
-    /// A table for up to `n` indexes without growing.
+    /// A table for up to `n` indexes (`0..n`, below 2^31 - 1) without growing.
     pub fn with_capacity(n: usize) -> IndexTable {
+        // bits to write `n` itself: every index below it leaves at least one zero bit (never all ones)
+        let index_bits = (usize::BITS - n.leading_zeros()).clamp(1, MAX_INDEX_BITS);
         IndexTable {
             slots: vec![EMPTY; Self::size_for(n)],
             len: 0,
+            index_bits,
         }
     }
 
@@ -59,11 +68,16 @@ impl IndexTable {
         (n.saturating_mul(LOAD_DEN) / LOAD_NUM).max(16)
     }
 
-    /// Where a key of hash `h` is looked for first: its high 32 bits scaled to the table (the low 32 bits
-    /// are the slot's tag).
+    /// Where a key of hash `h` is looked for first: its high 32 bits scaled to the table.
     #[inline(always)]
     fn home(&self, h: u64) -> usize {
         (((h >> 32) * self.slots.len() as u64) >> 32) as usize
+    }
+
+    /// The slot bits above the index that a key of hash `h` holds (from the hash's low 32 bits).
+    #[inline(always)]
+    fn tag(&self, h: u64) -> u32 {
+        (h as u32) >> self.index_bits
     }
 
     #[inline(always)]
@@ -85,7 +99,8 @@ impl IndexTable {
     /// be the one hashed (the caller compares the keys).
     #[inline]
     pub fn tagged(&self, h: u64) -> impl Iterator<Item = u32> + '_ {
-        let tag = h & 0xFFFF_FFFF;
+        let tag = self.tag(h);
+        let (bits, mask) = (self.index_bits, (1u32 << self.index_bits) - 1);
         let mut at = self.home(h);
         std::iter::from_fn(move || loop {
             let s = *self.slots.get(at)?;
@@ -93,8 +108,8 @@ impl IndexTable {
                 return None;
             }
             at = self.next(at);
-            if s >> 32 == tag {
-                return Some(s as u32);
+            if s >> bits == tag {
+                return Some(s & mask);
             }
         })
     }
@@ -105,10 +120,12 @@ impl IndexTable {
         self.tagged(h).find(|&j| is(j))
     }
 
-    /// Adds `index` under hash `h`; `rehash(i)` gives the hash of index `i`'s key, should the table grow.
+    /// Adds `index` under hash `h`; `rehash(i)` gives the hash of index `i`'s key, should the table grow
+    /// (more indexes than it was made for, or a larger one).
     pub fn insert(&mut self, h: u64, index: u32, rehash: impl Fn(u32) -> u64) {
-        if (self.len + 1).saturating_mul(LOAD_DEN) > self.slots.len().saturating_mul(LOAD_NUM) {
-            self.grow(&rehash);
+        let full = (self.len + 1).saturating_mul(LOAD_DEN) > self.slots.len().saturating_mul(LOAD_NUM);
+        if full || u64::from(index) >= (1u64 << self.index_bits) - 1 {
+            self.grow(index, &rehash);
         }
         self.put(h, index);
         self.len += 1;
@@ -116,24 +133,32 @@ impl IndexTable {
 
     /// Writes `index` in the first free slot from its home (the load bound leaves one).
     fn put(&mut self, h: u64, index: u32) {
+        let slot = (self.tag(h) << self.index_bits) | index;
         let mut at = self.home(h);
         while self.slots.get(at).is_some_and(|&s| s != EMPTY) {
             at = self.next(at);
         }
         if let Some(s) = self.slots.get_mut(at) {
-            *s = ((h & 0xFFFF_FFFF) << 32) | u64::from(index);
+            *s = slot;
         }
     }
 
-    fn grow(&mut self, rehash: &impl Fn(u32) -> u64) {
-        let old = std::mem::take(&mut self.slots);
-        self.slots = vec![EMPTY; Self::size_for(old.len().saturating_mul(2))];
+    fn grow(&mut self, index: u32, rehash: &impl Fn(u32) -> u64) {
+        let mask = (1u32 << self.index_bits) - 1;
+        let mut kept: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|&&s| s != EMPTY)
+            .map(|&s| s & mask)
+            .collect();
+        let n = (self.len + 1).max(index as usize + 1).saturating_mul(2);
+        *self = IndexTable::with_capacity(n);
         // added again in index order: the candidates are added in ascending order, so each chain keeps the
         // order of adding (`find` returns the first)
-        let mut kept: Vec<u32> = old.iter().filter(|&&s| s != EMPTY).map(|&s| s as u32).collect();
         kept.sort_unstable();
         for i in kept {
             self.put(rehash(i), i);
+            self.len += 1;
         }
     }
 }
@@ -177,9 +202,10 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    /// A hash whose home is `home_bits` (scaled) and whose tag is `tag`.
-    fn h(home_bits: u32, tag: u32) -> u64 {
-        (u64::from(home_bits) << 32) | u64::from(tag)
+    /// A hash whose home is `home_bits` (scaled) and whose low half is `tag` in its top byte (the tag of
+    /// every table of fewer than 2^24 indexes).
+    fn h(home_bits: u32, tag: u8) -> u64 {
+        (u64::from(home_bits) << 32) | (u64::from(tag) << 24)
     }
 
     #[test]

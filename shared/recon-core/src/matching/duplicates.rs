@@ -2,32 +2,25 @@
 //! twice in the ledger. The first (in candidate order) stays a candidate; the others are `duplicate`s. The
 //! ledger's table of processor ids is kept: the exact link probes it.
 
-use super::candidates::{Candidates, Origins};
+use super::candidates::{Candidates, LRef, Origins};
 use super::table::{in_batches, prefetch, prefetch_at, IndexTable, BATCH};
 use super::{hash, Links};
 use crate::discrepancy::{Category, Discrepancy};
 
 /// The ledger's processor ids: the first candidate row holding each. The table holds row indexes (with
-/// 32 bits of the id's hash, at most two thirds of its slots full); each candidate's id sits in a dense list
-/// beside it, so a probe whose slot agrees compares strings without first reading the row (a cache miss
-/// fewer than through the row).
-pub(crate) struct TxnIndex<'a> {
+/// a tag from the id's hash, at most two thirds of its slots full); a probe whose slot agrees compares the
+/// id through the candidate's row, which the batched probes ask for a stage ahead ([`Self::prefetch_entry`],
+/// [`Self::prefetch_row`], [`Self::prefetch_text`]).
+pub(crate) struct TxnIndex<'c> {
     table: IndexTable,
-    /// Candidate `j`'s processor id ("" for none).
-    txn: Vec<&'a str>,
+    ledg: &'c [LRef<'c>],
 }
 
 impl TxnIndex<'_> {
     /// The ledger candidate holding processor id `key`.
     #[inline]
     pub fn find(&self, key: &str) -> Option<u32> {
-        self.find_hashed(hash(key), key)
-    }
-
-    /// [`Self::find`] of a key whose hash is `h`.
-    #[inline]
-    pub fn find_hashed(&self, h: u64, key: &str) -> Option<u32> {
-        self.table.find(h, |j| self.holds(j, key))
+        self.table.find(hash(key), |j| self.holds(j, key))
     }
 
     /// Asks for the memory a lookup of hash `h` reads first.
@@ -43,23 +36,42 @@ impl TxnIndex<'_> {
         self.table.tagged(h)
     }
 
-    /// Asks for candidate `j`'s entry in the dense list, then (once it has arrived) for its text.
+    /// Asks for candidate `j`'s entry in the candidate list; then, once it has arrived, for its row; then,
+    /// once that has arrived, for the row's text.
     #[inline]
     pub fn prefetch_entry(&self, j: u32) {
-        prefetch_at(&self.txn, j as usize);
+        prefetch_at(self.ledg, j as usize);
+    }
+
+    #[inline]
+    pub fn prefetch_row(&self, j: u32) {
+        if let Some(l) = self.ledg.get(j as usize) {
+            prefetch(l.row);
+        }
     }
 
     #[inline]
     pub fn prefetch_text(&self, j: u32) {
-        if let Some(b) = self.txn.get(j as usize).and_then(|t| t.as_bytes().first()) {
+        if let Some(b) = self.txn(j).as_bytes().first() {
             prefetch(b);
         }
+    }
+
+    /// Candidate `j`'s processor id ("" for none).
+    #[inline]
+    fn txn(&self, j: u32) -> &str {
+        self.ledg
+            .get(j as usize)
+            .and_then(|l| l.row.processor_txn_id())
+            .unwrap_or("")
     }
 
     /// Does candidate `j` hold processor id `key`?
     #[inline]
     pub fn holds(&self, j: u32, key: &str) -> bool {
-        self.txn.get(j as usize) == Some(&key)
+        self.ledg
+            .get(j as usize)
+            .is_some_and(|l| l.row.processor_txn_id() == Some(key))
     }
 }
 
@@ -112,23 +124,22 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize) -> (Vec<bool
 }
 
 /// Ledger side: the same `ledger_id` twice, or the same `processor_txn_id` twice.
-fn ledger_side<'a>(
-    c: &Candidates<'a>,
+fn ledger_side<'c>(
+    c: &'c Candidates<'_>,
     o: Origins<'_>,
     batch: usize,
-) -> (Vec<bool>, TxnIndex<'a>, Vec<Discrepancy>) {
+) -> (Vec<bool>, TxnIndex<'c>, Vec<Discrepancy>) {
     let nl = c.ledg.len();
     let mut dup = vec![false; nl];
     let mut found = Vec::new();
-    // every candidate's processor id first: the index compares with them
-    let txn: Vec<&'a str> = c
-        .ledg
-        .iter()
-        .map(|l| l.row.processor_txn_id().unwrap_or(""))
-        .collect();
     let mut tables = (IndexTable::with_capacity(nl), IndexTable::with_capacity(nl));
     let lid = |j: u32| -> &str { c.ledg.get(j as usize).map_or("", |l| l.row.ledger_id()) };
-    let tid = |j: u32| -> &str { txn.get(j as usize).copied().unwrap_or("") };
+    let tid = |j: u32| -> &str {
+        c.ledg
+            .get(j as usize)
+            .and_then(|l| l.row.processor_txn_id())
+            .unwrap_or("")
+    };
     in_batches(
         0,
         nl,
@@ -188,29 +199,32 @@ fn ledger_side<'a>(
             ));
         },
     );
-    let txns = TxnIndex { table: tables.1, txn };
+    let txns = TxnIndex {
+        table: tables.1,
+        ledg: &c.ledg,
+    };
     (dup, txns, found)
 }
 
 /// Finds the duplicates of both sides (on two threads: the tables are independent), marks them in `links`
 /// and returns the ledger's processor-id index.
-pub(crate) fn find<'a>(
-    c: &Candidates<'a>,
+pub(crate) fn find<'c>(
+    c: &'c Candidates<'_>,
     o: Origins<'_>,
     links: &mut Links,
     found: &mut Vec<Discrepancy>,
-) -> TxnIndex<'a> {
+) -> TxnIndex<'c> {
     find_batched(c, o, links, found, BATCH)
 }
 
 /// [`find`] preparing `batch` candidates at a time.
-pub(crate) fn find_batched<'a>(
-    c: &Candidates<'a>,
+pub(crate) fn find_batched<'c>(
+    c: &'c Candidates<'_>,
     o: Origins<'_>,
     links: &mut Links,
     found: &mut Vec<Discrepancy>,
     batch: usize,
-) -> TxnIndex<'a> {
+) -> TxnIndex<'c> {
     let ((p_dup, p_found), (l_dup, txns, l_found)) = std::thread::scope(|s| {
         let p = s.spawn(|| processor_side(c, o, batch));
         let l = ledger_side(c, o, batch);

@@ -43,8 +43,8 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usi
     let best: Vec<AtomicU64> = (0..nl).map(|_| AtomicU64::new(u64::MAX)).collect();
     let hits: Vec<AtomicU32> = (0..nl).map(|_| AtomicU32::new(0)).collect();
     // in batches of records, each stage asking for what the next one reads: the keys hashed and their slots
-    // asked for; the candidates whose slot agrees, their dense-list entries asked for; their texts and
-    // counters asked for; the keys compared and the counters updated
+    // asked for; the candidates whose slot agrees, their list entries asked for; their rows; their ids'
+    // texts and their counters; the keys compared and the counters updated
     let probe = |from: usize, to: usize| {
         let mut keys: Vec<(&str, u32, u32, u64)> = Vec::with_capacity(4 * batch);
         let mut tagged: Vec<(u32, u32)> = Vec::with_capacity(4 * batch);
@@ -68,6 +68,9 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usi
                     txns.prefetch_entry(j);
                     tagged.push((e as u32, j));
                 }
+            }
+            for &(_, j) in &tagged {
+                txns.prefetch_row(j);
             }
             for &(_, j) in &tagged {
                 txns.prefetch_text(j);

@@ -20,30 +20,56 @@ use crate::run::{in_window, window_lag, RunInput};
 /// `invalid_record`, never a clamped figure.
 pub const MAX_MINOR: i64 = 100_000_000_000_000_000;
 
-/// A processor-side candidate: today's record or a carried one.
+/// A processor-side candidate: today's record or a carried one (8 bytes: which carried item it stands for,
+/// if any, is [`Candidates::p_carried`]).
 #[derive(Clone, Copy)]
 pub(crate) struct PRef<'a> {
     pub rec: &'a ProcessorRecord,
-    /// Index into the carried items (u32: candidate lists of millions stay at 16 bytes an entry).
-    pub carried: Option<u32>,
 }
 
 /// A ledger-side candidate.
 #[derive(Clone, Copy)]
 pub(crate) struct LRef<'a> {
     pub row: &'a LedgerRow,
-    pub carried: Option<u32>,
 }
 
-/// The candidates of one run (or partition), in "first" order.
+/// The candidates of one run (or partition), in "first" order: the carried items first (by their index),
+/// then today's records by object and line.
 pub(crate) struct Candidates<'a> {
     pub procs: Vec<PRef<'a>>,
     pub ledg: Vec<LRef<'a>>,
+    /// The carried item behind each of the first `p_carried.len()` processor candidates (the rest are
+    /// today's records): kept apart so that a candidate is one reference, not two words.
+    p_carried: Vec<u32>,
+    l_carried: Vec<u32>,
     pub excluded_counts: BTreeMap<String, u64>,
     pub out_of_window: OutOfWindow,
     /// Records refused here (amount out of range, NUL in a text field).
     pub refused: Vec<InvalidRecord>,
     pub carried_count: u64,
+}
+
+impl Candidates<'_> {
+    /// The carried item processor candidate `i` stands for (`None`: today's record).
+    #[inline]
+    pub fn p_carried(&self, i: usize) -> Option<u32> {
+        self.p_carried.get(i).copied()
+    }
+
+    /// The carried item ledger candidate `j` stands for.
+    #[inline]
+    pub fn l_carried(&self, j: usize) -> Option<u32> {
+        self.l_carried.get(j).copied()
+    }
+
+    /// The carried items behind the first processor candidates, in candidate order.
+    pub fn p_carried_list(&self) -> &[u32] {
+        &self.p_carried
+    }
+
+    pub fn l_carried_list(&self) -> &[u32] {
+        &self.l_carried
+    }
 }
 
 /// Where candidates came from: the run's object keys and carried items, for sources and carry ids.
@@ -91,13 +117,6 @@ impl Origins<'_> {
             .and_then(|i| self.carried.get(i as usize))
             .map(|c| c.age_days)
             .unwrap_or(0)
-    }
-}
-
-fn order_key(carried: Option<u32>, loc: Location) -> (u8, u64, u64) {
-    match carried {
-        Some(i) => (0, i as u64, 0),
-        None => (1, u64::from(loc.object), loc.line),
     }
 }
 
@@ -205,6 +224,8 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         ledg: Vec::with_capacity(ledger.len()),
         excluded_counts: BTreeMap::new(),
         out_of_window: OutOfWindow::default(),
+        p_carried: Vec::new(),
+        l_carried: Vec::new(),
         refused: Vec::new(),
         carried_count: 0,
     };
@@ -216,10 +237,16 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         if !item.reported {
             c.carried_count += 1;
         }
-        let carried = Some(i as u32);
+        // in ascending index: the carried candidates' order
         match &item.record {
-            CarriedRecord::Processor(rec) => c.procs.push(PRef { rec, carried }),
-            CarriedRecord::Ledger(row) => c.ledg.push(LRef { row, carried }),
+            CarriedRecord::Processor(rec) => {
+                c.procs.push(PRef { rec });
+                c.p_carried.push(i as u32);
+            }
+            CarriedRecord::Ledger(row) => {
+                c.ledg.push(LRef { row });
+                c.l_carried.push(i as u32);
+            }
         }
     }
     let p_lag = window_lag(Some(processor));
@@ -244,7 +271,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
             c.refused
                 .push(range_invalid(Side::Processor, rec.location, rec.amount, rec.id()));
         } else if rec.kind.is_reconciled() {
-            c.procs.push(PRef { rec, carried: None });
+            c.procs.push(PRef { rec });
         } else {
             *c.excluded_counts
                 .entry(rec.kind.as_str().to_string())
@@ -279,11 +306,17 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
                 row.ledger_id(),
             ));
         } else {
-            c.ledg.push(LRef { row, carried: None });
+            c.ledg.push(LRef { row });
         }
     }
-    c.procs.sort_by_key(|p| order_key(p.carried, p.rec.location));
-    c.ledg.sort_by_key(|l| order_key(l.carried, l.row.location));
+    // today's records after the carried ones, by object and line (a stable sort: input order never decides)
+    let (pc, lc) = (c.p_carried.len(), c.l_carried.len());
+    if let Some(today) = c.procs.get_mut(pc..) {
+        today.sort_by_key(|p| (p.rec.location.object, p.rec.location.line));
+    }
+    if let Some(today) = c.ledg.get_mut(lc..) {
+        today.sort_by_key(|l| (l.row.location.object, l.row.location.line));
+    }
     c
 }
 

@@ -102,21 +102,21 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize) -> (Vec<bool
             if let Some(d) = dup.get_mut(i) {
                 *d = true;
             }
+            let carried = c.p_carried(i);
             // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
-            if o.reported(p.carried) {
+            if o.reported(carried) {
                 return;
             }
-            let first = &c.procs[first as usize];
+            let first_at = o.source(c.p_carried(first as usize), c.procs[first as usize].rec.location);
             found.push(Discrepancy::of_processor(
                 Category::Duplicate,
                 p.rec,
-                o.source(p.carried, p.rec.location),
+                o.source(carried, p.rec.location),
                 format!(
-                    "processor record {} appears again (first at {})",
+                    "processor record {} appears again (first at {first_at})",
                     p.rec.id(),
-                    o.source(first.carried, first.rec.location)
                 ),
-                o.carried_id(p.carried),
+                o.carried_id(carried),
             ));
         },
     );
@@ -160,11 +160,10 @@ fn ledger_side<'c>(
             let row = l.row;
             let id: &str = row.ledger_id();
             let why = if let Some(first) = ids.find(hv, |j| lid(j) == id) {
-                let first = &c.ledg[first as usize];
+                let first_at = o.source(c.l_carried(first as usize), c.ledg[first as usize].row.location);
                 Some(format!(
-                    "ledger_id {} appears again (first at {})",
+                    "ledger_id {} appears again (first at {first_at})",
                     row.ledger_id(),
-                    o.source(first.carried, first.row.location)
                 ))
             } else {
                 ids.insert(hv, i as u32, |j| hash(lid(j)));
@@ -186,16 +185,17 @@ fn ledger_side<'c>(
             if let Some(d) = dup.get_mut(i) {
                 *d = true;
             }
+            let carried = c.l_carried(i);
             // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
-            if o.reported(l.carried) {
+            if o.reported(carried) {
                 return;
             }
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,
                 row,
-                o.source(l.carried, row.location),
+                o.source(carried, row.location),
                 why,
-                o.carried_id(l.carried),
+                o.carried_id(carried),
             ));
         },
     );

@@ -202,8 +202,9 @@ pub(crate) fn link_batched(
             links.link(i, j);
         } else {
             links.l_dup[j] = true;
+            let carried = c.l_carried(j);
             // an item an earlier run reported (a lookback candidate) stays open as it is: never reported again
-            if o.reported(l.carried) {
+            if o.reported(carried) {
                 continue;
             }
             let other = &c.ledg[links.link_p[i] as usize].row.ledger_id();
@@ -216,9 +217,9 @@ pub(crate) fn link_batched(
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,
                 l.row,
-                o.source(l.carried, l.row.location),
+                o.source(carried, l.row.location),
                 why,
-                o.carried_id(l.carried),
+                o.carried_id(carried),
             ));
         }
     }

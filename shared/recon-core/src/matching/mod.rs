@@ -181,8 +181,9 @@ fn pairs(
             continue;
         }
         let l = c.ledg[j as usize];
+        let (pc, lc) = (c.p_carried(i), c.l_carried(j as usize));
         matched += 1;
-        for x in [p.carried, l.carried] {
+        for x in [pc, lc] {
             if let Some(id) = o.carried_id(x) {
                 let outcome = match o.reported(x) {
                     true => CarryOutcome::MatchedLater,
@@ -205,12 +206,9 @@ fn pairs(
             p.rec,
             l.row,
             problem.stake,
-            (
-                o.source(p.carried, p.rec.location),
-                o.source(l.carried, l.row.location),
-            ),
+            (o.source(pc, p.rec.location), o.source(lc, l.row.location)),
             problem.details,
-            o.carried_id(p.carried).or(o.carried_id(l.carried)),
+            o.carried_id(pc).or(o.carried_id(lc)),
         ));
     }
     (matched, clean)

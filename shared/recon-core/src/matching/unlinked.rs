@@ -14,29 +14,25 @@ use crate::discrepancy::{Category, Discrepancy, Lifecycle};
 trait Candidate {
     /// What the side's report says is missing.
     const WHY: &'static str;
-    fn carried(&self) -> Option<u32>;
     /// Did the record's money move? Only today's processor records can say no.
-    fn settled(&self) -> bool;
-    fn missing(&self, o: Origins<'_>, details: String) -> Discrepancy;
+    fn settled(&self, carried: Option<u32>) -> bool;
+    fn missing(&self, carried: Option<u32>, o: Origins<'_>, details: String) -> Discrepancy;
     fn carry(&self) -> CarriedRecord;
 }
 
 impl Candidate for PRef<'_> {
     const WHY: &'static str = "processor has it, ledger does not";
-    fn carried(&self) -> Option<u32> {
-        self.carried
+    fn settled(&self, carried: Option<u32>) -> bool {
+        carried.is_some() || self.rec.status.is_settled()
     }
-    fn settled(&self) -> bool {
-        self.carried.is_some() || self.rec.status.is_settled()
-    }
-    fn missing(&self, o: Origins<'_>, details: String) -> Discrepancy {
-        let source = o.source(self.carried, self.rec.location);
+    fn missing(&self, carried: Option<u32>, o: Origins<'_>, details: String) -> Discrepancy {
+        let source = o.source(carried, self.rec.location);
         Discrepancy::of_processor(
             Category::MissingInLedger,
             self.rec,
             source,
             details,
-            o.carried_id(self.carried),
+            o.carried_id(carried),
         )
     }
     fn carry(&self) -> CarriedRecord {
@@ -46,20 +42,17 @@ impl Candidate for PRef<'_> {
 
 impl Candidate for LRef<'_> {
     const WHY: &'static str = "ledger has it, processor does not";
-    fn carried(&self) -> Option<u32> {
-        self.carried
-    }
-    fn settled(&self) -> bool {
+    fn settled(&self, _carried: Option<u32>) -> bool {
         true
     }
-    fn missing(&self, o: Origins<'_>, details: String) -> Discrepancy {
-        let source = o.source(self.carried, self.row.location);
+    fn missing(&self, carried: Option<u32>, o: Origins<'_>, details: String) -> Discrepancy {
+        let source = o.source(carried, self.row.location);
         Discrepancy::of_ledger(
             Category::MissingInProcessor,
             self.row,
             source,
             details,
-            o.carried_id(self.carried),
+            o.carried_id(carried),
         )
     }
     fn carry(&self) -> CarriedRecord {
@@ -82,6 +75,7 @@ pub(crate) struct Unlinked {
 #[allow(clippy::too_many_arguments)]
 fn side<C: Candidate>(
     cands: &[C],
+    carried: &[u32],
     dup: &[bool],
     link: &[u32],
     notes: &FxHashMap<usize, String>,
@@ -92,10 +86,12 @@ fn side<C: Candidate>(
 ) -> (u64, u64, u64) {
     let (mut pending, mut not_settled, mut still_open) = (0u64, 0u64, 0u64);
     for (i, c) in cands.iter().enumerate() {
-        if o.reported(c.carried()) && (dup[i] || link[i] == NONE) {
+        // the carried candidates come first
+        let from = carried.get(i).copied();
+        if o.reported(from) && (dup[i] || link[i] == NONE) {
             // reported by an earlier run and still unlinked: its item stays open, nothing is reported again,
             // and it is not one of this run's records
-            if let Some(id) = o.carried_id(c.carried()) {
+            if let Some(id) = o.carried_id(from) {
                 carry_out.push((id, CarryOutcome::StillOpen));
             }
             still_open += 1;
@@ -103,7 +99,7 @@ fn side<C: Candidate>(
         }
         if dup[i] {
             // a carried item that turned out to be a duplicate of today's record
-            if let Some(id) = o.carried_id(c.carried()) {
+            if let Some(id) = o.carried_id(from) {
                 carry_out.push((id, CarryOutcome::Duplicate));
             }
             continue;
@@ -111,7 +107,7 @@ fn side<C: Candidate>(
         if link[i] != NONE {
             continue;
         }
-        if !c.settled() {
+        if !c.settled(from) {
             // no money moved (pending, failed, denied, reversed, canceled) and no ledger row claims it
             not_settled += 1;
             continue;
@@ -120,15 +116,15 @@ fn side<C: Candidate>(
             Some(n) => format!("{}; {n}", C::WHY),
             None => C::WHY.to_string(),
         };
-        let mut d = c.missing(o, why);
+        let mut d = c.missing(from, o, why);
         // the record is kept with the discrepancy: carried while pending, a match candidate while its item
         // is open (the lookback)
         d.carry = Some(c.carry());
-        if o.age(c.carried()) < grace_days {
+        if o.age(from) < grace_days {
             d.lifecycle = Lifecycle::Pending;
             pending += 1;
         }
-        if let Some(id) = o.carried_id(c.carried()) {
+        if let Some(id) = o.carried_id(from) {
             let outcome = match d.lifecycle {
                 Lifecycle::Pending => CarryOutcome::StillPending,
                 Lifecycle::Open => CarryOutcome::Escalated,
@@ -151,6 +147,7 @@ pub(crate) fn report(
 ) -> Unlinked {
     let (processor_pending, not_settled, processor_still_open) = side(
         &c.procs,
+        c.p_carried_list(),
         &links.p_dup,
         &links.link_p,
         &links.p_note,
@@ -161,6 +158,7 @@ pub(crate) fn report(
     );
     let (ledger_pending, _, ledger_still_open) = side(
         &c.ledg,
+        c.l_carried_list(),
         &links.l_dup,
         &links.link_l,
         &links.l_note,

@@ -298,6 +298,15 @@ pub(crate) mod testkit {
         records: &[ProcessorRecord],
         ledger: &[LedgerRow],
     ) -> (super::Links, Vec<crate::discrepancy::Discrepancy>) {
+        linked_batched(records, ledger, super::table::BATCH)
+    }
+
+    /// [`linked`], the probes prepared `batch` candidates at a time.
+    pub fn linked_batched(
+        records: &[ProcessorRecord],
+        ledger: &[LedgerRow],
+        batch: usize,
+    ) -> (super::Links, Vec<crate::discrepancy::Discrepancy>) {
         use super::candidates::{gather, Origins};
         let (objects, config) = (vec!["p".to_string(), "l".to_string()], RunConfig::default());
         let c = gather(
@@ -310,8 +319,8 @@ pub(crate) mod testkit {
             objects: &objects,
             carried: &[],
         };
-        let txns = super::duplicates::find(&c, o, &mut links, &mut found);
-        super::exact::link(&c, &txns, o, &mut links, &mut found);
+        let txns = super::duplicates::find_batched(&c, o, &mut links, &mut found, batch);
+        super::exact::link_batched(&c, &txns, o, &mut links, &mut found, batch);
         super::fallback::link(&c, &mut links);
         (links, found)
     }
@@ -319,31 +328,18 @@ pub(crate) mod testkit {
 
 #[cfg(test)]
 mod batch_tests {
-    use super::candidates::{gather, Origins};
-    use super::testkit::{cur, input, pack, row};
+    use super::testkit::{cur, linked_batched, pack, row};
     use crate::model::{Kind, Location, ProcessorStatus, RecordFields};
     use crate::money::Money;
-    use crate::partition::Selection;
-    use crate::run::RunConfig;
     use proptest::prelude::*;
 
-    /// What the duplicate and exact phases decide, with the probes prepared `batch` candidates at a time.
+    /// What the linking phases decide, with the probes prepared `batch` candidates at a time.
     fn decided(
         records: &[crate::ProcessorRecord],
         ledger: &[crate::LedgerRow],
         batch: usize,
     ) -> (super::Links, Vec<String>) {
-        let (objects, config) = (vec!["p".to_string(), "l".to_string()], RunConfig::default());
-        let inp = input(&objects, records, ledger, &config);
-        let c = gather(&inp, Selection::All);
-        let mut links = super::Links::new(c.procs.len(), c.ledg.len());
-        let mut found = Vec::new();
-        let o = Origins {
-            objects: &objects,
-            carried: &[],
-        };
-        let txns = super::duplicates::find_batched(&c, o, &mut links, &mut found, batch);
-        super::exact::link_batched(&c, &txns, o, &mut links, &mut found, batch);
+        let (links, found) = linked_batched(records, ledger, batch);
         (links, found.iter().map(|d| format!("{d:?}")).collect())
     }
 

@@ -39,15 +39,18 @@ impl fmt::Display for Processor {
 
 impl FromStr for Processor {
     type Err = String;
+    /// Any case, surrounding whitespace ignored (compared in place: every ledger row is read through this).
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "stripe" => Ok(Processor::Stripe),
-            "paypal" => Ok(Processor::Paypal),
-            "square" => Ok(Processor::Square),
-            other => Err(format!(
-                "unknown processor {other:?} (expected stripe, paypal or square)"
-            )),
-        }
+        let t = s.trim();
+        Processor::ALL
+            .into_iter()
+            .find(|p| t.eq_ignore_ascii_case(p.as_str()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown processor {:?} (expected stripe, paypal or square)",
+                    t.to_ascii_lowercase()
+                )
+            })
     }
 }
 
@@ -985,6 +988,24 @@ impl InvalidRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_processor_is_read_in_any_case_and_an_unknown_one_named() {
+        for (text, p) in [
+            ("stripe", Processor::Stripe),
+            (" PayPal ", Processor::Paypal),
+            ("SQUARE", Processor::Square),
+            ("\tStripe\n", Processor::Stripe),
+        ] {
+            assert_eq!(text.parse::<Processor>(), Ok(p), "{text:?}");
+        }
+        assert_eq!(
+            " Adyen ".parse::<Processor>(),
+            Err("unknown processor \"adyen\" (expected stripe, paypal or square)".to_string())
+        );
+        assert!("stripes".parse::<Processor>().is_err());
+        assert!("".parse::<Processor>().is_err());
+    }
 
     /// A Stripe record's `txn_` id is one of its keys: the text holds it once, the keys give it back in
     /// its place.

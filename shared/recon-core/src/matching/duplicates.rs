@@ -20,7 +20,19 @@ impl TxnIndex<'_> {
     /// The ledger candidate holding processor id `key`.
     #[inline]
     pub fn find(&self, key: &str) -> Option<u32> {
-        self.table.find(hash(key), |j| self.holds(j, key))
+        self.find_hashed(hash(key), key)
+    }
+
+    /// [`Self::find`] of a key whose hash is `h`.
+    #[inline]
+    fn find_hashed(&self, h: u64, key: &str) -> Option<u32> {
+        self.table.find(h, |j| self.holds(j, key))
+    }
+
+    /// Makes candidate `j` the holder of its processor id, of hash `h` (not held yet).
+    fn insert(&mut self, h: u64, j: u32) {
+        let ledg = self.ledg;
+        self.table.insert(h, j, |i| hash(txn_of(ledg, i)));
     }
 
     /// Asks for the memory a lookup of hash `h` reads first.
@@ -60,10 +72,7 @@ impl TxnIndex<'_> {
     /// Candidate `j`'s processor id ("" for none).
     #[inline]
     fn txn(&self, j: u32) -> &str {
-        self.ledg
-            .get(j as usize)
-            .and_then(|l| l.row.processor_txn_id())
-            .unwrap_or("")
+        txn_of(self.ledg, j)
     }
 
     /// Does candidate `j` hold processor id `key`?
@@ -73,6 +82,14 @@ impl TxnIndex<'_> {
             .get(j as usize)
             .is_some_and(|l| l.row.processor_txn_id() == Some(key))
     }
+}
+
+/// Ledger candidate `j`'s processor id ("" for none).
+#[inline]
+fn txn_of<'c>(ledg: &[LRef<'c>], j: u32) -> &'c str {
+    ledg.get(j as usize)
+        .and_then(|l| l.row.processor_txn_id())
+        .unwrap_or("")
 }
 
 /// Processor side: the same record id twice.
@@ -132,30 +149,30 @@ fn ledger_side<'c>(
     let nl = c.ledg.len();
     let mut dup = vec![false; nl];
     let mut found = Vec::new();
-    let mut tables = (IndexTable::with_capacity(nl), IndexTable::with_capacity(nl));
+    let mut tables = (
+        IndexTable::with_capacity(nl),
+        TxnIndex {
+            table: IndexTable::with_capacity(nl),
+            ledg: &c.ledg,
+        },
+    );
     let lid = |j: u32| -> &str { c.ledg.get(j as usize).map_or("", |l| l.row.ledger_id()) };
-    let tid = |j: u32| -> &str {
-        c.ledg
-            .get(j as usize)
-            .and_then(|l| l.row.processor_txn_id())
-            .unwrap_or("")
-    };
     in_batches(
         0,
         nl,
         batch,
         &mut tables,
-        |(ids, table), i, batch| {
+        |(ids, txns), i, batch| {
             let hv = hash(lid(i as u32));
             ids.prefetch(hv);
-            let t = tid(i as u32);
+            let t = txns.txn(i as u32);
             let ht = (!t.is_empty()).then(|| hash(t));
             if let Some(ht) = ht {
-                table.prefetch(ht);
+                txns.prefetch(ht);
             }
             batch.push((i, hv, ht));
         },
-        |(ids, table), (i, hv, ht)| {
+        |(ids, txns), (i, hv, ht)| {
             let Some(l) = c.ledg.get(i) else { return };
             let row = l.row;
             let id: &str = row.ledger_id();
@@ -168,13 +185,13 @@ fn ledger_side<'c>(
             } else {
                 ids.insert(hv, i as u32, |j| hash(lid(j)));
                 match (row.processor_txn_id(), ht) {
-                    (Some(t), Some(ht)) => match table.find(ht, |j| tid(j) == t) {
+                    (Some(t), Some(ht)) => match txns.find_hashed(ht, t) {
                         Some(first) => Some(format!(
                             "processor id {t} booked twice: ledger {} already holds it",
                             lid(first)
                         )),
                         None => {
-                            table.insert(ht, i as u32, |j| hash(tid(j)));
+                            txns.insert(ht, i as u32);
                             None
                         }
                     },
@@ -199,11 +216,7 @@ fn ledger_side<'c>(
             ));
         },
     );
-    let txns = TxnIndex {
-        table: tables.1,
-        ledg: &c.ledg,
-    };
-    (dup, txns, found)
+    (dup, tables.1, found)
 }
 
 /// Finds the duplicates of both sides (on two threads: the tables are independent), marks them in `links`

@@ -1,5 +1,5 @@
-//! The matcher's hash tables of candidate indexes, built for batched probing: a table of 8-byte slots (a
-//! candidate's index and 32 bits of its key's hash), open addressing with linear probing, sized once for the
+//! The matcher's hash tables of candidate indexes, built for batched probing: a table of 4-byte slots (a
+//! candidate's index and a tag from its key's hash), open addressing with linear probing, sized once for the
 //! candidates it may hold. Unlike a general-purpose table it tells where a hash will be looked for
 //! ([`IndexTable::prefetch`]), so the phases hash a batch of keys first, ask the memory for their slots, and
 //! probe when the slots have arrived: the probes' cache misses overlap instead of following one another
@@ -170,10 +170,10 @@ pub(crate) const AHEAD: usize = 8;
 /// handled: enough misses in flight to cover the memory's latency, few enough for the slots to stay cached.
 pub(crate) const BATCH: usize = 32;
 
-/// Handles the candidates `from..to` in order and in batches of `batch_size` ([`BATCH`]; tests vary it): `prepare(state, i, batch)` pushes what candidate
-/// `i` needs (its keys' hashes, after asking for their slots) for a whole batch, then `handle(state, entry)`
-/// takes each entry in the order pushed (the tables it fills are in `state`). The result is that of preparing
-/// and handling one candidate after another.
+/// Handles the candidates `from..to` in order and in batches of `batch_size` ([`BATCH`]; tests vary it):
+/// `prepare(state, i, batch)` pushes what candidate `i` needs (its keys' hashes, after asking for their slots)
+/// for a whole batch, then `handle(state, entry)` takes each entry in the order pushed (the tables it fills
+/// are in `state`). The result is that of preparing and handling one candidate after another.
 pub(crate) fn in_batches<S, T>(
     from: usize,
     to: usize,

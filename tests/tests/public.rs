@@ -181,7 +181,7 @@ fn check(case: &str, processor: Processor, table: &[Row]) {
             } else {
                 NotSettled
             };
-            (want.0, r.kind, r.amount.minor.signum() as i8, r.status, fate)
+            (want.0, r.kind, r.amount().minor.signum() as i8, r.status, fate)
         })
         .collect();
     let ids: Vec<&str> = day.records.iter().map(|r| r.id()).collect();

@@ -58,7 +58,7 @@ fn keep_objects_apart(p: &mut ProcessorSide, l: &LedgerSide) {
         return;
     }
     for r in &mut p.records {
-        r.location.object += shift;
+        r.set_object(r.location().object + shift);
     }
     for inv in &mut p.invalid {
         inv.location.object += shift;

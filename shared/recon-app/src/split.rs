@@ -749,8 +749,8 @@ mod tests {
 
     fn sorted(mut e: Everything) -> Everything {
         // two records can share a line (a bare LF inside a CRLF line ends a record): the id decides
-        e.0.sort_by_key(|r| (r.location.object, r.location.line, r.id().to_string()));
-        e.1.sort_by_key(|r| (r.location.object, r.location.line, r.ledger_id().to_string()));
+        e.0.sort_by_key(|r| (r.location().object, r.location().line, r.id().to_string()));
+        e.1.sort_by_key(|r| (r.location().object, r.location().line, r.ledger_id().to_string()));
         e.2.sort_by_key(|r| {
             (
                 r.location.object,

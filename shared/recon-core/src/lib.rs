@@ -29,7 +29,8 @@ pub use matching::candidates::MAX_MINOR;
 pub use matching::{reconcile, reconcile_partition, reconcile_sharded};
 pub use model::{
     InvalidRecord, KeyList, Keys, Kind, LedgerFields, LedgerRow, LedgerStatus, LedgerType, Location, Millis,
-    NewLedgerRow, NewRecord, Processor, ProcessorRecord, ProcessorStatus, RecordFields, Side, TextTooLong,
+    NewLedgerRow, NewRecord, Processor, ProcessorRecord, ProcessorStatus, RecordFields, Side, TooLarge,
+    MAX_RECORD_TEXT,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use outcome::{merge, ConservationError, DiscrepancyCounts, OutOfWindow, Outcome, NOT_SETTLED};

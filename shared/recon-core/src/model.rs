@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::money::Money;
+use crate::money::{Currency, Money};
 
 /// A payment processor reconciled by recon.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
@@ -234,9 +234,16 @@ pub type Millis = i64;
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProcessorRecord {
     /// The id, the keys (NUL-separated), the first reference and the other references (NUL-separated):
-    /// segments [`ID`], [`KEYS`], [`REFERENCE`] and [`OTHER_REFERENCES`], [`cut`] at `ends`.
+    /// segments [`ID`], [`KEYS`], [`REFERENCE`] and [`OTHER_REFERENCES`], [`cut`] at `ends` (16-bit
+    /// offsets: at most [`MAX_RECORD_TEXT`] bytes).
     text: Box<str>,
-    ends: [u32; 3],
+    /// The gross amount's minor units ([`ProcessorRecord::amount`] with `currency`): a [`Money`] field
+    /// would pad its 4-byte currency to 8.
+    minor: i64,
+    fee: i64,
+    net: i64,
+    occurred_at: Millis,
+    ends: [u16; 3],
     /// Which of reference, fee, net and time are present ([`HAS_REFERENCE`] ...).
     has: Presence,
     /// Where the id stands among the keys when it is one of them ([`ID_NOT_A_KEY`]: it is not): kept once,
@@ -244,12 +251,55 @@ pub struct ProcessorRecord {
     id_key: u8,
     pub kind: Kind,
     pub status: ProcessorStatus,
+    currency: Currency,
+    /// The [`Location`], packed: its object and a line below 2^32 ([`TooLarge::Line`] otherwise).
+    at: PackedLocation,
+}
+
+/// The most text (id, keys and references together) a processor record keeps: its segments are cut at
+/// 16-bit offsets. Longer is reported as an invalid record ([`TooLarge::Text`]).
+pub const MAX_RECORD_TEXT: usize = u16::MAX as usize;
+
+/// A [`Location`] in 8 bytes (it is 16, its line being 64-bit): records keep this, so that a day of
+/// millions of records takes 8 bytes a record less.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PackedLocation {
+    object: u32,
+    line: u32,
+}
+
+impl PackedLocation {
+    fn of(l: Location) -> Result<PackedLocation, TooLarge> {
+        Ok(PackedLocation {
+            object: l.object,
+            line: u32::try_from(l.line).map_err(|_| TooLarge::Line(l.line))?,
+        })
+    }
+
+    fn get(self) -> Location {
+        Location {
+            object: self.object,
+            line: u64::from(self.line),
+        }
+    }
+}
+
+impl ProcessorRecord {
     /// Gross amount, signed from the merchant's side.
-    pub amount: Money,
-    fee: i64,
-    net: i64,
-    occurred_at: Millis,
-    pub location: Location,
+    pub fn amount(&self) -> Money {
+        Money::new(self.minor, self.currency)
+    }
+
+    /// Where the record was read (object and line or index).
+    pub fn location(&self) -> Location {
+        self.at.get()
+    }
+
+    /// The record as read from object `object` instead (its line unchanged): object indexes are moved
+    /// apart when two sides' numbering would overlap.
+    pub fn set_object(&mut self, object: u32) {
+        self.at.object = object;
+    }
 }
 
 const ID: usize = 0;
@@ -266,24 +316,55 @@ const HAS_TIME: usize = 3;
 /// of the exact size and 32-bit offsets: the text is at most 4 GiB. Segment `i` ends at `ends[i]`; the
 /// last one (`N`) at the end of the text. (The record keeps the two as fields of its own, not a struct of
 /// them: the padding after the offsets then holds its one-byte fields.)
-fn cut<const N: usize>(text: String, ends: [usize; N]) -> Result<(Box<str>, [u32; N]), TextTooLong> {
-    let too_long = |_| TextTooLong(text.len());
-    u32::try_from(text.len()).map_err(too_long)?;
-    let mut at = [0u32; N];
+fn cut<O: Offset, const N: usize>(text: String, ends: [usize; N]) -> Result<(Box<str>, [O; N]), TooLarge> {
+    let too_long = || TooLarge::Text {
+        len: text.len(),
+        max: O::MAX,
+    };
+    O::of(text.len()).ok_or_else(too_long)?;
+    let mut at = [O::ZERO; N];
     for (a, e) in at.iter_mut().zip(ends) {
-        *a = u32::try_from(e).map_err(too_long)?;
+        *a = O::of(e).ok_or_else(too_long)?;
     }
     Ok((text.into_boxed_str(), at))
 }
 
 /// Segment `i` (0 to `N`) of a text [`cut`] at `ends`.
-fn segment<'a, const N: usize>(text: &'a str, ends: &[u32; N], i: usize) -> &'a str {
-    let from = i
-        .checked_sub(1)
-        .and_then(|k| ends.get(k))
-        .map_or(0, |&e| e as usize);
-    let to = ends.get(i).map_or(text.len(), |&e| e as usize);
+fn segment<'a, O: Offset, const N: usize>(text: &'a str, ends: &[O; N], i: usize) -> &'a str {
+    let from = i.checked_sub(1).and_then(|k| ends.get(k)).map_or(0, |&e| e.at());
+    let to = ends.get(i).map_or(text.len(), |&e| e.at());
     text.get(from..to).unwrap_or("")
+}
+
+/// A segment offset of a compact record's text: 16 bits for a processor record, 32 for a ledger row.
+trait Offset: Copy {
+    const ZERO: Self;
+    /// The largest text length it can index.
+    const MAX: usize;
+    fn of(v: usize) -> Option<Self>;
+    fn at(self) -> usize;
+}
+
+impl Offset for u16 {
+    const ZERO: Self = 0;
+    const MAX: usize = u16::MAX as usize;
+    fn of(v: usize) -> Option<Self> {
+        u16::try_from(v).ok()
+    }
+    fn at(self) -> usize {
+        usize::from(self)
+    }
+}
+
+impl Offset for u32 {
+    const ZERO: Self = 0;
+    const MAX: usize = u32::MAX as usize;
+    fn of(v: usize) -> Option<Self> {
+        u32::try_from(v).ok()
+    }
+    fn at(self) -> usize {
+        self as usize
+    }
 }
 
 /// Which optional values a compact record holds: bit `i` for value `i` (the values themselves are stored
@@ -334,22 +415,36 @@ macro_rules! compact_serde {
 compact_serde!(ProcessorRecord, RecordFields);
 compact_serde!(LedgerRow, LedgerFields);
 
-/// A processor record's text is kept in one allocation indexed by 32-bit offsets: a record whose id, keys
-/// and references exceed 4 GiB together cannot be kept (the parsers report it as an invalid record).
+/// A record that cannot be kept compact (the parsers report it as an invalid record): its text is kept in
+/// one allocation indexed by 16-bit offsets for a processor record ([`MAX_RECORD_TEXT`]), 32-bit for a
+/// ledger row, and its line in 32 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct TextTooLong(pub usize);
+pub enum TooLarge {
+    /// The id, keys and references together are `len` bytes, more than `max`.
+    Text { len: usize, max: usize },
+    /// The record is on a line beyond 4,294,967,295.
+    Line(u64),
+}
 
-impl fmt::Display for TextTooLong {
+impl fmt::Display for TooLarge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the record's id, keys and references are {} bytes together; at most 4 GiB are kept",
-            self.0
-        )
+        match self {
+            TooLarge::Text { len, max } => write!(
+                f,
+                "the record's id, keys and references are {len} bytes together; at most {max} are kept: \
+                 shorten the references (metadata) the export carries"
+            ),
+            TooLarge::Line(line) => write!(
+                f,
+                "the record is on line {line}, beyond line {}, the last recon can point to: split the \
+                 file in smaller files and send them again",
+                u32::MAX
+            ),
+        }
     }
 }
 
-impl std::error::Error for TextTooLong {}
+impl std::error::Error for TooLarge {}
 
 /// A processor record's values with its text borrowed: what the parsers hand to [`ProcessorRecord::new`].
 /// Keys and other references are trimmed; empty ones, ones holding NUL and repeats are dropped.
@@ -471,7 +566,7 @@ const ID_NOT_A_KEY: u8 = u8::MAX;
 
 impl ProcessorRecord {
     /// Packs a record whose text is borrowed (one allocation of the exact size).
-    pub fn new(r: NewRecord<'_>) -> Result<ProcessorRecord, TextTooLong> {
+    pub fn new(r: NewRecord<'_>) -> Result<ProcessorRecord, TooLarge> {
         // the exact size in the common case (every key kept, the id among them written once): a larger
         // capacity stays allocated, as the allocator keeps a block shrunk by less than half, and one byte
         // more can cost the next size class (96 -> 112 bytes for a Stripe charge)
@@ -505,11 +600,12 @@ impl ProcessorRecord {
             id_key,
             kind: r.kind,
             status: r.status,
-            amount: r.amount,
+            minor: r.amount.minor,
+            currency: r.amount.currency,
             fee: r.fee.unwrap_or(0),
             net: r.net.unwrap_or(0),
             occurred_at: r.occurred_at.unwrap_or(0),
-            location: r.location,
+            at: PackedLocation::of(r.location)?,
         })
     }
 
@@ -564,17 +660,17 @@ impl ProcessorRecord {
             reference: self.reference().map(Into::into),
             other_references: Keys(self.segment(OTHER_REFERENCES).into()),
             kind: self.kind,
-            amount: self.amount,
+            amount: self.amount(),
             fee: self.fee(),
             net: self.net(),
             status: self.status,
             occurred_at: self.occurred_at(),
-            location: self.location,
+            location: self.location(),
         }
     }
 
     /// The record with `change` made to its owned fields, packed again.
-    pub fn with(&self, change: impl FnOnce(&mut RecordFields)) -> Result<ProcessorRecord, TextTooLong> {
+    pub fn with(&self, change: impl FnOnce(&mut RecordFields)) -> Result<ProcessorRecord, TooLarge> {
         let mut f = self.fields();
         change(&mut f);
         ProcessorRecord::try_from(f)
@@ -587,12 +683,12 @@ impl ProcessorRecord {
             reference: self.reference(),
             other_references: self.other_references(),
             kind: self.kind,
-            amount: self.amount,
+            amount: self.amount(),
             fee: self.fee(),
             net: self.net(),
             status: self.status,
             occurred_at: self.occurred_at(),
-            location: self.location,
+            location: self.location(),
         }
     }
 
@@ -608,8 +704,8 @@ impl ProcessorRecord {
 }
 
 impl TryFrom<RecordFields> for ProcessorRecord {
-    type Error = TextTooLong;
-    fn try_from(f: RecordFields) -> Result<ProcessorRecord, TextTooLong> {
+    type Error = TooLarge;
+    fn try_from(f: RecordFields) -> Result<ProcessorRecord, TooLarge> {
         // the keys are already as packing leaves them (trimmed, none empty, no NUL, no repeat): packed
         // again unchanged
         let keys: Vec<&str> = f.keys.iter().collect();
@@ -787,15 +883,18 @@ pub struct LedgerRow {
     /// The `ledger_id`, the `processor_txn_id` and the `order_id`, one after the other (segments
     /// [`LEDGER_ID`], [`TXN`], [`ORDER`]), [`cut`] at `ends`.
     text: Box<str>,
+    /// The amount's minor units ([`LedgerRow::amount`] with `currency`).
+    minor: i64,
+    booked_at: Millis,
     ends: [u32; 2],
     /// Which of `processor_txn_id`, `order_id` and `booked_at` are present.
     has: Presence,
     pub processor: Processor,
     pub kind: LedgerType,
     pub status: LedgerStatus,
-    pub amount: Money,
-    booked_at: Millis,
-    pub location: Location,
+    currency: Currency,
+    /// The [`Location`], packed (a line below 2^32).
+    at: PackedLocation,
 }
 
 const LEDGER_ID: usize = 0;
@@ -852,7 +951,7 @@ pub struct NewLedgerRow<'a> {
 
 impl LedgerRow {
     /// Packs a row whose text is borrowed (one allocation of the exact size).
-    pub fn new(r: NewLedgerRow<'_>) -> Result<LedgerRow, TextTooLong> {
+    pub fn new(r: NewLedgerRow<'_>) -> Result<LedgerRow, TooLarge> {
         let (txn, order) = (r.processor_txn_id.unwrap_or(""), r.order_id.unwrap_or(""));
         let mut text = String::with_capacity(r.ledger_id.len() + txn.len() + order.len());
         text.push_str(r.ledger_id);
@@ -872,14 +971,29 @@ impl LedgerRow {
             processor: r.processor,
             kind: r.kind,
             status: r.status,
-            amount: r.amount,
+            minor: r.amount.minor,
+            currency: r.amount.currency,
             booked_at: r.booked_at.unwrap_or(0),
-            location: r.location,
+            at: PackedLocation::of(r.location)?,
         })
     }
 
     fn segment(&self, i: usize) -> &str {
         segment(&self.text, &self.ends, i)
+    }
+
+    pub fn amount(&self) -> Money {
+        Money::new(self.minor, self.currency)
+    }
+
+    /// Where the row was read (object and line or index).
+    pub fn location(&self) -> Location {
+        self.at.get()
+    }
+
+    /// The row as read from object `object` instead (its line unchanged).
+    pub fn set_object(&mut self, object: u32) {
+        self.at.object = object;
     }
 
     pub fn ledger_id(&self) -> &str {
@@ -907,15 +1021,15 @@ impl LedgerRow {
             processor_txn_id: self.processor_txn_id().map(Into::into),
             order_id: self.order_id().map(Into::into),
             kind: self.kind,
-            amount: self.amount,
+            amount: self.amount(),
             status: self.status,
             booked_at: self.booked_at(),
-            location: self.location,
+            location: self.location(),
         }
     }
 
     /// The row with `change` made to its owned fields, packed again.
-    pub fn with(&self, change: impl FnOnce(&mut LedgerFields)) -> Result<LedgerRow, TextTooLong> {
+    pub fn with(&self, change: impl FnOnce(&mut LedgerFields)) -> Result<LedgerRow, TooLarge> {
         let mut f = self.fields();
         change(&mut f);
         LedgerRow::try_from(f)
@@ -928,17 +1042,17 @@ impl LedgerRow {
             processor_txn_id: self.processor_txn_id(),
             order_id: self.order_id(),
             kind: self.kind,
-            amount: self.amount,
+            amount: self.amount(),
             status: self.status,
             booked_at: self.booked_at(),
-            location: self.location,
+            location: self.location(),
         }
     }
 }
 
 impl TryFrom<LedgerFields> for LedgerRow {
-    type Error = TextTooLong;
-    fn try_from(f: LedgerFields) -> Result<LedgerRow, TextTooLong> {
+    type Error = TooLarge;
+    fn try_from(f: LedgerFields) -> Result<LedgerRow, TooLarge> {
         LedgerRow::new(NewLedgerRow {
             ledger_id: &f.ledger_id,
             processor: f.processor,

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use recon_core::{
     Currency, Keys, Kind, LedgerFields, LedgerRow, LedgerStatus, LedgerType, Location, Money, NewLedgerRow,
-    NewRecord, Processor, ProcessorRecord, ProcessorStatus, RecordFields,
+    NewRecord, Processor, ProcessorRecord, ProcessorStatus, RecordFields, TooLarge, MAX_RECORD_TEXT,
 };
 
 proptest! {
@@ -86,7 +86,7 @@ proptest! {
         net in prop::option::of(any::<i64>()),
         at in prop::option::of(any::<i64>()),
         minor in any::<i64>(),
-        line in any::<u64>(),
+        line in any::<u32>().prop_map(u64::from),
     ) {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let others: Vec<&str> = others.iter().map(String::as_str).collect();
@@ -127,7 +127,7 @@ proptest! {
             fields.other_references.iter().collect::<Vec<_>>()
         );
         prop_assert_eq!((packed.fee(), packed.net(), packed.occurred_at()), (fee, net, at));
-        prop_assert_eq!((packed.kind, packed.status, packed.amount, packed.location), (Kind::Dispute, ProcessorStatus::Reversed, amount, location));
+        prop_assert_eq!((packed.kind, packed.status, packed.amount(), packed.location()), (Kind::Dispute, ProcessorStatus::Reversed, amount, location));
         prop_assert_eq!(&packed.fields(), &fields);
         let owned = ProcessorRecord::try_from(fields.clone()).unwrap();
         prop_assert_eq!(&owned, &packed);
@@ -149,7 +149,7 @@ proptest! {
         order in prop::option::of("[ a-c_\\x00]{0,6}"),
         booked in prop::option::of(any::<i64>()),
         minor in any::<i64>(),
-        line in any::<u64>(),
+        line in any::<u32>().prop_map(u64::from),
     ) {
         let amount = Money::new(minor, Currency::parse("EUR").unwrap());
         let location = Location { object: 1, line };
@@ -180,7 +180,7 @@ proptest! {
         prop_assert_eq!(packed.processor_txn_id(), txn.as_deref());
         prop_assert_eq!(packed.order_id(), order.as_deref());
         prop_assert_eq!(packed.booked_at(), booked);
-        prop_assert_eq!((packed.processor, packed.kind, packed.status, packed.amount, packed.location),
+        prop_assert_eq!((packed.processor, packed.kind, packed.status, packed.amount(), packed.location()),
             (Processor::Square, LedgerType::Refund, LedgerStatus::Pending, amount, location));
         prop_assert_eq!(&packed.fields(), &fields);
         prop_assert_eq!(&LedgerRow::try_from(fields.clone()).unwrap(), &packed);
@@ -196,8 +196,80 @@ proptest! {
 #[test]
 #[cfg(target_pointer_width = "64")]
 fn compact_records_keep_their_inline_size() {
-    assert_eq!(std::mem::size_of::<ProcessorRecord>(), 88);
-    assert_eq!(std::mem::size_of::<LedgerRow>(), 72);
+    assert_eq!(std::mem::size_of::<ProcessorRecord>(), 72);
+    assert_eq!(std::mem::size_of::<LedgerRow>(), 56);
+}
+
+fn record_at(line: u64, reference: &str) -> Result<ProcessorRecord, TooLarge> {
+    ProcessorRecord::new(NewRecord {
+        id: "txn_1",
+        keys: &["ch_1", "txn_1"],
+        reference: Some(reference),
+        other_references: &[],
+        kind: Kind::Charge,
+        amount: Money::new(100, Currency::parse("USD").unwrap()),
+        fee: None,
+        net: None,
+        status: ProcessorStatus::Succeeded,
+        occurred_at: None,
+        location: Location { object: 2, line },
+    })
+}
+
+fn row_at(line: u64) -> Result<LedgerRow, TooLarge> {
+    LedgerRow::new(NewLedgerRow {
+        ledger_id: "L-1",
+        processor: Processor::Stripe,
+        processor_txn_id: Some("ch_1"),
+        order_id: None,
+        kind: LedgerType::Charge,
+        amount: Money::new(100, Currency::parse("USD").unwrap()),
+        status: LedgerStatus::Captured,
+        booked_at: None,
+        location: Location { object: 0, line },
+    })
+}
+
+/// Records keep their line in 32 bits: the last line that fits is kept exactly, the next one is refused
+/// with the line named (the parsers report it as an invalid record), never wrapped to a small line.
+#[test]
+fn a_record_beyond_the_last_line_a_record_keeps_is_refused_not_wrapped() {
+    let last = u64::from(u32::MAX);
+    assert_eq!(record_at(last, "ord_1").unwrap().location().line, last);
+    assert_eq!(row_at(last).unwrap().location().line, last);
+    assert_eq!(record_at(last + 1, "ord_1").err(), Some(TooLarge::Line(last + 1)));
+    assert_eq!(row_at(last + 1).err(), Some(TooLarge::Line(last + 1)));
+    let why = TooLarge::Line(last + 1).to_string();
+    assert!(
+        why.contains("4294967296") && why.contains("split the file"),
+        "{why}"
+    );
+}
+
+/// A processor record's id, keys and references share one text cut at 16-bit offsets: up to
+/// MAX_RECORD_TEXT bytes are kept, more are refused with the sizes named.
+#[test]
+fn a_record_text_beyond_the_limit_is_refused_with_its_size() {
+    // the id and the one key written ("txn_1" is held as the id), then the reference
+    let fixed = "txn_1".len() + "ch_1".len();
+    let fits = "r".repeat(MAX_RECORD_TEXT - fixed);
+    let r = record_at(7, &fits).unwrap();
+    assert_eq!((r.id(), r.reference().map(str::len)), ("txn_1", Some(fits.len())));
+    assert_eq!(r.keys().iter().collect::<Vec<_>>(), ["ch_1", "txn_1"]);
+    let over = "r".repeat(MAX_RECORD_TEXT - fixed + 1);
+    let e = record_at(7, &over).err();
+    assert_eq!(
+        e,
+        Some(TooLarge::Text {
+            len: MAX_RECORD_TEXT + 1,
+            max: MAX_RECORD_TEXT
+        })
+    );
+    let why = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        why.contains("65536 bytes") && why.contains("at most 65535"),
+        "{why}"
+    );
 }
 
 /// A carried ledger row as earlier versions wrote it reads back and is written the same way.
@@ -228,7 +300,7 @@ fn a_record_in_the_shape_earlier_versions_stored_reads_back() {
     );
     assert_eq!(r.keys().iter().collect::<Vec<_>>(), ["ch_1", "txn_1"]);
     assert!(r.other_references().is_empty());
-    assert_eq!((r.occurred_at(), r.location.line), (Some(1_718_567_400_000), 7));
+    assert_eq!((r.occurred_at(), r.location().line), (Some(1_718_567_400_000), 7));
     let again: serde_json::Value = serde_json::to_value(&r).unwrap();
     let want: serde_json::Value = serde_json::from_str(stored).unwrap();
     assert_eq!(again, want);

@@ -517,7 +517,7 @@ proptest! {
         }
         let mut p2 = p.clone();
         for (r, line) in p2.iter_mut().zip(&lines) {
-            r.location.line = *line;
+            *r = r.with(|f| f.location.line = *line).unwrap();
         }
         p2.reverse();
         let b = run(&p2, &l, &[], 0);

@@ -77,7 +77,10 @@ fn validate<'a>(f: &Fields<'a>, location: Location) -> Result<LedgerRow, (Option
         booked_at,
         location,
     })
-    .map_err(|e| fail("ledger_id", e.to_string()))
+    .map_err(|e| match e {
+        recon_core::TooLarge::Line(_) => fail("row", e.to_string()),
+        recon_core::TooLarge::Text { .. } => fail("ledger_id", e.to_string()),
+    })
 }
 
 fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidRecord {
@@ -282,15 +285,15 @@ L-7,stripe,ch_7,ord_7,charge,,USD,captured,2025-01-15T12:00:00Z\r\n";
     fn parses_csv_with_bom_crlf_and_quotes() {
         let p = parse_csv("inbox/ledger/l.csv", 3, CSV).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.ledger.len(), 4);
-        assert_eq!(p.ledger[0].amount.minor, 12500);
+        assert_eq!(p.ledger[0].amount().minor, 12500);
         assert_eq!(p.ledger[1].order_id(), Some("ord_1, part"));
         assert_eq!(p.ledger[1].kind, LedgerType::Refund);
         assert_eq!(p.ledger[1].status, LedgerStatus::Refunded);
         assert_eq!(p.ledger[2].processor_txn_id(), None);
-        assert_eq!(p.ledger[2].amount.minor, 1200);
-        assert_eq!(p.ledger[3].amount.minor, 125);
-        assert_eq!(p.ledger[3].amount.currency.code(), "KWD");
-        assert_eq!(p.ledger[0].location, Location { object: 3, line: 2 });
+        assert_eq!(p.ledger[2].amount().minor, 1200);
+        assert_eq!(p.ledger[3].amount().minor, 125);
+        assert_eq!(p.ledger[3].amount().currency.code(), "KWD");
+        assert_eq!(p.ledger[0].location(), Location { object: 3, line: 2 });
         let bad: Vec<_> = p
             .invalid
             .iter()
@@ -314,8 +317,8 @@ L-7,stripe,ch_7,ord_7,charge,,USD,captured,2025-01-15T12:00:00Z\r\n";
 {\"ledger_id\":\"L-3\", truncated\n";
         let p = parse_jsonl("k", 0, text).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.ledger.len(), 2);
-        assert_eq!(p.ledger[0].amount.minor, 10);
-        assert_eq!(p.ledger[1].amount.minor, 1200);
+        assert_eq!(p.ledger[0].amount().minor, 10);
+        assert_eq!(p.ledger[1].amount().minor, 1200);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 3);
     }
@@ -363,7 +366,7 @@ mod quote_tests {
             assert_eq!(bad.location.line, 7, "header is line 1, row i is line i + 2");
             assert!(bad.raw.starts_with("L5,square,txn_5,\"ord_5"), "{}", bad.raw);
             assert!(bad.reason.contains("not closed"), "{}", bad.reason);
-            let lines: Vec<u64> = p.ledger.iter().map(|r| r.location.line).collect();
+            let lines: Vec<u64> = p.ledger.iter().map(|r| r.location().line).collect();
             assert!(lines.contains(&8) && lines.contains(&31), "{lines:?}");
         }
     }
@@ -391,7 +394,7 @@ mod quote_tests {
             .ledger
             .iter()
             .find(|r| r.ledger_id() == "L100")
-            .map(|r| r.location.line);
+            .map(|r| r.location().line);
         assert_eq!(l100, Some(15));
     }
 }

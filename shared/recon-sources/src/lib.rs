@@ -210,7 +210,7 @@ impl Parsed {
     /// record holds), reports it as the invalid record `bad` makes of the reason: never dropped.
     pub(crate) fn keep_packed(
         &mut self,
-        record: Result<ProcessorRecord, recon_core::TextTooLong>,
+        record: Result<ProcessorRecord, recon_core::TooLarge>,
         bad: impl FnOnce(String) -> (Option<Processor>, InvalidRecord),
     ) {
         match record {

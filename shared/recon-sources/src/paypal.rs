@@ -472,13 +472,13 @@ mod tests {
         assert_eq!(p.records.len(), 3);
         let sale = &p.records[0];
         assert_eq!(
-            (sale.kind, sale.amount.minor, sale.fee(), sale.net()),
+            (sale.kind, sale.amount().minor, sale.fee(), sale.net()),
             (Kind::Charge, 4999, Some(224), Some(4775))
         );
         assert_eq!(sale.reference(), Some("order_A10023"));
         assert_eq!(sale.id(), "3W487768B3782210S/T0006");
         let refund = &p.records[1];
-        assert_eq!((refund.kind, refund.amount.minor), (Kind::Refund, -4999));
+        assert_eq!((refund.kind, refund.amount().minor), (Kind::Refund, -4999));
         assert_eq!(
             refund.keys().iter().collect::<Vec<_>>(),
             ["5P914601XX9466815"],
@@ -486,7 +486,7 @@ mod tests {
         );
         assert_eq!(refund.reference(), Some("INV-A10023"));
         assert_eq!(p.records[2].status, ProcessorStatus::Failed);
-        assert_eq!(p.records[2].amount.to_string(), "1200");
+        assert_eq!(p.records[2].amount().to_string(), "1200");
         assert_eq!(p.invalid.len(), 1);
     }
 
@@ -522,11 +522,14 @@ mod tests {
         let p = parse_settlement_csv("k", 0, STL.as_bytes(), false, Keep::Records)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3, "{:?}", p.invalid);
-        assert_eq!((p.records[0].amount.minor, p.records[0].fee()), (4999, Some(224)));
-        assert_eq!(p.records[1].amount.to_string(), "1200"); // JPY is x100 in STL too
+        assert_eq!(
+            (p.records[0].amount().minor, p.records[0].fee()),
+            (4999, Some(224))
+        );
+        assert_eq!(p.records[1].amount().to_string(), "1200"); // JPY is x100 in STL too
         assert_eq!(p.records[1].fee(), None);
         assert_eq!(
-            (p.records[2].kind, p.records[2].amount.minor),
+            (p.records[2].kind, p.records[2].amount().minor),
             (Kind::Refund, -4999)
         );
         assert_eq!(p.records[0].occurred_at(), Some(1_724_137_277_000)); // 2024-08-20T07:01:17Z

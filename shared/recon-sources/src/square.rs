@@ -239,7 +239,11 @@ mod tests {
         let p = parse_page("k", 0, payments).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 2);
         assert_eq!(
-            (p.records[0].amount.minor, p.records[0].fee(), p.records[0].net()),
+            (
+                p.records[0].amount().minor,
+                p.records[0].fee(),
+                p.records[0].net()
+            ),
             (555, Some(34), Some(521))
         );
         assert_eq!(p.records[0].reference(), Some("A10023"));
@@ -249,7 +253,7 @@ mod tests {
         let refunds = r#"{"refunds":[{"id":"bP9mAsEMYPUGjjGNaNO5ZDVyLhSZY_r1","status":"COMPLETED","amount_money":{"amount":100,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":-6,"currency":"USD"}}],"payment_id":"bP9mAsEMYPUGjjGNaNO5ZDVyLhSZY","order_id":"d7eK","created_at":"2021-10-14T10:00:00.000Z","location_id":"L1"}]}"#;
         let r = parse_page("k", 0, refunds).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(
-            (r.records[0].kind, r.records[0].amount.minor),
+            (r.records[0].kind, r.records[0].amount().minor),
             (Kind::Refund, -100)
         );
         assert_eq!(

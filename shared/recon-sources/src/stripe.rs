@@ -481,7 +481,7 @@ mod tests {
         assert_eq!(p.records.len(), 7);
         let c = &p.records[0];
         assert_eq!(c.kind, Kind::Charge);
-        assert_eq!(c.amount.minor, 4999);
+        assert_eq!(c.amount().minor, 4999);
         assert_eq!(
             c.keys().iter().collect::<Vec<_>>(),
             [
@@ -492,11 +492,11 @@ mod tests {
         );
         assert_eq!(c.reference(), Some("ord_A10023"));
         assert_eq!(p.records[1].kind, Kind::Refund);
-        assert_eq!(p.records[1].amount.minor, -4999);
+        assert_eq!(p.records[1].amount().minor, -4999);
         assert_eq!(p.records[2].kind, Kind::Dispute);
-        assert_eq!(p.records[3].amount.to_string(), "100"); // ISK: 10000 Stripe minor units = 100 krona
-        assert_eq!(p.records[4].amount.to_string(), "1200");
-        assert_eq!(p.records[5].amount.to_string(), "12.340");
+        assert_eq!(p.records[3].amount().to_string(), "100"); // ISK: 10000 Stripe minor units = 100 krona
+        assert_eq!(p.records[4].amount().to_string(), "1200");
+        assert_eq!(p.records[5].amount().to_string(), "12.340");
         assert_eq!(p.records[6].kind, Kind::Payout);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 6);
@@ -598,16 +598,37 @@ mod tests {
 2025-06-02 00:00:03,txn_4,usd,12.345,0,12.345,charge,ch_4,ch_4,pi_4,,ord_4\n";
         let p = parse_report_csv("k", 0, csv).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3);
-        assert_eq!(p.records[0].amount.minor, 2612);
+        assert_eq!(p.records[0].amount().minor, 2612);
         assert_eq!(p.records[0].reference(), Some("ord_1"));
         assert_eq!(
             p.records[1].keys().iter().collect::<Vec<_>>(),
             ["dp_2", "txn_2", "ch_old"]
         );
-        assert_eq!(p.records[1].amount.to_string(), "-4000");
+        assert_eq!(p.records[1].amount().to_string(), "-4000");
         assert_eq!(p.records[2].kind, Kind::Fee);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 5);
+    }
+
+    /// A row whose id, keys and references exceed what a record keeps (an order reference of 70,000 bytes)
+    /// is an invalid record of its line, with the sizes named; the rows around it are kept.
+    #[test]
+    fn a_row_with_more_reference_text_than_a_record_keeps_is_reported() {
+        let long = "o".repeat(70_000);
+        let csv = format!(
+            "created_utc,balance_transaction_id,currency,gross,reporting_category,source_id,payment_metadata[order_id]\n\
+             2025-06-02 00:00:00,txn_1,usd,1.00,charge,ch_1,ord_1\n\
+             2025-06-02 00:00:01,txn_2,usd,2.00,charge,ch_2,{long}\n\
+             2025-06-02 00:00:02,txn_3,usd,3.00,charge,ch_3,ord_3\n"
+        );
+        let p = parse_report_csv("k", 0, &csv).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.records.iter().map(ProcessorRecord::id).collect();
+        assert_eq!(ids, ["txn_1", "txn_3"]);
+        assert_eq!(p.invalid.len(), 1);
+        let (processor, bad) = &p.invalid[0];
+        assert_eq!((*processor, bad.location.line), (Some(Processor::Stripe), 3));
+        assert!(bad.reason.contains("at most 65535"), "{}", bad.reason);
+        assert!(bad.raw.contains("txn_2"), "the row's text is kept");
     }
 }
 

@@ -387,7 +387,7 @@ async fn square_every_location_and_refunds_with_cursors() {
                 .1
                 .records
                 .into_iter()
-                .map(|r| r.amount.minor)
+                .map(|r| r.amount().minor)
         })
         .collect();
     assert_eq!(amounts, [555, 555, -100]);

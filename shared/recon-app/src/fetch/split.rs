@@ -306,8 +306,11 @@ pub(crate) fn shift_lines(parsed: &mut Parsed, shift: u64) {
     parsed
         .records
         .iter_mut()
-        .for_each(|r| moved(&mut r.location.line));
-    parsed.ledger.iter_mut().for_each(|r| moved(&mut r.location.line));
+        .for_each(|r| moved(&mut r.location().line));
+    parsed
+        .ledger
+        .iter_mut()
+        .for_each(|r| moved(&mut r.location().line));
     parsed
         .invalid
         .iter_mut()

@@ -263,13 +263,17 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         if let Some(field) = processor_nul(rec) {
             c.refused.push(nul_invalid(
                 Side::Processor,
-                rec.location,
+                rec.location(),
                 field,
                 &format!("{rec:?}"),
             ));
-        } else if rec.kind.is_reconciled() && !in_range(rec.amount.minor) {
-            c.refused
-                .push(range_invalid(Side::Processor, rec.location, rec.amount, rec.id()));
+        } else if rec.kind.is_reconciled() && !in_range(rec.amount().minor) {
+            c.refused.push(range_invalid(
+                Side::Processor,
+                rec.location(),
+                rec.amount(),
+                rec.id(),
+            ));
         } else if rec.kind.is_reconciled() {
             c.procs.push(PRef { rec });
         } else {
@@ -290,7 +294,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         if let Some(field) = ledger_nul(row) {
             c.refused.push(nul_invalid(
                 Side::Ledger,
-                row.location,
+                row.location(),
                 field,
                 &format!("{row:?}"),
             ));
@@ -298,11 +302,11 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
             *c.excluded_counts
                 .entry("ledger_adjustment".to_string())
                 .or_default() += 1;
-        } else if !in_range(row.amount.minor) {
+        } else if !in_range(row.amount().minor) {
             c.refused.push(range_invalid(
                 Side::Ledger,
-                row.location,
-                row.amount,
+                row.location(),
+                row.amount(),
                 row.ledger_id(),
             ));
         } else {
@@ -312,10 +316,10 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
     // today's records after the carried ones, by object and line (a stable sort: input order never decides)
     let (pc, lc) = (c.p_carried.len(), c.l_carried.len());
     if let Some(today) = c.procs.get_mut(pc..) {
-        today.sort_by_key(|p| (p.rec.location.object, p.rec.location.line));
+        today.sort_by_key(|p| (p.rec.location().object, p.rec.location().line));
     }
     if let Some(today) = c.ledg.get_mut(lc..) {
-        today.sort_by_key(|l| (l.row.location.object, l.row.location.line));
+        today.sort_by_key(|l| (l.row.location().object, l.row.location().line));
     }
     c
 }

@@ -25,7 +25,7 @@ pub(crate) fn classify(
     l: &LedgerRow,
     tolerance: &BTreeMap<Currency, i64>,
 ) -> Option<Problem> {
-    let (pa, la) = (p.amount, l.amount);
+    let (pa, la) = (p.amount(), l.amount());
     if pa.currency != la.currency {
         return Some(Problem {
             category: Category::CurrencyMismatch,
@@ -115,8 +115,9 @@ mod tests {
 
     #[test]
     fn given_another_currency_when_classified_then_currency_mismatch_comes_first() {
-        let mut l = row("L", None, 450, 1);
-        l.amount = Money::new(450, cur("EUR"));
+        let l = row("L", None, 450, 1)
+            .with(|f| f.amount = Money::new(450, cur("EUR")))
+            .unwrap_or_else(|e| unreachable!("{e}"));
         let p = classify(&prec("p", 500, 1), &l, &BTreeMap::new()).map(|x| (x.category, x.at_least_high));
         assert_eq!(p, Some((Category::CurrencyMismatch, true)));
     }

@@ -124,11 +124,14 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize) -> (Vec<bool
             if o.reported(carried) {
                 return;
             }
-            let first_at = o.source(c.p_carried(first as usize), c.procs[first as usize].rec.location);
+            let first_at = o.source(
+                c.p_carried(first as usize),
+                c.procs[first as usize].rec.location(),
+            );
             found.push(Discrepancy::of_processor(
                 Category::Duplicate,
                 p.rec,
-                o.source(carried, p.rec.location),
+                o.source(carried, p.rec.location()),
                 format!(
                     "processor record {} appears again (first at {first_at})",
                     p.rec.id(),
@@ -177,7 +180,7 @@ fn ledger_side<'c>(
             let row = l.row;
             let id: &str = row.ledger_id();
             let why = if let Some(first) = ids.find(hv, |j| lid(j) == id) {
-                let first_at = o.source(c.l_carried(first as usize), c.ledg[first as usize].row.location);
+                let first_at = o.source(c.l_carried(first as usize), c.ledg[first as usize].row.location());
                 Some(format!(
                     "ledger_id {} appears again (first at {first_at})",
                     row.ledger_id(),
@@ -210,7 +213,7 @@ fn ledger_side<'c>(
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,
                 row,
-                o.source(carried, row.location),
+                o.source(carried, row.location()),
                 why,
                 o.carried_id(carried),
             ));

@@ -23,8 +23,8 @@ pub(crate) fn fit(p: &ProcessorRecord, l: &LedgerRow) -> u8 {
             | (LedgerType::Refund, Kind::Refund)
             | (LedgerType::Dispute, Kind::Dispute)
     );
-    let sign = p.amount.minor.signum() == l.amount.minor.signum();
-    let amount = p.amount == l.amount;
+    let sign = p.amount().minor.signum() == l.amount().minor.signum();
+    let amount = p.amount() == l.amount();
     match (kind, sign, amount) {
         (true, true, true) => 0,
         (true, true, false) => 1,
@@ -156,8 +156,8 @@ fn settle_contested(
                     ids.join(", "),
                     row.ledger_id(),
                     row.kind.as_str(),
-                    row.amount,
-                    row.amount.currency
+                    row.amount(),
+                    row.amount().currency
                 );
                 for &i in &winners {
                     links.p_note.insert(i as usize, note.clone());
@@ -217,7 +217,7 @@ pub(crate) fn link_batched(
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,
                 l.row,
-                o.source(carried, l.row.location),
+                o.source(carried, l.row.location()),
                 why,
                 o.carried_id(carried),
             ));

@@ -22,9 +22,13 @@ pub(crate) fn link(c: &Candidates<'_>, links: &mut Links) {
             continue;
         }
         if let Some(o) = l.row.order_id().filter(|o| !o.is_empty()) {
-            lmap.entry((o.to_ascii_lowercase(), l.row.amount.minor, l.row.amount.currency))
-                .or_default()
-                .push(j);
+            lmap.entry((
+                o.to_ascii_lowercase(),
+                l.row.amount().minor,
+                l.row.amount().currency,
+            ))
+            .or_default()
+            .push(j);
         }
     }
     if lmap.is_empty() {
@@ -37,7 +41,11 @@ pub(crate) fn link(c: &Candidates<'_>, links: &mut Links) {
             continue;
         }
         for r in p.rec.references() {
-            let k = (r.to_ascii_lowercase(), p.rec.amount.minor, p.rec.amount.currency);
+            let k = (
+                r.to_ascii_lowercase(),
+                p.rec.amount().minor,
+                p.rec.amount().currency,
+            );
             if lmap.contains_key(&k) {
                 pmap.entry(k).or_default().push(i);
                 *groups_of.entry(i).or_default() += 1;

@@ -196,7 +196,7 @@ fn pairs(
             clean += 1;
             continue;
         };
-        let mut sev = config.severity.by_amount(problem.stake, p.rec.amount.currency);
+        let mut sev = config.severity.by_amount(problem.stake, p.rec.amount().currency);
         if problem.at_least_high {
             sev = sev.max(Severity::High);
         }
@@ -206,7 +206,7 @@ fn pairs(
             p.rec,
             l.row,
             problem.stake,
-            (o.source(pc, p.rec.location), o.source(lc, l.row.location)),
+            (o.source(pc, p.rec.location()), o.source(lc, l.row.location())),
             problem.details,
             o.carried_id(pc).or(o.carried_id(lc)),
         ));

@@ -26,7 +26,7 @@ impl Candidate for PRef<'_> {
         carried.is_some() || self.rec.status.is_settled()
     }
     fn missing(&self, carried: Option<u32>, o: Origins<'_>, details: String) -> Discrepancy {
-        let source = o.source(carried, self.rec.location);
+        let source = o.source(carried, self.rec.location());
         Discrepancy::of_processor(
             Category::MissingInLedger,
             self.rec,
@@ -46,7 +46,7 @@ impl Candidate for LRef<'_> {
         true
     }
     fn missing(&self, carried: Option<u32>, o: Origins<'_>, details: String) -> Discrepancy {
-        let source = o.source(carried, self.row.location);
+        let source = o.source(carried, self.row.location());
         Discrepancy::of_ledger(
             Category::MissingInProcessor,
             self.row,

@@ -480,7 +480,12 @@ pub async fn scatter<S: ObjectStore>(
     let (format, mut parsed) = read.parsed.map_err(AppError::Unreadable)?;
     // line numbers of the object (a later range's own lines start at 2, behind the header line)
     if s.task.ranges > 1 && s.task.range > 0 {
-        crate::fetch::split::shift_lines(&mut parsed, s.first_line.saturating_sub(2));
+        crate::fetch::split::shift_lines(&mut parsed, s.first_line.saturating_sub(2)).map_err(|e| {
+            AppError::InvalidInput(format!(
+                "{}: bytes {}..{}: {e}",
+                s.task.key, s.cut.start, s.cut.end
+            ))
+        })?;
     }
     let plan_key = format!("{dir}plan/{}.bin", s.task.name());
     let assigned = store.get(&plan_key).await.map_err(AppError::Object)?;

@@ -300,6 +300,16 @@ impl ProcessorRecord {
     pub fn set_object(&mut self, object: u32) {
         self.at.object = object;
     }
+
+    /// The record as read on line `line` instead (a part of a file read on its own numbers its lines from
+    /// the part's start); a line beyond what a record keeps leaves it unchanged and says so.
+    pub fn set_line(&mut self, line: u64) -> Result<(), TooLarge> {
+        self.at = PackedLocation::of(Location {
+            line,
+            ..self.at.get()
+        })?;
+        Ok(())
+    }
 }
 
 const ID: usize = 0;
@@ -994,6 +1004,15 @@ impl LedgerRow {
     /// The row as read from object `object` instead (its line unchanged).
     pub fn set_object(&mut self, object: u32) {
         self.at.object = object;
+    }
+
+    /// The row as read on line `line` instead; a line beyond what a row keeps leaves it unchanged and says so.
+    pub fn set_line(&mut self, line: u64) -> Result<(), TooLarge> {
+        self.at = PackedLocation::of(Location {
+            line,
+            ..self.at.get()
+        })?;
+        Ok(())
     }
 
     pub fn ledger_id(&self) -> &str {

@@ -286,7 +286,8 @@ fn join(parts: Vec<Part>, format: Format) -> Option<Parsed> {
             None => out = Some(parsed),
             Some(all) => {
                 // in the part's own stream its first line is line 2 (behind the header line)
-                shift_lines(&mut parsed, first_line.checked_sub(2)?);
+                // a line beyond what a record keeps: the sequential parse reports it
+                shift_lines(&mut parsed, first_line.checked_sub(2)?).ok()?;
                 all.append(parsed);
             }
         }
@@ -296,25 +297,25 @@ fn join(parts: Vec<Part>, format: Format) -> Option<Parsed> {
 }
 
 /// Moves every line number of a part read behind the header line by `shift` (its first line's line in the
-/// object, less 2); line 0 (no line) stays.
-pub(crate) fn shift_lines(parsed: &mut Parsed, shift: u64) {
-    let moved = |line: &mut u64| {
-        if *line > 0 {
-            *line = line.saturating_add(shift);
+/// object, less 2); line 0 (no line) stays. A line beyond what a record keeps ([`recon_core::TooLarge`]) is
+/// an error.
+pub(crate) fn shift_lines(parsed: &mut Parsed, shift: u64) -> Result<(), recon_core::TooLarge> {
+    let moved = |line: u64| {
+        if line == 0 {
+            return Ok(0);
         }
+        line.checked_add(shift).ok_or(recon_core::TooLarge::Line(line))
     };
-    parsed
-        .records
-        .iter_mut()
-        .for_each(|r| moved(&mut r.location().line));
-    parsed
-        .ledger
-        .iter_mut()
-        .for_each(|r| moved(&mut r.location().line));
-    parsed
-        .invalid
-        .iter_mut()
-        .for_each(|(_, r)| moved(&mut r.location.line));
+    for r in &mut parsed.records {
+        r.set_line(moved(r.location().line)?)?;
+    }
+    for r in &mut parsed.ledger {
+        r.set_line(moved(r.location().line)?)?;
+    }
+    for (_, r) in &mut parsed.invalid {
+        r.location.line = moved(r.location.line)?;
+    }
+    Ok(())
 }
 
 /// CSV quoting as the `csv` reader sees it (a quote opens a quoted field only at a field's start; `""`

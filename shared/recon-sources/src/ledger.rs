@@ -89,9 +89,7 @@ fn invalid(location: Location, (field, reason): Bad, raw: String) -> InvalidReco
 
 /// Parses a ledger CSV export held in memory.
 pub fn parse_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    crate::text::from_text(text, |bytes, crlf| {
-        parse_csv_reader(key, object, bytes, crlf, 0, Keep::Records)
-    })
+    parse_csv_reader(key, object, text.as_bytes(), 0, Keep::Records)
 }
 
 /// Parses a ledger CSV export as a stream. Line numbers are 1-based lines of the file (the header is line 1).
@@ -99,7 +97,6 @@ pub fn parse_csv_reader<R: std::io::Read>(
     key: &str,
     object: u32,
     reader: R,
-    crlf: bool,
     expected_rows: usize,
     keep: Keep,
 ) -> Result<Parsed, SourceError> {
@@ -152,7 +149,6 @@ pub fn parse_csv_reader<R: std::io::Read>(
         key,
         rdr,
         ncols,
-        crlf,
         Side::Ledger,
         object,
         &mut Invalids {
@@ -350,15 +346,8 @@ mod quote_tests {
     fn an_unbalanced_quote_costs_one_row_not_the_rest_of_the_file() {
         for eol in ["\n", "\r\n"] {
             let text = ledger(30, Some(5), eol);
-            let p = parse_csv_reader(
-                "inbox/ledger/d/l.csv",
-                0,
-                text.as_bytes(),
-                eol == "\r\n",
-                0,
-                Keep::Records,
-            )
-            .unwrap_or_else(|e| unreachable!("{e}"));
+            let p = parse_csv_reader("inbox/ledger/d/l.csv", 0, text.as_bytes(), 0, Keep::Records)
+                .unwrap_or_else(|e| unreachable!("{e}"));
             assert_eq!(p.ledger.len(), 29, "{eol:?}: {:?}", p.invalid);
             assert_eq!(p.invalid.len(), 1, "{:#?}", p.invalid);
             let (processor, bad) = &p.invalid[0];
@@ -379,7 +368,7 @@ mod quote_tests {
         );
         text.push_str("L99,stripe,txn_99,\"ord_99,charge,1.00,USD,captured,2025-01-15T10:00:00Z\n");
         text.push_str("L100,square,txn_100,ord_100,charge,1.00,USD,captured,2025-01-15T10:00:00Z\n");
-        let p = parse_csv_reader("k", 0, text.as_bytes(), false, 0, Keep::Records)
+        let p = parse_csv_reader("k", 0, text.as_bytes(), 0, Keep::Records)
             .unwrap_or_else(|e| unreachable!("{e}"));
         let ids: Vec<&str> = p.ledger.iter().map(|r| r.ledger_id()).collect();
         assert!(

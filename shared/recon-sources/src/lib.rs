@@ -356,9 +356,9 @@ pub fn parse_reader<R: Read>(
         text::utf8(key, &all).map(str::to_string)
     };
     let parsed = match format {
-        Format::LedgerCsv => ledger::parse_csv_reader(key, object, rest, crlf, expected, keep)?,
+        Format::LedgerCsv => ledger::parse_csv_reader(key, object, rest, expected, keep)?,
         Format::LedgerJsonLines => ledger::parse_jsonl(key, object, &read_all(rest)?)?,
-        Format::StripeReportCsv => stripe::parse_report_csv_reader(key, object, rest, crlf, expected, keep)?,
+        Format::StripeReportCsv => stripe::parse_report_csv_reader(key, object, rest, expected, keep)?,
         Format::StripeApiPage => stripe::parse_api_page(key, object, &read_all(rest)?)?,
         Format::PaypalApiPage => paypal::parse_api_page(key, object, &read_all(rest)?)?,
         Format::PaypalSettlementCsv => paypal::parse_settlement_csv(key, object, rest, crlf, keep)?,

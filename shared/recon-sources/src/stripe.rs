@@ -170,9 +170,7 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
 
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
 pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
-    crate::text::from_text(text, |bytes, crlf| {
-        parse_report_csv_reader(key, object, bytes, crlf, 0, Keep::Records)
-    })
+    parse_report_csv_reader(key, object, text.as_bytes(), 0, Keep::Records)
 }
 
 /// Parses a Stripe itemized report CSV as a stream.
@@ -180,7 +178,6 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
     key: &str,
     object: u32,
     reader: R,
-    crlf: bool,
     expected_rows: usize,
     keep: Keep,
 ) -> Result<Parsed, SourceError> {
@@ -290,7 +287,6 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
         key,
         rdr,
         ncols,
-        crlf,
         Side::Processor,
         object,
         &mut Invalids {

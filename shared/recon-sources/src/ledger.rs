@@ -10,7 +10,7 @@ use recon_core::{Currency, InvalidRecord, LedgerRow, Location, Money, NewLedgerR
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow};
+use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow, Row};
 use crate::{Invalids, Keep, Parsed, SourceError};
 
 /// A ledger row's fields as text, before validation.
@@ -117,7 +117,7 @@ pub fn parse_csv_reader<R: std::io::Read>(
     let ncols = cols.len();
     let ledger = &mut out.ledger;
     let mut counted = 0u64;
-    let mut row = |rec: &csv::StringRecord, line: u64| -> Result<(), BadRow> {
+    let mut row = |rec: &Row<'_>, line: u64| -> Result<(), BadRow> {
         let location = Location { object, line };
         if rec.len() != ncols {
             let processor = rec.get(idx[1]).and_then(|p| p.parse().ok());
@@ -144,7 +144,7 @@ pub fn parse_csv_reader<R: std::io::Read>(
             Err((p, bad)) => Err((p, invalid(location, bad, raw_record(rec)))),
         }
     };
-    let processor_of = |rec: &csv::StringRecord| rec.get(idx[1]).and_then(|p| p.parse().ok());
+    let processor_of = |rec: &Row<'_>| rec.get(idx[1]).and_then(|p| p.parse().ok());
     for_each_row(
         key,
         rdr,

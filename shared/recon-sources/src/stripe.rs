@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow};
+use crate::text::{csv_with_header, for_each_row, raw_record, timestamp, BadRow, Row};
 use crate::{Invalids, Keep, Parsed, SourceError};
 
 /// Stripe's own minor-unit exponent for a currency (differs from ISO for ISK, MGA, ...).
@@ -207,7 +207,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
     let ncols = cols.len();
     let records = &mut out.records;
     let mut counted = 0u64;
-    let mut row = |rec: &csv::StringRecord, line: u64| -> Result<(), BadRow> {
+    let mut row = |rec: &Row<'_>, line: u64| -> Result<(), BadRow> {
         let location = Location { object, line };
         if rec.len() != ncols {
             let why = format!("has {} fields, the header has {}", rec.len(), ncols);
@@ -282,7 +282,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
         keep.record(records, &mut counted, record);
         Ok(())
     };
-    let stripe = |_: &csv::StringRecord| Some(Processor::Stripe);
+    let stripe = |_: &Row<'_>| Some(Processor::Stripe);
     for_each_row(
         key,
         rdr,

@@ -89,12 +89,12 @@ impl Columns {
 }
 
 /// The raw text of a CSV record, for invalid-record reports.
-pub(crate) fn raw_record(rec: &csv::StringRecord) -> String {
+pub(crate) fn raw_record<'a>(rec: impl IntoIterator<Item = &'a str> + Copy) -> String {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b' '))
         .from_writer(Vec::new());
     if w.write_record(rec).is_err() {
-        return rec.iter().collect::<Vec<_>>().join(",");
+        return rec.into_iter().collect::<Vec<_>>().join(",");
     }
     let bytes = w.into_inner().unwrap_or_default();
     String::from_utf8_lossy(&bytes).trim_end().to_string()
@@ -300,8 +300,8 @@ pub(crate) fn for_each_row<'a>(
     side: recon_core::Side,
     object: u32,
     invalid: &mut crate::Invalids<'_>,
-    processor_of: &dyn Fn(&csv::StringRecord) -> Option<recon_core::Processor>,
-    row: &mut dyn FnMut(&csv::StringRecord, u64) -> Result<(), BadRow>,
+    processor_of: &dyn Fn(&Row<'_>) -> Option<recon_core::Processor>,
+    row: &mut dyn FnMut(&Row<'_>, u64) -> Result<(), BadRow>,
 ) -> Result<(), SourceError> {
     // the header was read through the csv crate; the bytes it took in beyond the header are in the tee
     let start = rdr.position().byte();
@@ -318,7 +318,7 @@ pub(crate) fn for_each_row<'a>(
         |e: std::io::Error| SourceError::new(key, format!("cannot read: {e}; fetch the object again"));
     // physical line of src.buf[src.pos]
     let mut line = 1 + header_lines as u64;
-    let mut rec = csv::StringRecord::new();
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(64);
     let mut core = csv_core::Reader::new();
     let mut recoveries = 0u32;
     loop {
@@ -347,47 +347,71 @@ pub(crate) fn for_each_row<'a>(
             eol
         };
         let body = &src.buf[src.pos..body_end];
-        let mut bytes = std::mem::take(&mut rec).into_byte_record();
-        bytes.clear();
-        let (from, to) = if memchr::memchr2(b'"', b'\r', body).is_none() {
-            for field in body.split(|&b| b == b',') {
-                bytes.push_field(field);
-            }
-            (src.pos, (eol + 1).min(src.end))
-        } else {
-            let to = src.quoted_record(&mut core, &mut bytes).map_err(cannot_read)?;
-            (src.pos, to)
-        };
+        let mut from = src.pos;
         let record_line = line;
-        line += memchr::memchr_iter(b'\n', &src.buf[from..to]).count() as u64;
+        spans.clear();
+        let quoted = memchr::memchr2(b'"', b'\r', body).is_some();
+        let to = if quoted {
+            let to = src.quoted_record(&mut core, &mut spans).map_err(cannot_read)?;
+            // a refill moves the record's bytes to the front of the buffer
+            from = src.pos;
+            line += memchr::memchr_iter(b'\n', &src.buf[from..to]).count() as u64;
+            to
+        } else {
+            let mut start = 0;
+            for (i, &c) in body.iter().enumerate() {
+                if c == b',' {
+                    spans.push((start, i));
+                    start = i + 1;
+                }
+            }
+            spans.push((start, body.len()));
+            if eol < src.end {
+                line += 1;
+                eol + 1
+            } else {
+                eol
+            }
+        };
         src.pos = to;
+        let bytes: &[u8] = if quoted {
+            &src.fields
+        } else {
+            &src.buf[from..body_end]
+        };
         // decoded row by row: a row with bytes that are not UTF-8 is an invalid record of the processor its
         // columns name, wherever it is in the file
-        match csv::StringRecord::from_byte_record(bytes) {
-            Ok(r) => rec = r,
-            Err(e) => {
-                let field = e.utf8_error().field() + 1;
-                let bytes = e.into_byte_record();
-                let lossy: csv::StringRecord = bytes
+        let text = std::str::from_utf8(bytes).ok().filter(|t| {
+            spans
+                .iter()
+                .all(|&(a, b)| t.is_char_boundary(a) && t.is_char_boundary(b))
+        });
+        let Some(text) = text else {
+            let field = spans
+                .iter()
+                .position(|&(a, b)| bytes.get(a..b).is_none_or(|f| std::str::from_utf8(f).is_err()))
+                .unwrap_or(0)
+                + 1;
+            let lossy = OwnedRow::of(
+                spans
                     .iter()
-                    .map(|f| String::from_utf8_lossy(f).into_owned())
-                    .collect();
-                invalid.push((
-                    processor_of(&lossy),
-                    row_invalid(side, object, record_line, format!(
-                        "field {field} is not UTF-8: re-export the file as UTF-8 (the row is shown with the bad \
-                         bytes replaced by U+FFFD)"
-                    ), raw_record(&lossy)),
-                ));
-                rec = csv::StringRecord::new();
-                continue;
-            }
-        }
+                    .map(|&(a, b)| String::from_utf8_lossy(bytes.get(a..b).unwrap_or(&[]))),
+            );
+            invalid.push((
+                processor_of(&lossy.row()),
+                row_invalid(side, object, record_line, format!(
+                    "field {field} is not UTF-8: re-export the file as UTF-8 (the row is shown with the bad bytes \
+                     replaced by U+FFFD)"
+                ), raw_record(&lossy.row())),
+            ));
+            continue;
+        };
+        let rec = Row { text, spans: &spans };
         let span = &src.buf[from..to];
         // where the record's first physical line ends, when it goes on past it (a line break only at the
-        // very end is the record's own terminator)
-        let first_break =
-            memchr::memchr(b'\n', span).filter(|&nl| !span[nl..].iter().all(|&c| c == b'\n' || c == b'\r'));
+        // very end is the record's own terminator): only a quoted record can
+        let first_break = memchr::memchr(b'\n', span)
+            .filter(|&nl| quoted && !span[nl..].iter().all(|&c| c == b'\n' || c == b'\r'));
         // a record over several lines whose continuation lines look like whole rows swallowed them, even
         // when its fields happen to validate (a free-text last column takes anything)
         let swallowed = first_break.is_some() && looks_swallowed(span, ncols);
@@ -420,8 +444,9 @@ pub(crate) fn for_each_row<'a>(
             .has_headers(false)
             .flexible(true)
             .from_reader(first.as_bytes());
-        let processor = match one.read_record(&mut rec) {
-            Ok(true) => processor_of(&rec),
+        let mut alone = csv::StringRecord::new();
+        let processor = match one.read_record(&mut alone) {
+            Ok(true) => processor_of(&OwnedRow::of(alone.iter()).row()),
             _ => None,
         };
         invalid.push((
@@ -434,6 +459,64 @@ pub(crate) fn for_each_row<'a>(
         // read again from the next physical line
         src.pos = from + nl + 1;
         line = record_line + 1;
+    }
+}
+
+/// One CSV record's fields, borrowed from the reader's buffer: field `i` is `text[spans[i].0..spans[i].1]`.
+pub(crate) struct Row<'r> {
+    text: &'r str,
+    spans: &'r [(usize, usize)],
+}
+
+impl<'r> Row<'r> {
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&'r str> {
+        let &(a, b) = self.spans.get(i)?;
+        self.text.get(a..b)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'r str> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+impl<'a, 'r> IntoIterator for &'a Row<'r> {
+    type Item = &'r str;
+    type IntoIter = Box<dyn Iterator<Item = &'r str> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// A record's fields held by value (a row shown with its bad bytes replaced, a line read alone), to be
+/// looked at as a [`Row`].
+struct OwnedRow {
+    text: String,
+    spans: Vec<(usize, usize)>,
+}
+
+impl OwnedRow {
+    fn of<S: AsRef<str>>(fields: impl IntoIterator<Item = S>) -> OwnedRow {
+        let mut o = OwnedRow {
+            text: String::new(),
+            spans: Vec::new(),
+        };
+        for f in fields {
+            let a = o.text.len();
+            o.text.push_str(f.as_ref());
+            o.spans.push((a, o.text.len()));
+        }
+        o
+    }
+
+    fn row(&self) -> Row<'_> {
+        Row {
+            text: &self.text,
+            spans: &self.spans,
+        }
     }
 }
 
@@ -514,9 +597,12 @@ impl<'a> Buffered<'a> {
     fn quoted_record(
         &mut self,
         core: &mut csv_core::Reader,
-        out: &mut csv::ByteRecord,
+        spans: &mut Vec<(usize, usize)>,
     ) -> std::io::Result<usize> {
         core.reset();
+        if self.fields.len() < 1024 {
+            self.fields.resize(1024, 0);
+        }
         let mut at = self.pos;
         let (mut nout, mut nends) = (0usize, 0usize);
         loop {
@@ -544,9 +630,11 @@ impl<'a> Buffered<'a> {
         }
         let mut from = 0usize;
         for &e in &self.ends[..nends] {
-            out.push_field(self.fields.get(from..e).unwrap_or(&[]));
+            spans.push((from, e));
             from = e;
         }
+        // the fields' bytes, for the record to borrow (grown again before the next quoted record)
+        self.fields.truncate(nout);
         Ok(at)
     }
 }
@@ -793,10 +881,10 @@ mod differential {
         }
     }
 
-    type Row = (Vec<String>, u64);
+    type Kept = (Vec<String>, u64);
     type Bad = (Option<Processor>, u64, Option<String>, String, String);
 
-    fn read(text: &[u8], step: usize, new: bool) -> (Vec<Row>, Vec<Bad>, Result<(), String>) {
+    fn read(text: &[u8], step: usize, new: bool) -> (Vec<Kept>, Vec<Bad>, Result<(), String>) {
         let mut rows = Vec::new();
         let mut kept = Vec::new();
         let mut dropped = crate::Dropped::default();
@@ -805,14 +893,24 @@ mod differential {
             Err(e) => return (rows, Vec::new(), Err(e.to_string())),
         };
         let ncols = cols.len();
-        let processor_of =
-            |r: &csv::StringRecord| r.get(0).filter(|f| f.starts_with('a')).map(|_| Processor::Stripe);
-        let mut row = |r: &csv::StringRecord, line: u64| -> Result<(), BadRow> {
-            if r.len() != ncols || r.iter().any(|f| f.contains('b')) {
-                let bad = row_invalid(Side::Ledger, 0, line, "refused".into(), raw_record(r));
-                return Err((processor_of(r), bad));
+        // the same decisions for both readers, over the fields as strings
+        let processor_of = |f: &[&str]| {
+            f.first()
+                .filter(|f| f.starts_with('a'))
+                .map(|_| Processor::Stripe)
+        };
+        let mut row = |f: Vec<&str>, line: u64| -> Result<(), BadRow> {
+            if f.len() != ncols || f.iter().any(|x| x.contains('b')) {
+                let bad = row_invalid(
+                    Side::Ledger,
+                    0,
+                    line,
+                    "refused".into(),
+                    raw_record(&OwnedRow::of(&f).row()),
+                );
+                return Err((processor_of(&f), bad));
             }
-            rows.push((r.iter().map(String::from).collect(), line));
+            rows.push((f.iter().map(|x| x.to_string()).collect(), line));
             Ok(())
         };
         let mut invalid = crate::Invalids {
@@ -822,28 +920,13 @@ mod differential {
         };
         let crlf = crlf_first_line(text);
         let result = if new {
-            for_each_row(
-                "k",
-                rdr,
-                ncols,
-                Side::Ledger,
-                0,
-                &mut invalid,
-                &processor_of,
-                &mut row,
-            )
+            let p = |r: &Row<'_>| processor_of(&r.iter().collect::<Vec<_>>());
+            let mut f = |r: &Row<'_>, line| row(r.iter().collect(), line);
+            for_each_row("k", rdr, ncols, Side::Ledger, 0, &mut invalid, &p, &mut f)
         } else {
-            oracle::for_each_row_csv(
-                "k",
-                rdr,
-                ncols,
-                crlf,
-                Side::Ledger,
-                0,
-                &mut invalid,
-                &processor_of,
-                &mut row,
-            )
+            let p = |r: &csv::StringRecord| processor_of(&r.iter().collect::<Vec<_>>());
+            let mut f = |r: &csv::StringRecord, line| row(r.iter().collect(), line);
+            oracle::for_each_row_csv("k", rdr, ncols, crlf, Side::Ledger, 0, &mut invalid, &p, &mut f)
         };
         let bad = kept
             .into_iter()

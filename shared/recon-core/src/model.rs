@@ -284,33 +284,41 @@ impl PackedLocation {
     }
 }
 
-impl ProcessorRecord {
-    /// Gross amount, signed from the merchant's side.
-    pub fn amount(&self) -> Money {
-        Money::new(self.minor, self.currency)
-    }
+/// The accessors of a compact record's amount (`minor` and `currency`) and packed location (`at`).
+macro_rules! amount_and_location {
+    ($compact:ty) => {
+        impl $compact {
+            /// The amount, signed from the merchant's side.
+            pub fn amount(&self) -> Money {
+                Money::new(self.minor, self.currency)
+            }
 
-    /// Where the record was read (object and line or index).
-    pub fn location(&self) -> Location {
-        self.at.get()
-    }
+            /// Where it was read (object and line or index).
+            pub fn location(&self) -> Location {
+                self.at.get()
+            }
 
-    /// The record as read from object `object` instead (its line unchanged): object indexes are moved
-    /// apart when two sides' numbering would overlap.
-    pub fn set_object(&mut self, object: u32) {
-        self.at.object = object;
-    }
+            /// As read from object `object` instead, its line unchanged (object indexes are moved apart when
+            /// two sides' numbering would overlap).
+            pub fn set_object(&mut self, object: u32) {
+                self.at.object = object;
+            }
 
-    /// The record as read on line `line` instead (a part of a file read on its own numbers its lines from
-    /// the part's start); a line beyond what a record keeps leaves it unchanged and says so.
-    pub fn set_line(&mut self, line: u64) -> Result<(), TooLarge> {
-        self.at = PackedLocation::of(Location {
-            line,
-            ..self.at.get()
-        })?;
-        Ok(())
-    }
+            /// As read on line `line` instead (a part of a file read on its own numbers its lines from the
+            /// part's start); a line beyond what it keeps leaves it unchanged and says so.
+            pub fn set_line(&mut self, line: u64) -> Result<(), TooLarge> {
+                self.at = PackedLocation::of(Location {
+                    line,
+                    ..self.at.get()
+                })?;
+                Ok(())
+            }
+        }
+    };
 }
+
+amount_and_location!(ProcessorRecord);
+amount_and_location!(LedgerRow);
 
 const ID: usize = 0;
 const KEYS: usize = 1;
@@ -990,29 +998,6 @@ impl LedgerRow {
 
     fn segment(&self, i: usize) -> &str {
         segment(&self.text, &self.ends, i)
-    }
-
-    pub fn amount(&self) -> Money {
-        Money::new(self.minor, self.currency)
-    }
-
-    /// Where the row was read (object and line or index).
-    pub fn location(&self) -> Location {
-        self.at.get()
-    }
-
-    /// The row as read from object `object` instead (its line unchanged).
-    pub fn set_object(&mut self, object: u32) {
-        self.at.object = object;
-    }
-
-    /// The row as read on line `line` instead; a line beyond what a row keeps leaves it unchanged and says so.
-    pub fn set_line(&mut self, line: u64) -> Result<(), TooLarge> {
-        self.at = PackedLocation::of(Location {
-            line,
-            ..self.at.get()
-        })?;
-        Ok(())
     }
 
     pub fn ledger_id(&self) -> &str {

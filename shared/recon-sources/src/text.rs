@@ -290,8 +290,9 @@ const MAX_RECOVERIES: u32 = 1_000;
 ///
 /// A line with no `"` and no `\r` but its final CRLF is cut at its commas here (most rows of a report);
 /// any other record is read by csv-core from the same buffer, as the csv crate reads every record (the
-/// crate's loop is kept in the tests as the oracle this one is checked against). Each byte is copied once,
-/// into the record handed to `row`. A failure to read the stream fails the object, naming it.
+/// crate's loop is kept in the tests as the oracle this one is checked against). An unquoted line is handed
+/// to `row` as fields borrowed from the buffer; a quoted record as csv-core's unquoted copy of it. A failure
+/// to read the stream fails the object, naming it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn for_each_row<'a>(
     key: &str,
@@ -312,7 +313,12 @@ pub(crate) fn for_each_row<'a>(
     let taken = tee
         .span(start, tee.base + tee.kept.len() as u64)
         .map(<[u8]>::to_vec)
-        .unwrap_or_default();
+        .ok_or_else(|| {
+            SourceError::new(
+                key,
+                "the bytes read behind the header were not kept: nothing of the file was read",
+            )
+        })?;
     let mut src = Buffered::new(taken, tee.inner);
     let cannot_read =
         |e: std::io::Error| SourceError::new(key, format!("cannot read: {e}; fetch the object again"));

@@ -344,9 +344,7 @@ pub(crate) fn for_each_row<'a>(
             }
             _ => {}
         }
-        let Some(eol) = src.line_end().map_err(cannot_read)? else {
-            continue;
-        };
+        let eol = src.line_end().map_err(cannot_read)?;
         let body_end = if eol > src.pos && src.buf[eol - 1] == b'\r' {
             eol - 1
         } else {
@@ -610,16 +608,21 @@ impl<'a> Buffered<'a> {
         }
     }
 
-    /// Where the line starting at `pos` ends (its `\n`, or the end of the stream); `None` when the buffer
-    /// was refilled and the caller should look again.
-    fn line_end(&mut self) -> std::io::Result<Option<usize>> {
-        if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.end]) {
-            return Ok(Some(self.pos + i));
+    /// Where the line starting at `pos` ends (its `\n`, or the end of the stream), refilling as needed; the
+    /// bytes already searched are not searched again (a line of many buffers costs its length, not its
+    /// length squared).
+    fn line_end(&mut self) -> std::io::Result<usize> {
+        let mut from = self.pos;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[from..self.end]) {
+                return Ok(from + i);
+            }
+            let searched = self.end - self.pos;
+            if !self.fill()? {
+                return Ok(self.end);
+            }
+            from = self.pos + searched;
         }
-        if self.fill()? {
-            return Ok(None);
-        }
-        Ok(Some(self.end))
     }
 
     /// Reads the record starting at `pos` with csv-core into `out` (quotes, line breaks inside them, a lone

@@ -331,7 +331,8 @@ const HAS_NET: usize = 2;
 const HAS_TIME: usize = 3;
 
 /// A compact record's text segments cut at `ends` (ascending, each at a char boundary) into one allocation
-/// of the exact size and 32-bit offsets: the text is at most 4 GiB. Segment `i` ends at `ends[i]`; the
+/// of the exact size and offsets of type `O` (16-bit for a processor record, 32 for a ledger row): the text
+/// is at most `O::MAX` bytes ([`TooLarge::Text`] otherwise). Segment `i` ends at `ends[i]`; the
 /// last one (`N`) at the end of the text. (The record keeps the two as fields of its own, not a struct of
 /// them: the padding after the offsets then holds its one-byte fields.)
 fn cut<O: Offset, const N: usize>(text: String, ends: [usize; N]) -> Result<(Box<str>, [O; N]), TooLarge> {

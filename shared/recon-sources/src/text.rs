@@ -355,8 +355,10 @@ pub(crate) fn for_each_row<'a>(
         let record_line = line;
         spans.clear();
         let quoted = memchr::memchr2(b'"', b'\r', body).is_some();
+        let mut written = 0;
         let to = if quoted {
-            let to = src.quoted_record(&mut core, &mut spans).map_err(cannot_read)?;
+            let (to, n) = src.quoted_record(&mut core, &mut spans).map_err(cannot_read)?;
+            written = n;
             // a refill moves the record's bytes to the front of the buffer
             from = src.pos;
             line += memchr::memchr_iter(b'\n', &src.buf[from..to]).count() as u64;
@@ -372,7 +374,7 @@ pub(crate) fn for_each_row<'a>(
         };
         src.pos = to;
         let bytes: &[u8] = if quoted {
-            &src.fields
+            &src.fields[..written]
         } else {
             &src.buf[from..body_end]
         };
@@ -407,8 +409,10 @@ pub(crate) fn for_each_row<'a>(
         let span = &src.buf[from..to];
         // where the record's first physical line ends, when it goes on past it (a line break only at the
         // very end is the record's own terminator): only a quoted record can
-        let first_break = memchr::memchr(b'\n', span)
-            .filter(|&nl| quoted && !span[nl..].iter().all(|&c| c == b'\n' || c == b'\r'));
+        let first_break = quoted
+            .then(|| memchr::memchr(b'\n', span))
+            .flatten()
+            .filter(|&nl| !span[nl..].iter().all(|&c| c == b'\n' || c == b'\r'));
         // a record over several lines whose continuation lines look like whole rows swallowed them, even
         // when its fields happen to validate (a free-text last column takes anything)
         let swallowed = first_break.is_some() && looks_swallowed(span, ncols);
@@ -625,17 +629,15 @@ impl<'a> Buffered<'a> {
         }
     }
 
-    /// Reads the record starting at `pos` with csv-core into `out` (quotes, line breaks inside them, a lone
-    /// `\r` ending it); returns where it ends in `buf` (after its terminator, when csv-core took it).
+    /// Reads the record starting at `pos` with csv-core (quotes, line breaks inside them, a lone `\r` ending
+    /// it) into `fields`, its fields' spans into `spans`; returns where it ends in `buf` (after its
+    /// terminator, when csv-core took it) and how many bytes of `fields` it wrote.
     fn quoted_record(
         &mut self,
         core: &mut csv_core::Reader,
         spans: &mut Vec<(usize, usize)>,
-    ) -> std::io::Result<usize> {
+    ) -> std::io::Result<(usize, usize)> {
         core.reset();
-        if self.fields.len() < 1024 {
-            self.fields.resize(1024, 0);
-        }
         let mut at = self.pos;
         let (mut nout, mut nends) = (0usize, 0usize);
         loop {
@@ -666,9 +668,7 @@ impl<'a> Buffered<'a> {
             spans.push((from, e));
             from = e;
         }
-        // the fields' bytes, for the record to borrow (grown again before the next quoted record)
-        self.fields.truncate(nout);
-        Ok(at)
+        Ok((at, nout))
     }
 }
 

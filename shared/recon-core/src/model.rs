@@ -234,16 +234,15 @@ pub type Millis = i64;
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProcessorRecord {
     /// The id, the keys (NUL-separated), the first reference and the other references (NUL-separated):
-    /// segments [`ID`], [`KEYS`], [`REFERENCE`] and [`OTHER_REFERENCES`], [`cut`] at `ends` (16-bit
-    /// offsets: at most [`MAX_RECORD_TEXT`] bytes).
-    text: Box<str>,
+    /// segments [`ID`], [`KEYS`], [`REFERENCE`] and [`OTHER_REFERENCES`] (at most [`MAX_RECORD_TEXT`]
+    /// bytes).
+    text: Text<4>,
     /// The gross amount's minor units ([`ProcessorRecord::amount`] with `currency`): a [`Money`] field
     /// would pad its 4-byte currency to 8.
     minor: i64,
     fee: i64,
     net: i64,
     occurred_at: Millis,
-    ends: [u16; 3],
     /// Which of reference, fee, net and time are present ([`HAS_REFERENCE`] ...).
     has: Presence,
     /// Where the id stands among the keys when it is one of them ([`ID_NOT_A_KEY`]: it is not): kept once,
@@ -256,8 +255,8 @@ pub struct ProcessorRecord {
     at: PackedLocation,
 }
 
-/// The most text (id, keys and references together) a processor record keeps: its segments are cut at
-/// 16-bit offsets. Longer is reported as an invalid record ([`TooLarge::Text`]).
+/// The most text (id, keys and references together) a processor record or a ledger row keeps: its segments
+/// are cut at 16-bit offsets. Longer is reported as an invalid record ([`TooLarge::Text`]).
 pub const MAX_RECORD_TEXT: usize = u16::MAX as usize;
 
 /// A [`Location`] in 8 bytes (it is 16, its line being 64-bit): records keep this, so that a day of
@@ -330,61 +329,91 @@ const HAS_FEE: usize = 1;
 const HAS_NET: usize = 2;
 const HAS_TIME: usize = 3;
 
-/// A compact record's text segments cut at `ends` (ascending, each at a char boundary) into one allocation
-/// of the exact size and offsets of type `O` (16-bit for a processor record, 32 for a ledger row): the text
-/// is at most `O::MAX` bytes ([`TooLarge::Text`] otherwise). Segment `i` ends at `ends[i]`; the
-/// last one (`N`) at the end of the text. (The record keeps the two as fields of its own, not a struct of
-/// them: the padding after the offsets then holds its one-byte fields.)
-fn cut<O: Offset, const N: usize>(text: String, ends: [usize; N]) -> Result<(Box<str>, [O; N]), TooLarge> {
-    let too_long = || TooLarge::Text {
-        len: text.len(),
-        max: O::MAX,
-    };
-    O::of(text.len()).ok_or_else(too_long)?;
-    let mut at = [O::ZERO; N];
-    for (a, e) in at.iter_mut().zip(ends) {
-        *a = O::of(e).ok_or_else(too_long)?;
-    }
-    Ok((text.into_boxed_str(), at))
+/// A compact record's text: its `N` segments one after the other in one allocation of the exact size, each
+/// ending at a 16-bit offset (the last one at the text's end, so at most [`MAX_RECORD_TEXT`] bytes), behind
+/// a thin pointer: 8 bytes where a `Box<str>` takes 16 (its length is the last end). A processor record's
+/// text and ends take 16 bytes, a ledger row's 16 (14 and padding).
+pub(crate) struct Text<const N: usize> {
+    /// The start of a leaked `Box<str>` of `ends[N - 1]` bytes, owned by this value (freed by `Drop`).
+    ptr: std::ptr::NonNull<u8>,
+    ends: [u16; N],
 }
 
-/// Segment `i` (0 to `N`) of a text [`cut`] at `ends`.
-fn segment<'a, O: Offset, const N: usize>(text: &'a str, ends: &[O; N], i: usize) -> &'a str {
-    let from = i.checked_sub(1).and_then(|k| ends.get(k)).map_or(0, |&e| e.at());
-    let to = ends.get(i).map_or(text.len(), |&e| e.at());
-    text.get(from..to).unwrap_or("")
+// SAFETY: a `Text` owns its allocation like a `Box<str>` (no shared ownership, never written after it is
+// built), so it can move to and be read from another thread as one can.
+#[allow(unsafe_code)]
+unsafe impl<const N: usize> Send for Text<N> {}
+// SAFETY: as above; `&Text` gives only `&str` out.
+#[allow(unsafe_code)]
+unsafe impl<const N: usize> Sync for Text<N> {}
+
+impl<const N: usize> Text<N> {
+    /// `text` cut at `ends` (ascending, each at a char boundary; the last is taken as `text.len()`
+    /// whatever it says). At most [`MAX_RECORD_TEXT`] bytes ([`TooLarge::Text`] otherwise).
+    fn cut(text: String, ends: [usize; N]) -> Result<Self, TooLarge> {
+        let len = text.len();
+        let too_long = || TooLarge::Text {
+            len,
+            max: MAX_RECORD_TEXT,
+        };
+        let mut at = [0u16; N];
+        for (a, e) in at.iter_mut().zip(ends) {
+            *a = u16::try_from(e.min(len)).map_err(|_| too_long())?;
+        }
+        let last = at.last_mut().ok_or_else(too_long)?;
+        *last = u16::try_from(len).map_err(|_| too_long())?;
+        // `into_boxed_str` shrinks the allocation to the length (the parsers size it exactly: no copy)
+        let ptr = std::ptr::NonNull::from(Box::leak(text.into_boxed_str())).cast::<u8>();
+        Ok(Text { ptr, ends: at })
+    }
+
+    fn len(&self) -> usize {
+        self.ends.last().map_or(0, |&e| usize::from(e))
+    }
+
+    /// The whole text.
+    #[allow(unsafe_code)]
+    fn as_str(&self) -> &str {
+        // SAFETY: `ptr` is the start of a `Box<str>` of exactly `len()` bytes (the last end is set from its
+        // length in `cut` and never changed), leaked in `cut` and freed only by `drop`: valid UTF-8 for as
+        // long as `self` lives.
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.ptr.as_ptr(), self.len())) }
+    }
+
+    /// Segment `i` (0 to `N - 1`).
+    fn segment(&self, i: usize) -> &str {
+        let from = i
+            .checked_sub(1)
+            .and_then(|k| self.ends.get(k))
+            .map_or(0, |&e| usize::from(e));
+        let to = self.ends.get(i).map_or(0, |&e| usize::from(e));
+        self.as_str().get(from..to).unwrap_or("")
+    }
 }
 
-/// A segment offset of a compact record's text: 16 bits for a processor record, 32 for a ledger row.
-trait Offset: Copy {
-    const ZERO: Self;
-    /// The largest text length it can index.
-    const MAX: usize;
-    fn of(v: usize) -> Option<Self>;
-    fn at(self) -> usize;
-}
-
-impl Offset for u16 {
-    const ZERO: Self = 0;
-    const MAX: usize = u16::MAX as usize;
-    fn of(v: usize) -> Option<Self> {
-        u16::try_from(v).ok()
-    }
-    fn at(self) -> usize {
-        usize::from(self)
+impl<const N: usize> Drop for Text<N> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        let raw = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len()) as *mut str;
+        // SAFETY: `raw` is the `Box<str>` leaked in `cut` (same start, same length), freed once, here.
+        drop(unsafe { Box::from_raw(raw) });
     }
 }
 
-impl Offset for u32 {
-    const ZERO: Self = 0;
-    const MAX: usize = u32::MAX as usize;
-    fn of(v: usize) -> Option<Self> {
-        u32::try_from(v).ok()
-    }
-    fn at(self) -> usize {
-        self as usize
+impl<const N: usize> Clone for Text<N> {
+    fn clone(&self) -> Self {
+        let ptr = std::ptr::NonNull::from(Box::leak(Box::<str>::from(self.as_str()))).cast::<u8>();
+        Text { ptr, ends: self.ends }
     }
 }
+
+impl<const N: usize> PartialEq for Text<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ends == other.ends && self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for Text<N> {}
 
 /// Which optional values a compact record holds: bit `i` for value `i` (the values themselves are stored
 /// without their `Option`).
@@ -435,8 +464,7 @@ compact_serde!(ProcessorRecord, RecordFields);
 compact_serde!(LedgerRow, LedgerFields);
 
 /// A record that cannot be kept compact (the parsers report it as an invalid record): its text is kept in
-/// one allocation indexed by 16-bit offsets for a processor record ([`MAX_RECORD_TEXT`]), 32-bit for a
-/// ledger row, and its line in 32 bits.
+/// one allocation indexed by 16-bit offsets ([`MAX_RECORD_TEXT`]) and its line in 32 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum TooLarge {
     /// The id, keys and references together are `len` bytes, more than `max`.
@@ -450,8 +478,8 @@ impl fmt::Display for TooLarge {
         match self {
             TooLarge::Text { len, max } => write!(
                 f,
-                "the record's id, keys and references are {len} bytes together; at most {max} are kept: \
-                 shorten the references (metadata) the export carries"
+                "the record's ids, keys and references are {len} bytes together; at most {max} are kept: \
+                 shorten the references (metadata, order ids) the export carries"
             ),
             TooLarge::Line(line) => write!(
                 f,
@@ -606,10 +634,10 @@ impl ProcessorRecord {
         text.push_str(r.reference.unwrap_or(""));
         let reference_end = text.len();
         push_keys(&mut text, r.other_references.iter().copied());
-        let (text, ends) = cut(text, [id_end, keys_end, reference_end])?;
+        let len = text.len();
+        let text = Text::cut(text, [id_end, keys_end, reference_end, len])?;
         Ok(ProcessorRecord {
             text,
-            ends,
             has: Presence::of([
                 r.reference.is_some(),
                 r.fee.is_some(),
@@ -629,7 +657,7 @@ impl ProcessorRecord {
     }
 
     fn segment(&self, i: usize) -> &str {
-        segment(&self.text, &self.ends, i)
+        self.text.segment(i)
     }
 
     /// The record's own identity on the processor side (Stripe `txn_`, PayPal transaction id + event code,
@@ -900,12 +928,11 @@ impl<'de> Deserialize<'de> for Keys {
 #[derive(Clone, PartialEq, Eq)]
 pub struct LedgerRow {
     /// The `ledger_id`, the `processor_txn_id` and the `order_id`, one after the other (segments
-    /// [`LEDGER_ID`], [`TXN`], [`ORDER`]), [`cut`] at `ends`.
-    text: Box<str>,
+    /// [`LEDGER_ID`], [`TXN`], [`ORDER`]; at most [`MAX_RECORD_TEXT`] bytes).
+    text: Text<3>,
     /// The amount's minor units ([`LedgerRow::amount`] with `currency`).
     minor: i64,
     booked_at: Millis,
-    ends: [u32; 2],
     /// Which of `processor_txn_id`, `order_id` and `booked_at` are present.
     has: Presence,
     pub processor: Processor,
@@ -978,10 +1005,10 @@ impl LedgerRow {
         text.push_str(txn);
         let txn_end = text.len();
         text.push_str(order);
-        let (text, ends) = cut(text, [id_end, txn_end])?;
+        let len = text.len();
+        let text = Text::cut(text, [id_end, txn_end, len])?;
         Ok(LedgerRow {
             text,
-            ends,
             has: Presence::of([
                 r.processor_txn_id.is_some(),
                 r.order_id.is_some(),
@@ -998,7 +1025,7 @@ impl LedgerRow {
     }
 
     fn segment(&self, i: usize) -> &str {
-        segment(&self.text, &self.ends, i)
+        self.text.segment(i)
     }
 
     pub fn ledger_id(&self) -> &str {
@@ -1147,7 +1174,7 @@ mod tests {
             location: Location { object: 0, line: 1 },
         })
         .unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!(&*r.text, "txn_1ch_1\0pi_1ord_1");
+        assert_eq!(r.text.as_str(), "txn_1ch_1\0pi_1ord_1");
         assert_eq!(r.keys().iter().collect::<Vec<_>>(), ["ch_1", "txn_1", "pi_1"]);
         assert_eq!(r.reference(), Some("ord_1"));
     }

@@ -196,8 +196,10 @@ proptest! {
 #[test]
 #[cfg(target_pointer_width = "64")]
 fn compact_records_keep_their_inline_size() {
-    assert_eq!(std::mem::size_of::<ProcessorRecord>(), 72);
-    assert_eq!(std::mem::size_of::<LedgerRow>(), 56);
+    assert_eq!(std::mem::size_of::<ProcessorRecord>(), 64);
+    assert_eq!(std::mem::size_of::<LedgerRow>(), 48);
+    // no larger in an Option (the text's pointer is never null)
+    assert_eq!(std::mem::size_of::<Option<ProcessorRecord>>(), 64);
 }
 
 fn record_at(line: u64, reference: &str) -> Result<ProcessorRecord, TooLarge> {
@@ -243,6 +245,40 @@ fn a_record_beyond_the_last_line_a_record_keeps_is_refused_not_wrapped() {
     assert!(
         why.contains("4294967296") && why.contains("split the file"),
         "{why}"
+    );
+}
+
+/// A ledger row's ledger_id, processor_txn_id and order_id share one text cut at 16-bit offsets, like a
+/// processor record's: MAX_RECORD_TEXT bytes are kept, more are refused with the sizes named.
+#[test]
+fn a_ledger_row_text_beyond_the_limit_is_refused_with_its_size() {
+    let row = |order: &str| {
+        LedgerRow::new(NewLedgerRow {
+            ledger_id: "L-1",
+            processor: Processor::Stripe,
+            processor_txn_id: Some("ch_1"),
+            order_id: Some(order),
+            kind: LedgerType::Charge,
+            amount: Money::new(100, Currency::parse("USD").unwrap()),
+            status: LedgerStatus::Captured,
+            booked_at: None,
+            location: Location { object: 0, line: 2 },
+        })
+    };
+    let fixed = "L-1".len() + "ch_1".len();
+    let fits = "o".repeat(MAX_RECORD_TEXT - fixed);
+    let r = row(&fits).unwrap();
+    assert_eq!(
+        (r.ledger_id(), r.processor_txn_id(), r.order_id()),
+        ("L-1", Some("ch_1"), Some(fits.as_str()))
+    );
+    assert_eq!(r.clone(), r, "a clone holds the same text");
+    assert_eq!(
+        row(&format!("{fits}o")).err(),
+        Some(TooLarge::Text {
+            len: MAX_RECORD_TEXT + 1,
+            max: MAX_RECORD_TEXT
+        })
     );
 }
 

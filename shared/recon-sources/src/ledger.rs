@@ -79,7 +79,19 @@ fn validate<'a>(f: &Fields<'a>, location: Location) -> Result<LedgerRow, (Option
     })
     .map_err(|e| match e {
         recon_core::TooLarge::Line(_) => fail("row", e.to_string()),
-        recon_core::TooLarge::Text { .. } => fail("ledger_id", e.to_string()),
+        // the text is the three fields together: the longest is named
+        recon_core::TooLarge::Text { .. } => {
+            let fields = [
+                ("ledger_id", ledger_id.len()),
+                ("processor_txn_id", f.processor_txn_id.len()),
+                ("order_id", f.order_id.len()),
+            ];
+            let longest = fields
+                .iter()
+                .max_by_key(|(_, n)| *n)
+                .map_or("ledger_id", |(f, _)| *f);
+            fail(longest, e.to_string())
+        }
     })
 }
 
@@ -304,6 +316,32 @@ L-7,stripe,ch_7,ord_7,charge,,USD,captured,2025-01-15T12:00:00Z\r\n";
             ]
         );
         assert!(p.invalid[0].1.raw.contains("L-4"));
+    }
+
+    /// A row's ledger_id, processor_txn_id and order_id are kept in 65,535 bytes together: a longer row is
+    /// an invalid record naming its longest field and the sizes, its neighbours are kept.
+    #[test]
+    fn a_row_with_more_text_than_a_row_keeps_is_reported() {
+        let long = "o".repeat(70_000);
+        let csv = format!(
+            "ledger_id,processor,processor_txn_id,order_id,type,amount,currency,status,booked_at\n\
+             L-1,stripe,ch_1,ord_1,charge,1.00,USD,captured,2025-06-02T00:00:00Z\n\
+             L-2,stripe,ch_2,{long},charge,2.00,USD,captured,2025-06-02T00:00:01Z\n\
+             L-3,stripe,ch_3,ord_3,charge,3.00,USD,captured,2025-06-02T00:00:02Z\n"
+        );
+        let p = parse_csv("k", 0, &csv).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.ledger.iter().map(LedgerRow::ledger_id).collect();
+        assert_eq!(ids, ["L-1", "L-3"]);
+        assert_eq!(p.invalid.len(), 1);
+        let (processor, bad) = &p.invalid[0];
+        assert_eq!((*processor, bad.location.line), (Some(Processor::Stripe), 3));
+        assert_eq!(bad.field.as_deref(), Some("order_id"));
+        assert!(
+            bad.reason.contains("70007 bytes") && bad.reason.contains("at most 65535"),
+            "{}",
+            bad.reason
+        );
+        assert!(bad.raw.contains("L-2"), "the row's text is kept");
     }
 
     #[test]

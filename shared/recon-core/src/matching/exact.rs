@@ -5,7 +5,7 @@
 //! and the ambiguity noted. Two rows naming the same record: the later is a double booking (`duplicate`).
 //! Input order never decides.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::candidates::{Candidates, Origins};
 use super::duplicates::TxnIndex;
@@ -34,19 +34,24 @@ pub(crate) fn fit(p: &ProcessorRecord, l: &LedgerRow) -> u8 {
     }
 }
 
-/// For each ledger candidate, its best-ranked processor candidate packed as `rank << 32 | index`
-/// (`u64::MAX`: none) and how many candidates it has. The probes (3-4 per record, each a likely cache miss)
-/// run on two threads; `fetch_min` and `fetch_add` are commutative, so the result does not depend on thread
-/// timing.
-fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usize) -> (Vec<u64>, Vec<u32>) {
+/// A ledger candidate that more than one processor candidate names (in [`probe_all`]'s result).
+const CONTESTED: u32 = NONE - 1;
+
+/// For each ledger candidate, the one processor candidate that names it by a key, [`NONE`] when none does,
+/// or [`CONTESTED`] when more than one does (the best of them is chosen by [`settle_contested`], which looks
+/// at every one): 4 bytes a row. A record names a row by one key at most (its keys are distinct, the row
+/// holds one processor id), so a row is contested exactly when a second record finds it taken. The probes
+/// (3-4 per record, each a likely cache miss) run on two threads; whichever comes first, a row named once
+/// holds its one record and a row named more than once ends [`CONTESTED`] (every later arrival writes it),
+/// so the result does not depend on thread timing.
+fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usize) -> Vec<u32> {
     let (np, nl) = (c.procs.len(), c.ledg.len());
-    let best: Vec<AtomicU64> = (0..nl).map(|_| AtomicU64::new(u64::MAX)).collect();
-    let hits: Vec<AtomicU32> = (0..nl).map(|_| AtomicU32::new(0)).collect();
+    let named: Vec<AtomicU32> = (0..nl).map(|_| AtomicU32::new(NONE)).collect();
     // in batches of records, each stage asking for what the next one reads: the keys hashed and their slots
     // asked for; the candidates whose slot agrees, their list entries asked for; their rows; their ids'
-    // texts and their counters; the keys compared and the counters updated
+    // texts and their entries; the keys compared and the entries written
     let probe = |from: usize, to: usize| {
-        let mut keys: Vec<(&str, u32, u32, u64)> = Vec::with_capacity(4 * batch);
+        let mut keys: Vec<(&str, u32, u64)> = Vec::with_capacity(4 * batch);
         let mut tagged: Vec<(u32, u32)> = Vec::with_capacity(4 * batch);
         let mut start = from;
         while start < to {
@@ -57,10 +62,10 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usi
                 let Some(p) = c.procs.get(i).filter(|_| !p_dup.get(i).copied().unwrap_or(true)) else {
                     continue;
                 };
-                for (rank, k) in p.rec.keys().iter().enumerate() {
+                for k in p.rec.keys().iter() {
                     let h = hash(k);
                     txns.prefetch(h);
-                    keys.push((k, rank as u32, i as u32, h));
+                    keys.push((k, i as u32, h));
                 }
             }
             for (e, &(.., h)) in keys.iter().enumerate() {
@@ -74,20 +79,21 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usi
             }
             for &(_, j) in &tagged {
                 txns.prefetch_text(j);
-                prefetch_at(&best, j as usize);
-                prefetch_at(&hits, j as usize);
+                prefetch_at(&named, j as usize);
             }
             for &(e, j) in &tagged {
-                let Some(&(k, rank, i, _)) = keys.get(e as usize) else {
+                let Some(&(k, i, _)) = keys.get(e as usize) else {
                     continue;
                 };
                 if !txns.holds(j, k) {
                     continue;
                 }
-                let packed = (u64::from(rank) << 32) | u64::from(i);
-                if let (Some(b), Some(h)) = (best.get(j as usize), hits.get(j as usize)) {
-                    b.fetch_min(packed, Ordering::Relaxed);
-                    h.fetch_add(1, Ordering::Relaxed);
+                if let Some(n) = named.get(j as usize) {
+                    if n.compare_exchange(NONE, i, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        n.store(CONTESTED, Ordering::Relaxed);
+                    }
                 }
             }
             start = end;
@@ -98,29 +104,19 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usi
         let other = s.spawn(|| probe(half, np));
         probe(0, half);
         if other.join().is_err() {
-            // the thread died before finishing: count from scratch on this one
-            for (b, h) in best.iter().zip(&hits) {
-                b.store(u64::MAX, Ordering::Relaxed);
-                h.store(0, Ordering::Relaxed);
+            // the thread died before finishing: probe from scratch on this one
+            for n in &named {
+                n.store(NONE, Ordering::Relaxed);
             }
             probe(0, np);
         }
     });
-    (
-        best.into_iter().map(AtomicU64::into_inner).collect(),
-        hits.into_iter().map(AtomicU32::into_inner).collect(),
-    )
+    named.into_iter().map(AtomicU32::into_inner).collect()
 }
 
 /// Rows with several candidates: every candidate collected (a second pass, only on days that have such
 /// rows) and the best fit chosen; equal bests are ambiguous and noted on both sides.
-fn settle_contested(
-    c: &Candidates<'_>,
-    txns: &TxnIndex<'_>,
-    best: &mut [u64],
-    hits: &[u32],
-    links: &mut Links,
-) {
+fn settle_contested(c: &Candidates<'_>, txns: &TxnIndex<'_>, named: &mut [u32], links: &mut Links) {
     let mut cands: Vec<(u32, u32, u32)> = Vec::new(); // (ledger row, rank, processor index)
     for (i, p) in c.procs.iter().enumerate() {
         if links.p_dup[i] {
@@ -128,7 +124,7 @@ fn settle_contested(
         }
         for (rank, k) in p.rec.keys().iter().enumerate() {
             if let Some(j) = txns.find(k) {
-                if hits[j as usize] > 1 {
+                if named.get(j as usize) == Some(&CONTESTED) {
                     cands.push((j, rank as u32, i as u32));
                 }
             }
@@ -145,9 +141,9 @@ fn settle_contested(
         let top = scored.clone().map(|(s, _)| s).min();
         let winners: Vec<u32> = scored.filter(|(s, _)| Some(*s) == top).map(|(_, i)| i).collect();
         match winners.as_slice() {
-            [i] => best[j] = u64::from(*i),
+            [i] => named[j] = *i,
             _ => {
-                best[j] = u64::MAX;
+                named[j] = NONE;
                 let ids: Vec<&str> = winners.iter().map(|&i| c.procs[i as usize].rec.id()).collect();
                 let t = row.processor_txn_id().unwrap_or("");
                 let note = format!(
@@ -188,16 +184,17 @@ pub(crate) fn link_batched(
     found: &mut Vec<Discrepancy>,
     batch: usize,
 ) {
-    let (mut best, hits) = probe_all(c, txns, &links.p_dup, batch);
-    if hits.iter().any(|&h| h > 1) {
-        settle_contested(c, txns, &mut best, &hits, links);
+    let mut named = probe_all(c, txns, &links.p_dup, batch);
+    if named.contains(&CONTESTED) {
+        settle_contested(c, txns, &mut named, links);
     }
     for (j, l) in c.ledg.iter().enumerate() {
-        let packed = best[j];
-        if links.l_dup[j] || packed == u64::MAX {
+        let i = named[j];
+        // a contested row left as it is (not settled) stays unlinked, like an ambiguous one
+        if links.l_dup[j] || i == NONE || i == CONTESTED {
             continue;
         }
-        let i = (packed & 0xFFFF_FFFF) as usize;
+        let i = i as usize;
         if links.link_p[i] == NONE {
             links.link(i, j);
         } else {

@@ -20,11 +20,17 @@ use crate::run::{in_window, window_lag, RunInput};
 /// `invalid_record`, never a clamped figure.
 pub const MAX_MINOR: i64 = 100_000_000_000_000_000;
 
-/// A processor-side candidate: today's record or a carried one (8 bytes: which carried item it stands for,
-/// if any, is [`Candidates::p_carried`]).
+/// A processor-side candidate: today's record or a carried one (which carried item it stands for, if any,
+/// is [`Candidates::p_carried`]).
 #[derive(Clone, Copy)]
 pub(crate) struct PRef<'a> {
     pub rec: &'a ProcessorRecord,
+}
+
+impl<'a> From<&'a ProcessorRecord> for PRef<'a> {
+    fn from(rec: &'a ProcessorRecord) -> Self {
+        PRef { rec }
+    }
 }
 
 /// A ledger-side candidate.
@@ -33,11 +39,138 @@ pub(crate) struct LRef<'a> {
     pub row: &'a LedgerRow,
 }
 
+impl<'a> From<&'a LedgerRow> for LRef<'a> {
+    fn from(row: &'a LedgerRow) -> Self {
+        LRef { row }
+    }
+}
+
+/// One side's candidates in "first" order: the carried ones (references; a few) and then today's records,
+/// kept as their indexes in the day's records: 4 bytes a candidate where a reference took 8, and none when
+/// today's candidates are the day's records, all of them in order (`every`: the usual ledger). Candidate
+/// `i` is handed out as a `W` ([`PRef`], [`LRef`]).
+pub(crate) struct Listed<'a, T, W> {
+    carried: Vec<&'a T>,
+    records: &'a [T],
+    today: Vec<u32>,
+    every: bool,
+    wrap: std::marker::PhantomData<W>,
+}
+
+/// The processor side's candidates.
+pub(crate) type Procs<'a> = Listed<'a, ProcessorRecord, PRef<'a>>;
+/// The ledger side's candidates.
+pub(crate) type Ledg<'a> = Listed<'a, LedgerRow, LRef<'a>>;
+
+impl<'a, T, W: From<&'a T>> Listed<'a, T, W> {
+    fn new(records: &'a [T]) -> Self {
+        Listed {
+            carried: Vec::new(),
+            records,
+            today: Vec::with_capacity(records.len()),
+            every: false,
+            wrap: std::marker::PhantomData,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.carried.len() + self.today_len()
+    }
+
+    fn today_len(&self) -> usize {
+        match self.every {
+            true => self.records.len(),
+            false => self.today.len(),
+        }
+    }
+
+    /// Today's candidate `k` (after the carried ones): its index in the day's records.
+    #[inline]
+    fn today(&self, k: usize) -> Option<usize> {
+        match self.every {
+            true => (k < self.records.len()).then_some(k),
+            false => self.today.get(k).map(|&n| n as usize),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Candidate `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<W> {
+        let rec = match self.carried.get(i) {
+            Some(&r) => r,
+            None => self.records.get(self.today(i - self.carried.len())?)?,
+        };
+        Some(W::from(rec))
+    }
+
+    /// Candidate `i`, which must be one (`i < len()`): a candidate index the phases hold, like indexing a
+    /// slice.
+    #[inline]
+    pub fn at(&self, i: usize) -> W {
+        let rec = match self.carried.get(i) {
+            Some(&r) => r,
+            None => {
+                let k = i - self.carried.len();
+                &self.records[if self.every { k } else { self.today[k] as usize }]
+            }
+        };
+        W::from(rec)
+    }
+
+    /// Every candidate, in order.
+    pub fn iter(&self) -> impl Iterator<Item = W> + use<'_, 'a, T, W> {
+        let today = (0..self.today_len()).filter_map(|k| self.records.get(self.today(k)?));
+        self.carried.iter().copied().chain(today).map(W::from)
+    }
+
+    /// Asks for the memory [`Self::get`] reads first for candidate `i` (its entry in the list).
+    #[inline]
+    pub fn prefetch_entry(&self, i: usize) {
+        match i.checked_sub(self.carried.len()) {
+            Some(k) if !self.every => super::table::prefetch_at(&self.today, k),
+            Some(_) => {}
+            None => super::table::prefetch_at(&self.carried, i),
+        }
+    }
+
+    fn push_carried(&mut self, rec: &'a T) {
+        self.carried.push(rec);
+    }
+
+    fn push_today(&mut self, n: usize) {
+        self.today.push(n as u32);
+    }
+
+    /// Today's candidates by object and line (a stable sort: input order never decides).
+    fn sort_today(&mut self, location: impl Fn(&T) -> Location) {
+        let records = self.records;
+        let at = |n: &u32| {
+            records.get(*n as usize).map(|r| {
+                let l = location(r);
+                (l.object, l.line)
+            })
+        };
+        self.today.sort_by_key(at);
+        // every record, in order: no list needed
+        if self.today.len() == self.records.len()
+            && self.today.iter().enumerate().all(|(k, &n)| k == n as usize)
+        {
+            self.today = Vec::new();
+            self.every = true;
+        }
+    }
+}
+
 /// The candidates of one run (or partition), in "first" order: the carried items first (by their index),
 /// then today's records by object and line.
 pub(crate) struct Candidates<'a> {
-    pub procs: Vec<PRef<'a>>,
-    pub ledg: Vec<LRef<'a>>,
+    pub procs: Procs<'a>,
+    pub ledg: Ledg<'a>,
     /// The carried item behind each of the first `p_carried.len()` processor candidates (the rest are
     /// today's records): kept apart so that a candidate is one reference, not two words.
     p_carried: Vec<u32>,
@@ -220,8 +353,8 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         ..
     } = *input;
     let mut c = Candidates {
-        procs: Vec::with_capacity(records.len()),
-        ledg: Vec::with_capacity(ledger.len()),
+        procs: Listed::new(records),
+        ledg: Listed::new(ledger),
         excluded_counts: BTreeMap::new(),
         out_of_window: OutOfWindow::default(),
         p_carried: Vec::new(),
@@ -240,11 +373,11 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
         // in ascending index: the carried candidates' order
         match &item.record {
             CarriedRecord::Processor(rec) => {
-                c.procs.push(PRef { rec });
+                c.procs.push_carried(rec);
                 c.p_carried.push(i as u32);
             }
             CarriedRecord::Ledger(row) => {
-                c.ledg.push(LRef { row });
+                c.ledg.push_carried(row);
                 c.l_carried.push(i as u32);
             }
         }
@@ -275,7 +408,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
                 rec.id(),
             ));
         } else if rec.kind.is_reconciled() {
-            c.procs.push(PRef { rec });
+            c.procs.push_today(n);
         } else {
             *c.excluded_counts
                 .entry(rec.kind.as_str().to_string())
@@ -310,17 +443,12 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
                 row.ledger_id(),
             ));
         } else {
-            c.ledg.push(LRef { row });
+            c.ledg.push_today(n);
         }
     }
     // today's records after the carried ones, by object and line (a stable sort: input order never decides)
-    let (pc, lc) = (c.p_carried.len(), c.l_carried.len());
-    if let Some(today) = c.procs.get_mut(pc..) {
-        today.sort_by_key(|p| (p.rec.location().object, p.rec.location().line));
-    }
-    if let Some(today) = c.ledg.get_mut(lc..) {
-        today.sort_by_key(|l| (l.row.location().object, l.row.location().line));
-    }
+    c.procs.sort_today(ProcessorRecord::location);
+    c.ledg.sort_today(LedgerRow::location);
     c
 }
 
@@ -337,6 +465,51 @@ mod tests {
         let c = gather(&input(&objects, &records, &[], &config), Selection::All);
         let ids: Vec<&str> = c.procs.iter().map(|p| p.rec.id()).collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    /// Today's candidates are kept as indexes, or as nothing when they are every record in order: either
+    /// way, carried items first, then by location, each candidate handed out the same by `get`, `at` and
+    /// `iter`.
+    #[test]
+    fn candidates_read_back_the_same_whether_listed_or_every_record() {
+        let mut fee = prec("fee", 100, 3);
+        fee.kind = Kind::Fee;
+        let carried = vec![Carried {
+            id: 7,
+            age_days: 1,
+            source: "k:9".into(),
+            record: CarriedRecord::Processor(prec("old", 100, 9)),
+            reported: false,
+        }];
+        let cases: [(Vec<ProcessorRecord>, &[&str], bool); 4] = [
+            (vec![prec("a", 1, 1), prec("b", 1, 2)], &["a", "b"], true),
+            (vec![prec("b", 1, 2), prec("a", 1, 1)], &["a", "b"], false),
+            (vec![prec("a", 1, 1), fee, prec("c", 1, 4)], &["a", "c"], false),
+            (vec![], &[], true),
+        ];
+        let (objects, config) = (Vec::new(), Default::default());
+        for (records, want, every) in cases {
+            for with_carried in [false, true] {
+                let mut inp = input(&objects, &records, &[], &config);
+                if with_carried {
+                    inp.carried = &carried;
+                }
+                let c = gather(&inp, Selection::All);
+                assert_eq!(c.procs.every, every, "{want:?}");
+                let mut expect: Vec<&str> = want.to_vec();
+                if with_carried {
+                    expect.insert(0, "old");
+                }
+                let listed: Vec<&str> = c.procs.iter().map(|p| p.rec.id()).collect();
+                let got: Vec<&str> = (0..c.procs.len())
+                    .filter_map(|i| c.procs.get(i))
+                    .map(|p| p.rec.id())
+                    .collect();
+                let at: Vec<&str> = (0..c.procs.len()).map(|i| c.procs.at(i).rec.id()).collect();
+                assert_eq!((&listed, &got, &at), (&expect, &expect, &expect));
+                assert!(c.procs.get(c.procs.len()).is_none());
+            }
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! twice in the ledger. The first (in candidate order) stays a candidate; the others are `duplicate`s. The
 //! ledger's table of processor ids is kept: the exact link probes it.
 
-use super::candidates::{Candidates, LRef, Origins};
-use super::table::{in_batches, prefetch, prefetch_at, IndexTable, BATCH};
+use super::candidates::{Candidates, Ledg, Origins};
+use super::table::{in_batches, prefetch, IndexTable, BATCH};
 use super::{hash, Links};
 use crate::discrepancy::{Category, Discrepancy};
 
@@ -13,7 +13,7 @@ use crate::discrepancy::{Category, Discrepancy};
 /// [`Self::prefetch_row`], [`Self::prefetch_text`]).
 pub(crate) struct TxnIndex<'c> {
     table: IndexTable,
-    ledg: &'c [LRef<'c>],
+    ledg: &'c Ledg<'c>,
 }
 
 impl TxnIndex<'_> {
@@ -52,7 +52,7 @@ impl TxnIndex<'_> {
     /// once that has arrived, for the row's text.
     #[inline]
     pub fn prefetch_entry(&self, j: u32) {
-        prefetch_at(self.ledg, j as usize);
+        self.ledg.prefetch_entry(j as usize);
     }
 
     #[inline]
@@ -86,15 +86,14 @@ impl TxnIndex<'_> {
 
 /// Ledger candidate `j`'s processor id ("" for none).
 #[inline]
-fn txn_of<'c>(ledg: &[LRef<'c>], j: u32) -> &'c str {
+fn txn_of<'c>(ledg: &Ledg<'c>, j: u32) -> &'c str {
     ledg.get(j as usize)
         .and_then(|l| l.row.processor_txn_id())
         .unwrap_or("")
 }
 
-/// Processor side: the same record id twice.
-fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize) -> (Vec<bool>, Vec<Discrepancy>) {
-    let mut dup = vec![false; c.procs.len()];
+/// Processor side: the same record id twice (marked in `dup`, one flag a candidate).
+fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize, dup: &mut [bool]) -> Vec<Discrepancy> {
     let mut found = Vec::new();
     // a table of indexes; the strings stay in the records
     let mut seen = IndexTable::with_capacity(c.procs.len());
@@ -126,7 +125,7 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize) -> (Vec<bool
             }
             let first_at = o.source(
                 c.p_carried(first as usize),
-                c.procs[first as usize].rec.location(),
+                c.procs.at(first as usize).rec.location(),
             );
             found.push(Discrepancy::of_processor(
                 Category::Duplicate,
@@ -140,7 +139,7 @@ fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize) -> (Vec<bool
             ));
         },
     );
-    (dup, found)
+    found
 }
 
 /// Ledger side: the same `ledger_id` twice, or the same `processor_txn_id` twice.
@@ -148,9 +147,9 @@ fn ledger_side<'c>(
     c: &'c Candidates<'_>,
     o: Origins<'_>,
     batch: usize,
-) -> (Vec<bool>, TxnIndex<'c>, Vec<Discrepancy>) {
+    dup: &mut [bool],
+) -> (TxnIndex<'c>, Vec<Discrepancy>) {
     let nl = c.ledg.len();
-    let mut dup = vec![false; nl];
     let mut found = Vec::new();
     let mut tables = (
         IndexTable::with_capacity(nl),
@@ -180,7 +179,10 @@ fn ledger_side<'c>(
             let row = l.row;
             let id: &str = row.ledger_id();
             let why = if let Some(first) = ids.find(hv, |j| lid(j) == id) {
-                let first_at = o.source(c.l_carried(first as usize), c.ledg[first as usize].row.location());
+                let first_at = o.source(
+                    c.l_carried(first as usize),
+                    c.ledg.at(first as usize).row.location(),
+                );
                 Some(format!(
                     "ledger_id {} appears again (first at {first_at})",
                     row.ledger_id(),
@@ -219,7 +221,7 @@ fn ledger_side<'c>(
             ));
         },
     );
-    (dup, tables.1, found)
+    (tables.1, found)
 }
 
 /// Finds the duplicates of both sides (on two threads: the tables are independent), marks them in `links`
@@ -241,13 +243,21 @@ pub(crate) fn find_batched<'c>(
     found: &mut Vec<Discrepancy>,
     batch: usize,
 ) -> TxnIndex<'c> {
-    let ((p_dup, p_found), (l_dup, txns, l_found)) = std::thread::scope(|s| {
-        let p = s.spawn(|| processor_side(c, o, batch));
-        let l = ledger_side(c, o, batch);
-        (p.join().unwrap_or_else(|_| processor_side(c, o, batch)), l)
+    // each side marks its own flags in `links` (no second vector of them)
+    let (p_dup, l_dup) = (&mut links.p_dup, &mut links.l_dup);
+    let (p_found, (txns, l_found)) = std::thread::scope(|s| {
+        let p = s.spawn(move || processor_side(c, o, batch, p_dup));
+        let l = ledger_side(c, o, batch, l_dup);
+        (p.join().ok(), l)
     });
-    links.p_dup = p_dup;
-    links.l_dup = l_dup;
+    let p_found = match p_found {
+        Some(f) => f,
+        None => {
+            // the thread died before finishing: from scratch on this one
+            links.p_dup.fill(false);
+            processor_side(c, o, batch, &mut links.p_dup)
+        }
+    };
     found.extend(p_found);
     found.extend(l_found);
     txns

@@ -133,18 +133,18 @@ fn settle_contested(c: &Candidates<'_>, txns: &TxnIndex<'_>, named: &mut [u32], 
     cands.sort_unstable();
     for group in cands.chunk_by(|a, b| a.0 == b.0) {
         let j = group[0].0 as usize;
-        let row = c.ledg[j].row;
+        let row = c.ledg.at(j).row;
         // lowest (fit, rank) wins; equal bests are ambiguous
         let scored = group
             .iter()
-            .map(|&(_, rank, i)| ((fit(c.procs[i as usize].rec, row), rank), i));
+            .map(|&(_, rank, i)| ((fit(c.procs.at(i as usize).rec, row), rank), i));
         let top = scored.clone().map(|(s, _)| s).min();
         let winners: Vec<u32> = scored.filter(|(s, _)| Some(*s) == top).map(|(_, i)| i).collect();
         match winners.as_slice() {
             [i] => named[j] = *i,
             _ => {
                 named[j] = NONE;
-                let ids: Vec<&str> = winners.iter().map(|&i| c.procs[i as usize].rec.id()).collect();
+                let ids: Vec<&str> = winners.iter().map(|&i| c.procs.at(i as usize).rec.id()).collect();
                 let t = row.processor_txn_id().unwrap_or("");
                 let note = format!(
                     "ambiguous: processor records {} all hold {t} and fit ledger {} ({} {} {}) equally; \
@@ -204,12 +204,12 @@ pub(crate) fn link_batched(
             if o.reported(carried) {
                 continue;
             }
-            let other = &c.ledg[links.link_p[i] as usize].row.ledger_id();
+            let other = c.ledg.at(links.link_p[i] as usize).row.ledger_id();
             let why = format!(
                 "double booking: ledger {} and {} both point at processor record {}",
                 other,
                 l.row.ledger_id(),
-                c.procs[i].rec.id()
+                c.procs.at(i).rec.id()
             );
             found.push(Discrepancy::of_ledger(
                 Category::Duplicate,

@@ -69,7 +69,7 @@ pub(crate) fn link(c: &Candidates<'_>, links: &mut Links) {
                 let torn: Vec<&str> = ps
                     .iter()
                     .filter(|i| groups_of.get(i).copied().unwrap_or(0) > 1)
-                    .map(|&i| c.procs[i].rec.id())
+                    .map(|&i| c.procs.at(i).rec.id())
                     .collect();
                 if !torn.is_empty() {
                     note.push_str(&format!(

@@ -171,7 +171,7 @@ fn pairs(
     let partner = |i: usize| links.link_p.get(i).filter(|&&j| j != NONE).map(|&j| j as usize);
     for (i, p) in c.procs.iter().enumerate() {
         if let Some(j) = partner(i + 2 * table::AHEAD) {
-            table::prefetch_at(&c.ledg, j);
+            c.ledg.prefetch_entry(j);
         }
         if let Some(l) = partner(i + table::AHEAD).and_then(|j| c.ledg.get(j)) {
             table::prefetch(l.row);
@@ -180,7 +180,7 @@ fn pairs(
         if j == NONE {
             continue;
         }
-        let l = c.ledg[j as usize];
+        let l = c.ledg.at(j as usize);
         let (pc, lc) = (c.p_carried(i), c.l_carried(j as usize));
         matched += 1;
         for x in [pc, lc] {

@@ -74,7 +74,7 @@ pub(crate) struct Unlinked {
 /// One side: returns (pending, not settled, reported earlier and still unlinked).
 #[allow(clippy::too_many_arguments)]
 fn side<C: Candidate>(
-    cands: &[C],
+    cands: impl Iterator<Item = C>,
     carried: &[u32],
     dup: &[bool],
     link: &[u32],
@@ -85,7 +85,7 @@ fn side<C: Candidate>(
     carry_out: &mut Vec<(i64, CarryOutcome)>,
 ) -> (u64, u64, u64) {
     let (mut pending, mut not_settled, mut still_open) = (0u64, 0u64, 0u64);
-    for (i, c) in cands.iter().enumerate() {
+    for (i, c) in cands.enumerate() {
         // the carried candidates come first
         let from = carried.get(i).copied();
         if o.reported(from) && (dup[i] || link[i] == NONE) {
@@ -146,7 +146,7 @@ pub(crate) fn report(
     carry_out: &mut Vec<(i64, CarryOutcome)>,
 ) -> Unlinked {
     let (processor_pending, not_settled, processor_still_open) = side(
-        &c.procs,
+        c.procs.iter(),
         c.p_carried_list(),
         &links.p_dup,
         &links.link_p,
@@ -157,7 +157,7 @@ pub(crate) fn report(
         carry_out,
     );
     let (ledger_pending, _, ledger_still_open) = side(
-        &c.ledg,
+        c.ledg.iter(),
         c.l_carried_list(),
         &links.l_dup,
         &links.link_l,

@@ -5,16 +5,23 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The purge delay a batch run sets, in milliseconds.
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
 /// `mi_option_purge_delay` in the pinned mimalloc (libmimalloc-sys 0.1.49: the same index in its v2 and v3
 /// headers; the crate exports no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Allocator settings for a batch run: never hand freed memory back to the OS while the process runs (a
-/// run frees and reallocates hundreds of MiB within a second; purged pages are zeroed again on reuse) and
-/// ask for transparent huge pages (`madvise`, where the kernel allows them), so that the matcher's random
-/// probes into tables of millions of entries miss the TLB less. Measured at 1M rows, 8 alternating runs
-/// each after `sync`: median 1.56 s with both, 1.66 s with mimalloc's defaults, 1.76 s without purging only;
-/// peak RSS unchanged (574 MiB). `MIMALLOC_PURGE_DELAY` / `MIMALLOC_LARGE_OS_PAGES` in the environment win.
+/// Allocator settings for a batch run: hand freed memory back to the OS 10 ms after it is freed (mimalloc's
+/// "purge"; the pinned v3 waits 1 s by default) and ask for transparent huge pages (`madvise`, where the kernel allows
+/// them), so that the matcher's random probes into tables of millions of entries miss the TLB less.
+/// Freed memory kept for reuse cannot serve what comes next: the parse's 1 MiB read and hash buffers, the
+/// migrations' and the staging's garbage stay resident beside the matcher's multi-megabyte tables, which
+/// need fresh memory. Measured at 1M rows (session 17, 6 alternating runs each): never purging 1.05 s /
+/// 337 MiB peak (median), a 10 ms delay 1.04 s / 325 MiB, no delay 1.06 s / 322 MiB, 100 ms 1.04 s /
+/// 336 MiB. (An earlier session measured never purging faster, 1.56 s against 1.66, when the run freed and
+/// reallocated hundreds of MiB within a second; it no longer does.) `MIMALLOC_PURGE_DELAY` /
+/// `MIMALLOC_LARGE_OS_PAGES` in the environment win.
 #[allow(unsafe_code)]
 pub fn batch_settings() {
     // mimalloc's own environment variables still win (they were read at load)
@@ -22,10 +29,10 @@ pub fn batch_settings() {
     let purge = unset("MIMALLOC_PURGE_DELAY") && unset("MIMALLOC_RESET_DELAY");
     let large = unset("MIMALLOC_ALLOW_LARGE_OS_PAGES") && unset("MIMALLOC_LARGE_OS_PAGES");
     // SAFETY: mi_option_set only stores an integer option (no pointers, no memory touched); it is called
-    // first thing in main; -1 is the documented "never purge" value, 1 enables large OS pages.
+    // first thing in main; the purge delay is in milliseconds, 1 enables large OS pages.
     unsafe {
         if purge {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
         }
         if large {
             libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1);
@@ -35,17 +42,18 @@ pub fn batch_settings() {
 
 #[cfg(test)]
 mod tests {
-    /// After the batch settings, freed memory is never purged (unless the environment says otherwise).
+    /// After the batch settings, freed memory is handed back 10 ms after it is freed (unless the
+    /// environment says otherwise).
     #[test]
     #[allow(unsafe_code)]
-    fn the_batch_settings_keep_freed_memory() {
+    fn the_batch_settings_purge_freed_memory_soon() {
         super::batch_settings();
         // SAFETY: mi_option_get reads an integer option.
         let purge = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
             && std::env::var_os("MIMALLOC_RESET_DELAY").is_none()
         {
-            assert_eq!(purge, -1);
+            assert_eq!(purge, super::PURGE_DELAY_MS);
         }
     }
 }

@@ -276,7 +276,7 @@ pub fn parse_scaled(
     scale: u8,
     _what: &'static str,
 ) -> Result<i64, MoneyError> {
-    let t = text.trim();
+    let t = crate::model::trim(text);
     let bytes = t.as_bytes();
     let (neg, rest) = match bytes.first() {
         Some(b'-') => (true, &bytes[1..]),

@@ -1,5 +1,6 @@
 //! The parsers' fast paths agree with the general ones: `Keys::from_parts` with `collect()`, the currency
-//! lookup table with the ISO list, a compact processor record with its owned fields.
+//! lookup table with the ISO list, a compact processor record with its owned fields, the fast trim with
+//! `str::trim`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,6 +11,13 @@ use recon_core::{
 };
 
 proptest! {
+    /// The fast trim every field is read through leaves what `str::trim` leaves, whatever the ends hold
+    /// (ASCII, control characters, Unicode white space such as NBSP and EM SPACE, other letters).
+    #[test]
+    fn the_fast_trim_equals_str_trim(s in "[ a\\t\\r\\n\\x0b\\x0c\\x00~\u{a0}\u{2003}\u{3000}\u{feff}é]{0,6}") {
+        prop_assert_eq!(recon_core::model::trim(&s), s.trim());
+    }
+
     #[test]
     fn keys_from_parts_equals_collect(parts in prop::collection::vec("[ a-c\\x00]{0,4}", 0..12)) {
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();

@@ -63,7 +63,7 @@ fn validate<'a>(f: &Fields<'a>, location: Location) -> Result<LedgerRow, (Option
         t => Some(timestamp(t).map_err(|e| fail("booked_at", e))?),
     };
     let opt = |s: &'a str| {
-        let s = s.trim();
+        let s = crate::text::trim(s);
         (!s.is_empty()).then_some(s)
     };
     LedgerRow::new(NewLedgerRow {

@@ -43,7 +43,10 @@ pub fn kind_of(reporting_category: Option<&str>, txn_type: Option<&str>) -> Kind
 
 /// [`kind_of`], knowing the source id.
 pub fn kind_of_source(reporting_category: Option<&str>, txn_type: Option<&str>, source: &str) -> Kind {
-    match reporting_category.map(str::trim).filter(|s| !s.is_empty()) {
+    match reporting_category
+        .map(crate::text::trim)
+        .filter(|s| !s.is_empty())
+    {
         // a charge_failure reverses a charge (negative), a refund_failure a refund (positive): both are
         // money the ledger must know of, linked by their shared source id, sign and amount
         Some("charge" | "charge_failure") => Kind::Charge,
@@ -435,7 +438,7 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
         let refs = reference_metadata_keys()
             .iter()
             .filter_map(|k| metadata.and_then(|m| m.get(k)).and_then(Value::as_str))
-            .map(str::trim)
+            .map(crate::text::trim)
             .filter(|r| !r.is_empty());
         let record = with_refs(refs, |reference, others| {
             ProcessorRecord::new(NewRecord {

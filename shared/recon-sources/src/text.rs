@@ -43,7 +43,7 @@ pub(crate) fn normalise_header(h: &str) -> String {
 
 /// RFC 3339 (`Z`, `+00:00` or `+0000`), or `YYYY-MM-DD HH:MM:SS` taken as UTC.
 pub(crate) fn timestamp(s: &str) -> Result<Millis, String> {
-    let s = s.trim();
+    let s = trim(s);
     if let Some(t) = fast_utc(s.as_bytes()) {
         return Ok(t);
     }
@@ -192,13 +192,7 @@ pub(crate) fn csv_with_header<'a, R: std::io::Read + 'a>(
     Ok((rdr, Columns::new(&header)))
 }
 
-/// `str::trim`, with a fast path for the usual field that has nothing to trim.
-pub fn trim(s: &str) -> &str {
-    match (s.as_bytes().first(), s.as_bytes().last()) {
-        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
-        _ => s.trim(),
-    }
-}
+pub use recon_core::model::trim;
 
 /// A reader that keeps what it has handed out since the last [`Tee::forget`], so that a CSV record that
 /// swallowed several physical lines (an unbalanced quote) can be read again line by line.

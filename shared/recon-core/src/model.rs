@@ -1039,6 +1039,12 @@ impl LedgerRow {
         self.text.segment(i)
     }
 
+    /// Whether any of the row's text fields (its `ledger_id`, `processor_txn_id` and `order_id`, kept one
+    /// after the other) holds a NUL: one scan for the three.
+    pub(crate) fn text_has_nul(&self) -> bool {
+        self.text.as_str().as_bytes().contains(&0)
+    }
+
     pub fn ledger_id(&self) -> &str {
         self.segment(LEDGER_ID)
     }

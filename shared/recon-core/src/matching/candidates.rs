@@ -276,7 +276,8 @@ fn processor_nul(r: &ProcessorRecord) -> Option<&'static str> {
     let has = |s: &str| s.contains('\0');
     if has(r.id()) {
         Some("id")
-    } else if r.reference().is_some_and(has) || r.other_references().iter().any(has) {
+    // the other references cannot hold one: packing drops those that do, as it drops such keys
+    } else if r.reference().is_some_and(has) {
         Some("reference")
     } else {
         None
@@ -284,6 +285,10 @@ fn processor_nul(r: &ProcessorRecord) -> Option<&'static str> {
 }
 
 fn ledger_nul(r: &LedgerRow) -> Option<&'static str> {
+    // one scan of the row's text (its three fields, one after the other) in the usual case of none
+    if !r.text_has_nul() {
+        return None;
+    }
     let has = |s: &str| s.contains('\0');
     if has(r.ledger_id()) {
         Some("ledger_id")
@@ -538,5 +543,26 @@ mod tests {
         assert_eq!(c.procs.len(), 1);
         let fields: Vec<_> = c.refused.iter().map(|r| r.field.as_deref()).collect();
         assert_eq!(fields, [Some("id"), Some("amount")]);
+    }
+
+    #[test]
+    fn given_a_nul_in_any_ledger_text_field_when_gathered_then_the_row_is_refused_naming_it() {
+        use crate::matching::testkit::with_row;
+        let ledger = [
+            row("l\0", Some("t1"), 100, 1),
+            row("l2", Some("t\0"), 100, 2),
+            with_row(&row("l3", Some("t3"), 100, 3), |f| {
+                f.order_id = Some("o\0".into())
+            }),
+            with_row(&row("l4", None, 100, 4), |f| f.order_id = Some("o4".into())),
+        ];
+        let (objects, config) = (Vec::new(), Default::default());
+        let c = gather(&input(&objects, &[], &ledger, &config), Selection::All);
+        assert_eq!(c.ledg.len(), 1);
+        let fields: Vec<_> = c.refused.iter().map(|r| r.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            [Some("ledger_id"), Some("processor_txn_id"), Some("order_id")]
+        );
     }
 }

@@ -251,8 +251,10 @@ pub struct ProcessorRecord {
     /// The gross amount's minor units ([`ProcessorRecord::amount`] with `currency`): a [`Money`] field
     /// would pad its 4-byte currency to 8.
     minor: i64,
-    fee: i64,
-    net: i64,
+    /// The fee when there is one, else the net: with both, the net is the gross less the fee (every
+    /// processor reports it so; [`ProcessorRecord::new`] refuses one that is not), so it is not kept
+    /// twice (8 bytes a record).
+    fee_or_net: i64,
     occurred_at: Millis,
     /// Which of reference, fee, net and time are present ([`HAS_REFERENCE`] ...).
     has: Presence,
@@ -482,6 +484,9 @@ pub enum TooLarge {
     Text { len: usize, max: usize },
     /// The record is on a line beyond 4,294,967,295.
     Line(u64),
+    /// The net is not the gross less the fee (minor units), as every processor defines it: one of the three
+    /// figures is wrong, and a record keeps the net as the gross less the fee.
+    Net { gross: i64, fee: i64, net: i64 },
 }
 
 impl fmt::Display for TooLarge {
@@ -497,6 +502,11 @@ impl fmt::Display for TooLarge {
                 "the record is on line {line}, beyond line {}, the last recon can point to: split the \
                  file in smaller files and send them again",
                 u32::MAX
+            ),
+            TooLarge::Net { gross, fee, net } => write!(
+                f,
+                "the net {net} is not the gross {gross} less the fee {fee} (minor units), as the processor \
+                 defines it: one of the three figures is wrong; check the export"
             ),
         }
     }
@@ -647,6 +657,18 @@ impl ProcessorRecord {
         push_keys(&mut text, r.other_references.iter().copied());
         let len = text.len();
         let text = Text::cut(text, [id_end, keys_end, reference_end, len])?;
+        let fee_or_net = match (r.fee, r.net) {
+            (Some(fee), Some(net)) if r.amount.minor.checked_sub(fee) == Some(net) => fee,
+            (Some(fee), Some(net)) => {
+                return Err(TooLarge::Net {
+                    gross: r.amount.minor,
+                    fee,
+                    net,
+                })
+            }
+            (Some(fee), None) => fee,
+            (None, net) => net.unwrap_or(0),
+        };
         Ok(ProcessorRecord {
             text,
             has: Presence::of([
@@ -660,8 +682,7 @@ impl ProcessorRecord {
             status: r.status,
             minor: r.amount.minor,
             currency: r.amount.currency,
-            fee: r.fee.unwrap_or(0),
-            net: r.net.unwrap_or(0),
+            fee_or_net,
             occurred_at: r.occurred_at.unwrap_or(0),
             at: PackedLocation::of(r.location)?,
         })
@@ -699,11 +720,17 @@ impl ProcessorRecord {
     }
 
     pub fn fee(&self) -> Option<i64> {
-        self.has.then(HAS_FEE, || self.fee)
+        self.has.then(HAS_FEE, || self.fee_or_net)
     }
 
+    /// The net: the gross less the fee when there is a fee (checked when packed), else as reported.
     pub fn net(&self) -> Option<i64> {
-        self.has.then(HAS_NET, || self.net)
+        self.has
+            .then(HAS_NET, || match self.fee() {
+                Some(fee) => self.minor.checked_sub(fee),
+                None => Some(self.fee_or_net),
+            })
+            .flatten()
     }
 
     pub fn occurred_at(&self) -> Option<Millis> {

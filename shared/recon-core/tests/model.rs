@@ -91,7 +91,8 @@ proptest! {
         reference in prop::option::of("[ a-cé\\x00]{0,4}"),
         others in prop::collection::vec("[ a-c\\x00]{0,4}", 0..4),
         fee in prop::option::of(any::<i64>()),
-        net in prop::option::of(any::<i64>()),
+        other_net in prop::option::of(any::<i64>()),
+        derived in any::<bool>(),
         at in prop::option::of(any::<i64>()),
         minor in any::<i64>(),
         line in any::<u32>().prop_map(u64::from),
@@ -100,6 +101,11 @@ proptest! {
         let others: Vec<&str> = others.iter().map(String::as_str).collect();
         let location = Location { object: 3, line };
         let amount = Money::new(minor, Currency::parse("JPY").unwrap());
+        // the net as processors report it (the gross less the fee) or any other figure
+        let net = match (derived, fee) {
+            (true, Some(f)) => minor.checked_sub(f).or(other_net),
+            _ => other_net,
+        };
         let packed = ProcessorRecord::new(NewRecord {
             id: &id,
             keys: &keys,
@@ -112,8 +118,15 @@ proptest! {
             status: ProcessorStatus::Reversed,
             occurred_at: at,
             location,
-        })
-        .unwrap();
+        });
+        // a net that is not the gross less the fee is refused, never kept beside figures it contradicts
+        if let (Some(f), Some(n)) = (fee, net) {
+            if minor.checked_sub(f) != Some(n) {
+                prop_assert_eq!(packed.err(), Some(TooLarge::Net { gross: minor, fee: f, net: n }));
+                return Ok(());
+            }
+        }
+        let packed = packed.unwrap();
         let fields = RecordFields {
             id: id.as_str().into(),
             keys: keys.iter().collect(),
@@ -204,10 +217,10 @@ proptest! {
 #[test]
 #[cfg(target_pointer_width = "64")]
 fn compact_records_keep_their_inline_size() {
-    assert_eq!(std::mem::size_of::<ProcessorRecord>(), 64);
+    assert_eq!(std::mem::size_of::<ProcessorRecord>(), 56);
     assert_eq!(std::mem::size_of::<LedgerRow>(), 48);
     // no larger in an Option (the text's pointer is never null)
-    assert_eq!(std::mem::size_of::<Option<ProcessorRecord>>(), 64);
+    assert_eq!(std::mem::size_of::<Option<ProcessorRecord>>(), 56);
 }
 
 fn record_at(line: u64, reference: &str) -> Result<ProcessorRecord, TooLarge> {

@@ -78,7 +78,8 @@ fn validate<'a>(f: &Fields<'a>, location: Location) -> Result<LedgerRow, (Option
         location,
     })
     .map_err(|e| match e {
-        recon_core::TooLarge::Line(_) => fail("row", e.to_string()),
+        // (a ledger row has no fee or net: `Net` is a processor record's)
+        recon_core::TooLarge::Line(_) | recon_core::TooLarge::Net { .. } => fail("row", e.to_string()),
         // the text is the three fields together: the longest is named
         recon_core::TooLarge::Text { .. } => {
             let fields = [

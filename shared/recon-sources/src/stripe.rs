@@ -171,6 +171,15 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
     crate::bad(Processor::Stripe, location, field, reason, raw)
 }
 
+/// The field an invalid record names when a row's values cannot be packed: the net when it is not the gross
+/// less the fee, else the row as a whole (its text beyond what a record keeps, or its line).
+fn packing_field(e: &recon_core::TooLarge) -> &'static str {
+    match e {
+        recon_core::TooLarge::Net { .. } => "net",
+        _ => "row",
+    }
+}
+
 /// Parses a Stripe itemized report CSV (balance change from activity, payout reconciliation).
 pub fn parse_report_csv(key: &str, object: u32, text: &str) -> Result<Parsed, SourceError> {
     parse_report_csv_reader(key, object, text.as_bytes(), 0, Keep::Records)
@@ -281,7 +290,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
                 })
             },
         )
-        .map_err(|e| bad(location, "row", e.to_string(), raw_record(rec)))?;
+        .map_err(|e| bad(location, packing_field(&e), e.to_string(), raw_record(rec)))?;
         keep.record(records, &mut counted, record);
         Ok(())
     };
@@ -455,7 +464,8 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
                 location,
             })
         });
-        out.keep_packed(record, |why| bad(location, "data", why, raw.get().to_string()));
+        let field = record.as_ref().err().map_or("data", packing_field);
+        out.keep_packed(record, |why| bad(location, field, why, raw.get().to_string()));
     }
     Ok(out)
 }
@@ -607,6 +617,45 @@ mod tests {
         assert_eq!(p.records[2].kind, Kind::Fee);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.location.line, 5);
+    }
+
+    /// Stripe's net is the gross less the fee (`net = amount - fee`, in the API reference and the report's
+    /// column description): a row whose three figures disagree is an invalid record naming `net`, never
+    /// kept with one of them; a row with only the fee or only the net keeps what it has.
+    #[test]
+    fn a_row_whose_net_is_not_gross_less_fee_is_an_invalid_record() {
+        let csv = "created_utc,balance_transaction_id,currency,gross,fee,net,reporting_category,source_id\n\
+2025-06-02 00:00:00,txn_1,usd,26.12,1.05,25.07,charge,ch_1\n\
+2025-06-02 00:00:01,txn_2,usd,26.12,1.05,25.06,charge,ch_2\n\
+2025-06-02 00:00:02,txn_3,usd,-40.00,,-40.00,refund,re_3\n\
+2025-06-02 00:00:03,txn_4,usd,10.00,0.59,,charge,ch_4\n";
+        let p = parse_report_csv("k", 0, csv).unwrap_or_else(|e| unreachable!("{e}"));
+        let got: Vec<_> = p.records.iter().map(|r| (r.id(), r.fee(), r.net())).collect();
+        assert_eq!(
+            got,
+            [
+                ("txn_1", Some(105), Some(2507)),
+                ("txn_3", None, Some(-4000)),
+                ("txn_4", Some(59), None)
+            ]
+        );
+        assert_eq!(p.invalid.len(), 1);
+        let (_, bad) = &p.invalid[0];
+        assert_eq!((bad.location.line, bad.field.as_deref()), (3, Some("net")));
+        assert!(
+            bad.reason.contains("2506") && bad.reason.contains("2612") && bad.reason.contains("105"),
+            "{}",
+            bad.reason
+        );
+
+        let page = r#"{"object":"list","has_more":false,"data":[
+ {"id":"txn_bad","object":"balance_transaction","amount":4999,"created":1718395512,"currency":"usd","fee":175,"net":4825,"reporting_category":"charge","source":"ch_bad","status":"available","type":"charge"},
+ {"id":"txn_ok","object":"balance_transaction","amount":4999,"created":1718395512,"currency":"usd","fee":175,"net":4824,"reporting_category":"charge","source":"ch_ok","status":"available","type":"charge"}]}"#;
+        let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
+        assert_eq!(ids, ["txn_ok"]);
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.field.as_deref(), Some("net"));
     }
 
     /// A row whose id, keys and references exceed what a record keeps (an order reference of 70,000 bytes)

@@ -24,9 +24,9 @@ pub const MIN_PART: u64 = 32 << 20;
 pub(crate) const WINDOW: usize = 64 * 1024;
 
 /// How many parts a large CSV object is parsed in when `files` objects are parsed at once: the cores shared
-/// among them. `recon run` stages the ledger and a processor at once: on two cores each is parsed in one
-/// piece (measured: splitting both there cost 0.3 s of CPU more, their records appended and more threads
-/// than cores, and gained no time); the match step loads its objects one after the other.
+/// among them. `recon run` stages the ledger and a processor at once: the ledger in half the cores, the
+/// processor's file in all of them (`inbox::parse_parts`; splitting both cost CPU, their records appended
+/// and more threads than cores, and gained less); the match step loads its objects one after the other.
 pub fn parts_for(files: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / files.max(1)).max(1)
@@ -431,11 +431,19 @@ pub(crate) mod tests {
                 i % 97,
                 i % 100
             ),
-            (true, 0..=9) => format!(
-                "txn_{i},2025-06-02 10:00:00,usd,{}.{:02},0.30,1.00,charge,ch_{i},Payment {i}",
-                i % 97,
-                i % 100
-            ),
+            (true, 0..=9) => {
+                // a valid row: its net is the gross less the fee
+                let gross = (i % 97) * 100 + i % 100;
+                let net = gross as i64 - 30;
+                let sign = if net < 0 { "-" } else { "" };
+                format!(
+                    "txn_{i},2025-06-02 10:00:00,usd,{}.{:02},0.30,{sign}{}.{:02},charge,ch_{i},Payment {i}",
+                    gross / 100,
+                    gross % 100,
+                    net.unsigned_abs() / 100,
+                    net.unsigned_abs() % 100
+                )
+            }
             (false, 10) => format!(
                 "L-{i},stripe,txn_{i},\"ord_{i}, part\",refund,-1.00,USD,refunded,2025-06-02T10:00:00Z"
             ),

@@ -171,12 +171,12 @@ fn bad(location: Location, field: &str, reason: String, raw: String) -> (Option<
     crate::bad(Processor::Stripe, location, field, reason, raw)
 }
 
-/// The field an invalid record names when a row's values cannot be packed: the net when it is not the gross
-/// less the fee, else the row as a whole (its text beyond what a record keeps, or its line).
-fn packing_field(e: &recon_core::TooLarge) -> &'static str {
+/// The field an invalid record names when a record's values cannot be packed: the net when it is not the
+/// gross less the fee, else `whole` (the record as a whole: its text beyond what a record keeps, or its line).
+fn packing_field<'a>(e: &recon_core::TooLarge, whole: &'a str) -> &'a str {
     match e {
         recon_core::TooLarge::Net { .. } => "net",
-        _ => "row",
+        _ => whole,
     }
 }
 
@@ -290,7 +290,7 @@ pub fn parse_report_csv_reader<R: std::io::Read>(
                 })
             },
         )
-        .map_err(|e| bad(location, packing_field(&e), e.to_string(), raw_record(rec)))?;
+        .map_err(|e| bad(location, packing_field(&e, "row"), e.to_string(), raw_record(rec)))?;
         keep.record(records, &mut counted, record);
         Ok(())
     };
@@ -464,7 +464,7 @@ pub fn parse_api_page(key: &str, object: u32, text: &str) -> Result<Parsed, Sour
                 location,
             })
         });
-        let field = record.as_ref().err().map_or("data", packing_field);
+        let field = record.as_ref().err().map_or("data", |e| packing_field(e, "data"));
         out.keep_packed(record, |why| bad(location, field, why, raw.get().to_string()));
     }
     Ok(out)
@@ -656,6 +656,28 @@ mod tests {
         assert_eq!(ids, ["txn_ok"]);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.field.as_deref(), Some("net"));
+    }
+
+    /// A balance transaction whose references exceed what a record keeps is an invalid record naming the
+    /// page's `data` entry (an API page has no row), its neighbours kept; a contradicting net names `net`.
+    #[test]
+    fn a_balance_transaction_beyond_what_a_record_keeps_names_its_data_entry() {
+        let long = "o".repeat(70_000);
+        let page = format!(
+            r#"{{"object":"list","has_more":false,"data":[
+ {{"id":"txn_long","object":"balance_transaction","amount":100,"created":1718395512,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":{{"id":"ch_long","object":"charge","metadata":{{"order_id":"{long}"}}}},"status":"available","type":"charge"}},
+ {{"id":"txn_ok","object":"balance_transaction","amount":100,"created":1718395512,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_ok","status":"available","type":"charge"}}]}}"#
+        );
+        let p = parse_api_page("k", 0, &page).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
+        assert_eq!(ids, ["txn_ok"]);
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.field.as_deref(), Some("data"));
+        assert!(
+            p.invalid[0].1.reason.contains("at most 65535"),
+            "{}",
+            p.invalid[0].1.reason
+        );
     }
 
     /// A row whose id, keys and references exceed what a record keeps (an order reference of 70,000 bytes)

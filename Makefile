@@ -6,7 +6,7 @@ STORE := ./.recon/store
 CARGO ?= cargo
 BENCH_N ?= 1000000
 
-.PHONY: run test fmt lint build watch invoke validate bench bench-split bench-core fuzz screenshots three-days deploy-local
+.PHONY: run test arm64 fmt lint build watch invoke validate bench bench-split bench-core fuzz screenshots three-days deploy-local
 
 ## run: reconcile the bundled demo day (events/demo) through the real pipeline, local store + .eml outbox
 run:
@@ -15,11 +15,18 @@ run:
 	@scripts/with-postgres.sh ./target/debug/recon run --date $(DEMO_DATE) --grace-days 0 --store $(STORE)
 	@echo; echo "Open the report.html above in a browser; the operations email is in ./.recon/outbox/."
 
-## test: every test (unit, property, PostgreSQL, moto, CLI and Lambda end to end); starts what it needs
+## test: every test (unit, property, PostgreSQL, moto, CLI and Lambda end to end, the match Lambda's arm64
+## build); starts what it needs
 test:
 	@scripts/validate.sh
 	@scripts/deny.sh
 	@scripts/with-postgres.sh scripts/with-moto.sh bash -c '$(CARGO) test --workspace --no-fail-fast && scripts/lambda-e2e.sh && scripts/sfn-e2e.sh && scripts/deploy-local.sh'
+	@scripts/arm64-build.sh
+
+## arm64: the match Lambda built for Lambda's arm64 with the CLI's allocator settings (Debian's rustc-web and
+## its aarch64 std, zig as linker; part of `make test`)
+arm64:
+	@scripts/arm64-build.sh
 
 ## deploy-local: terraform apply of the dev stack onto moto, the demo day through it, a second plan (needs terraform)
 deploy-local:

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# arm64-build.sh: builds the `match` Lambda for Lambda's arm64 (aarch64-unknown-linux-gnu, glibc 2.34 as on
+# provided.al2023) and checks that the binary is an aarch64 executable carrying the allocator the CLI uses
+# (mimalloc, with the batch settings `recon_app::alloc::batch_settings` applies).
+#
+# rustup cannot fetch another target's standard library here (only the package registries are reachable), so
+# the build uses Debian's own cross-capable compiler: `rustc-web` from bookworm's security archive and its
+# aarch64 standard library (`libstd-rust-web-dev:arm64`), unpacked under target/tools/arm64 (nothing is
+# installed system-wide), with zig (PyPI `ziglang`, pinned) as the C compiler and linker, as cargo-lambda
+# does. Its own target directory (target/arm64): a different compiler must not invalidate the main build.
+#
+# The toolchain's version comes from the machine's apt lists (Debian replaces a superseded security upload in
+# its pool, so a pinned file name would stop resolving); when it cannot be fetched the check says so and is
+# skipped (exit 0): a build that fails fails the check.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+T=$ROOT/target/tools/arm64
+ZIG_VERSION=0.15.2
+TARGET=aarch64-unknown-linux-gnu
+GLIBC=2.34
+POOL=http://deb.debian.org/debian-security/pool/updates/main
+
+skip() { echo "arm64-build: SKIPPED, $*" >&2; exit 0; }
+
+fetch_toolchain() {
+  command -v apt-cache >/dev/null || skip "no apt-cache to find Debian's rustc-web"
+  local v llvm f
+  v=$(apt-cache show rustc-web 2>/dev/null | awk '/^Version: 1\.9[0-9]/ && !v { v = $2 } END { print v }')
+  [ -n "$v" ] || skip "Debian's rustc-web (1.9x) is not in this machine's apt lists"
+  local minor=${v%%+*}; minor=${minor%.*}
+  llvm=$(apt-cache show "libstd-rust-web-$minor" 2>/dev/null | grep -o 'libllvm[0-9]*' | sort -u | tail -n 1)
+  rm -rf "$T.tmp" && mkdir -p "$T.tmp/debs"
+  for f in "rustc-web_${v}_amd64" "libstd-rust-web-dev_${v}_amd64" "libstd-rust-web-${minor}_${v}_amd64" \
+           "libstd-rust-web-dev_${v}_arm64" "libstd-rust-web-${minor}_${v}_arm64"; do
+    curl -sSf -o "$T.tmp/debs/$f.deb" "$POOL/r/rustc-web/$f.deb" || skip "cannot download $f.deb from $POOL"
+  done
+  [ -n "$llvm" ] || skip "cannot tell which libllvm rustc-web $v needs"
+  f=$(apt-cache show "$llvm" 2>/dev/null | awk '/^Filename:/ && !f { f = $2 } END { print f }')
+  [ -n "$f" ] || skip "$llvm is not in this machine's apt lists"
+  curl -sSf -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian-security/$f" \
+    || curl -sSf -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian/$f" || skip "cannot download $f"
+  for f in "$T.tmp"/debs/*.deb; do dpkg-deb -x "$f" "$T.tmp/root"; done
+  python3 -m venv "$T.tmp/zig" && "$T.tmp/zig/bin/pip" install -q "ziglang==$ZIG_VERSION" || skip "cannot install ziglang==$ZIG_VERSION"
+  rm -rf "$T.tmp/debs" "$T" && mv "$T.tmp" "$T"
+}
+[ -x "$T/zig/bin/python" ] && [ -x "$T/root/usr/bin/rustc" ] || { echo "arm64-build: fetching Debian's rustc-web and zig into $T" >&2; fetch_toolchain; }
+
+# wrappers: the compiler with its own libraries, zig as C compiler / archiver / linker for the target
+mkdir -p "$T/bin"
+cat >"$T/bin/rustc" <<EOF
+#!/bin/sh
+LD_LIBRARY_PATH="$T/root/usr/lib/x86_64-linux-gnu\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "$T/root/usr/bin/rustc" "\$@"
+EOF
+cat >"$T/bin/cc" <<EOF
+#!/bin/sh
+# the cc crate and rustc pass a Rust target triple zig does not take; zig is told the target itself
+for a in "\$@"; do shift; case \$a in --target=*|-target) ;; *) set -- "\$@" "\$a" ;; esac; done
+exec "$T/zig/bin/python" -m ziglang cc -target aarch64-linux-gnu.$GLIBC "\$@"
+EOF
+cat >"$T/bin/ar" <<EOF
+#!/bin/sh
+exec "$T/zig/bin/python" -m ziglang ar "\$@"
+EOF
+chmod +x "$T/bin/rustc" "$T/bin/cc" "$T/bin/ar"
+"$T/bin/rustc" --version >&2
+
+cd "$ROOT"
+export RUSTC=$T/bin/rustc CARGO_TARGET_DIR=$ROOT/target/arm64
+export CC_aarch64_unknown_linux_gnu=$T/bin/cc AR_aarch64_unknown_linux_gnu=$T/bin/ar
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=$T/bin/cc
+cargo build -q --locked -p match --target "$TARGET"
+BIN=$CARGO_TARGET_DIR/$TARGET/debug/match
+file "$BIN" | grep -q 'ELF 64-bit LSB .*ARM aarch64' || { echo "arm64-build: $BIN is not an aarch64 executable: $(file "$BIN")" >&2; exit 1; }
+# the allocator the CLI uses, and the settings it applies, linked into the arm64 Lambda
+# (mimalloc's GlobalAlloc, the option call and recon's batch settings: symbols the linker keeps only when used)
+syms=$(nm "$BIN")
+for sym in 'MiMalloc.*GlobalAlloc' ' mi_option_set$' 'alloc14batch_settings'; do
+  grep -q -- "$sym" <<<"$syms" || { echo "arm64-build: $BIN lacks $sym: not the CLI's allocator settings" >&2; exit 1; }
+done
+echo "arm64-build: match built for $TARGET with mimalloc and the batch settings ($(du -h "$BIN" | cut -f1))"

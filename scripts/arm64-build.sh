@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # arm64-build.sh: builds the `match` Lambda for Lambda's arm64 (aarch64-unknown-linux-gnu, glibc 2.34 as on
-# provided.al2023) and checks that the binary is an aarch64 executable carrying the allocator the CLI uses
-# (mimalloc, with the batch settings `recon_app::alloc::batch_settings` applies).
+# provided.al2023), checks that the binary is an aarch64 executable carrying the allocator the CLI uses
+# (mimalloc, with the batch settings `recon_app::alloc::batch_settings` applies), and runs it under
+# qemu-aarch64: without configuration it must start and stop on its first missing setting.
 #
 # rustup cannot fetch another target's standard library here (only the package registries are reachable), so
 # the build uses Debian's own cross-capable compiler: `rustc-web` from bookworm's security archive and its
@@ -78,3 +79,29 @@ for sym in 'MiMalloc.*GlobalAlloc' ' mi_option_set$' 'alloc14batch_settings'; do
   grep -q -- "$sym" <<<"$syms" || { echo "arm64-build: $BIN lacks $sym: not the CLI's allocator settings" >&2; exit 1; }
 done
 echo "arm64-build: match built for $TARGET with mimalloc and the batch settings ($(du -h "$BIN" | cut -f1))"
+
+# and it runs: under qemu-aarch64 (Debian's qemu-user-static, with bookworm's arm64 libc6 and libgcc-s1 as its
+# root), without configuration, it applies the allocator settings, then stops on its first missing setting
+fetch_deb() {  # fetch_deb PACKAGE ARCH DIR: the .deb of the version the apt lists name, unpacked into DIR
+  local f
+  f=$(apt-cache show "$1" 2>/dev/null | awk '/^Filename:/ && !f { f = $2 } END { print f }')
+  [ -n "$f" ] || return 1
+  f=${f%_amd64.deb}_$2.deb
+  mkdir -p "$3" && curl -sSf -o "$3.deb" "http://deb.debian.org/debian/$f" \
+    || curl -sSf -o "$3.deb" "http://deb.debian.org/debian-security/$f" || return 1
+  dpkg-deb -x "$3.deb" "$3" && rm -f "$3.deb"
+}
+if [ ! -x "$T/qemu/usr/bin/qemu-aarch64-static" ]; then
+  rm -rf "$T/qemu" "$T/sysroot"
+  fetch_deb qemu-user-static amd64 "$T/qemu" && fetch_deb libc6 arm64 "$T/sysroot" && fetch_deb libgcc-s1 arm64 "$T/sysroot" \
+    || { rm -rf "$T/qemu"; skip "running it: cannot download qemu-user-static and the arm64 libc6/libgcc-s1"; }
+fi
+set +e
+out=$(env -i PATH=/usr/bin:/bin AWS_REGION=us-east-1 "$T/qemu/usr/bin/qemu-aarch64-static" -L "$T/sysroot" "$BIN" 2>&1)
+rc=$?
+set -e
+if [ "$rc" != 1 ] || ! grep -q 'is not set' <<<"$out"; then
+  echo "arm64-build: $BIN did not start and stop on a missing setting under qemu-aarch64 (exit $rc): $out" >&2
+  exit 1
+fi
+echo "arm64-build: it runs under qemu-aarch64: $(grep -o '[A-Z0-9_]* is not set' <<<"$out" | head -n 1), as expected without configuration"

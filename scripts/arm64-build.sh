@@ -33,13 +33,13 @@ fetch_toolchain() {
   rm -rf "$T.tmp" && mkdir -p "$T.tmp/debs"
   for f in "rustc-web_${v}_amd64" "libstd-rust-web-dev_${v}_amd64" "libstd-rust-web-${minor}_${v}_amd64" \
            "libstd-rust-web-dev_${v}_arm64" "libstd-rust-web-${minor}_${v}_arm64"; do
-    curl -sSf -o "$T.tmp/debs/$f.deb" "$POOL/r/rustc-web/$f.deb" || skip "cannot download $f.deb from $POOL"
+    curl -sSf --connect-timeout 30 --max-time 900 -o "$T.tmp/debs/$f.deb" "$POOL/r/rustc-web/$f.deb" || skip "cannot download $f.deb from $POOL"
   done
   [ -n "$llvm" ] || skip "cannot tell which libllvm rustc-web $v needs"
   f=$(apt-cache show "$llvm" 2>/dev/null | awk '/^Filename:/ && !f { f = $2 } END { print f }')
   [ -n "$f" ] || skip "$llvm is not in this machine's apt lists"
-  curl -sSf -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian-security/$f" \
-    || curl -sSf -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian/$f" || skip "cannot download $f"
+  curl -sSf --connect-timeout 30 --max-time 900 -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian-security/$f" \
+    || curl -sSf --connect-timeout 30 --max-time 900 -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian/$f" || skip "cannot download $f"
   for f in "$T.tmp"/debs/*.deb; do dpkg-deb -x "$f" "$T.tmp/root"; done
   python3 -m venv "$T.tmp/zig" && "$T.tmp/zig/bin/pip" install -q "ziglang==$ZIG_VERSION" || skip "cannot install ziglang==$ZIG_VERSION"
   rm -rf "$T.tmp/debs" "$T" && mv "$T.tmp" "$T"
@@ -87,8 +87,8 @@ fetch_deb() {  # fetch_deb PACKAGE ARCH DIR: the .deb of the version the apt lis
   f=$(apt-cache show "$1" 2>/dev/null | awk '/^Filename:/ && !f { f = $2 } END { print f }')
   [ -n "$f" ] || return 1
   f=${f%_amd64.deb}_$2.deb
-  mkdir -p "$3" && curl -sSf -o "$3.deb" "http://deb.debian.org/debian/$f" \
-    || curl -sSf -o "$3.deb" "http://deb.debian.org/debian-security/$f" || return 1
+  mkdir -p "$3" && curl -sSf --connect-timeout 30 --max-time 900 -o "$3.deb" "http://deb.debian.org/debian/$f" \
+    || curl -sSf --connect-timeout 30 --max-time 900 -o "$3.deb" "http://deb.debian.org/debian-security/$f" || return 1
   dpkg-deb -x "$3.deb" "$3" && rm -f "$3.deb"
 }
 if [ ! -x "$T/qemu/usr/bin/qemu-aarch64-static" ]; then

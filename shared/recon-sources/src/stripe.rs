@@ -578,18 +578,25 @@ mod tests {
         }
     }
 
+    /// Parses `page`, asserting that only `txn_ok` is kept and that the one other balance transaction is an
+    /// invalid record naming `field`.
+    fn only_txn_ok_kept_and_one_invalid_naming(page: &str, field: &str) -> Parsed {
+        let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
+        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
+        assert_eq!(ids, ["txn_ok"]);
+        assert_eq!(p.invalid.len(), 1);
+        assert_eq!(p.invalid[0].1.field.as_deref(), Some(field));
+        p
+    }
+
     /// A `created` whose milliseconds no i64 holds is an invalid record, never a clamped timestamp.
     #[test]
     fn a_created_beyond_range_is_an_invalid_record() {
         let page = r#"{"object":"list","has_more":false,"data":[
  {"id":"txn_far","object":"balance_transaction","amount":100,"created":9223372036854776,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_far","status":"available","type":"charge"},
  {"id":"txn_ok","object":"balance_transaction","amount":100,"created":1718567400,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_ok","status":"available","type":"charge"}]}"#;
-        let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
-        assert_eq!(ids, ["txn_ok"]);
+        let p = only_txn_ok_kept_and_one_invalid_naming(page, "created");
         assert_eq!(p.records[0].occurred_at(), Some(1_718_567_400_000));
-        assert_eq!(p.invalid.len(), 1);
-        assert_eq!(p.invalid[0].1.field.as_deref(), Some("created"));
     }
 
     #[test]
@@ -651,15 +658,11 @@ mod tests {
         let page = r#"{"object":"list","has_more":false,"data":[
  {"id":"txn_bad","object":"balance_transaction","amount":4999,"created":1718395512,"currency":"usd","fee":175,"net":4825,"reporting_category":"charge","source":"ch_bad","status":"available","type":"charge"},
  {"id":"txn_ok","object":"balance_transaction","amount":4999,"created":1718395512,"currency":"usd","fee":175,"net":4824,"reporting_category":"charge","source":"ch_ok","status":"available","type":"charge"}]}"#;
-        let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
-        assert_eq!(ids, ["txn_ok"]);
-        assert_eq!(p.invalid.len(), 1);
-        assert_eq!(p.invalid[0].1.field.as_deref(), Some("net"));
+        only_txn_ok_kept_and_one_invalid_naming(page, "net");
     }
 
     /// A balance transaction whose references exceed what a record keeps is an invalid record naming the
-    /// page's `data` entry (an API page has no row), its neighbours kept; a contradicting net names `net`.
+    /// page's `data` entry (an API page has no row), its neighbour kept.
     #[test]
     fn a_balance_transaction_beyond_what_a_record_keeps_names_its_data_entry() {
         let long = "o".repeat(70_000);
@@ -668,11 +671,7 @@ mod tests {
  {{"id":"txn_long","object":"balance_transaction","amount":100,"created":1718395512,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":{{"id":"ch_long","object":"charge","metadata":{{"order_id":"{long}"}}}},"status":"available","type":"charge"}},
  {{"id":"txn_ok","object":"balance_transaction","amount":100,"created":1718395512,"currency":"usd","fee":0,"net":100,"reporting_category":"charge","source":"ch_ok","status":"available","type":"charge"}}]}}"#
         );
-        let p = parse_api_page("k", 0, &page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
-        assert_eq!(ids, ["txn_ok"]);
-        assert_eq!(p.invalid.len(), 1);
-        assert_eq!(p.invalid[0].1.field.as_deref(), Some("data"));
+        let p = only_txn_ok_kept_and_one_invalid_naming(&page, "data");
         assert!(
             p.invalid[0].1.reason.contains("at most 65535"),
             "{}",

@@ -81,9 +81,11 @@ bench-split:
 	  scripts/with-postgres.sh scripts/bench-split.py $(CURDIR)/target/release/recon $$data \
 	    --partitions $(PARTITIONS) --range-bytes $(RANGE_BYTES)
 
-## bench-core: criterion benchmarks of the matcher (whole and partitioned) and of the parsers
+## bench-core: criterion benchmarks of the matcher (whole and partitioned), of the parsers and of the write side
+## (reports; recording a run in PostgreSQL from DATABASE_URL's server, started if needed)
 bench-core:
 	$(CARGO) bench -p recon-core -p recon-sources
+	scripts/with-postgres.sh $(CARGO) bench -p recon-app --bench write
 
 ## fuzz: every parser's fuzz target for FUZZ_SECONDS each (cargo-fuzz; not part of `make test`)
 FUZZ_SECONDS ?= 60

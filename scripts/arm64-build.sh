@@ -19,9 +19,23 @@ T=$ROOT/target/tools/arm64
 ZIG_VERSION=0.15.2
 TARGET=aarch64-unknown-linux-gnu
 GLIBC=2.34
-POOL=http://deb.debian.org/debian-security/pool/updates/main
+POOL=pool/updates/main  # the security archive's pool: rustc-web is only there
 
 skip() { echo "arm64-build: SKIPPED, $*" >&2; exit 0; }
+
+# pool_file PACKAGE ARCH: the pool path of the version the apt lists name, for ARCH
+pool_file() {
+  local f
+  f=$(apt-cache show "$1" 2>/dev/null | awk '/^Filename:/ && !f { f = $2 } END { print f }')
+  [ -n "$f" ] && echo "${f%_*.deb}_$2.deb"
+}
+# download POOL_PATH OUT: from Debian's main archive, else (quietly: a security upload is not in the main one)
+# from its security archive; a connect timeout and a limit, so that an unreachable mirror fails the fetch
+# instead of holding make test
+download() {
+  curl -sf --connect-timeout 30 --max-time 900 -o "$2" "http://deb.debian.org/debian/$1" \
+    || curl -sSf --connect-timeout 30 --max-time 900 -o "$2" "http://deb.debian.org/debian-security/$1"
+}
 
 fetch_toolchain() {
   command -v apt-cache >/dev/null || skip "no apt-cache to find Debian's rustc-web"
@@ -33,13 +47,11 @@ fetch_toolchain() {
   rm -rf "$T.tmp" && mkdir -p "$T.tmp/debs"
   for f in "rustc-web_${v}_amd64" "libstd-rust-web-dev_${v}_amd64" "libstd-rust-web-${minor}_${v}_amd64" \
            "libstd-rust-web-dev_${v}_arm64" "libstd-rust-web-${minor}_${v}_arm64"; do
-    curl -sSf --connect-timeout 30 --max-time 900 -o "$T.tmp/debs/$f.deb" "$POOL/r/rustc-web/$f.deb" || skip "cannot download $f.deb from $POOL"
+    download "$POOL/r/rustc-web/$f.deb" "$T.tmp/debs/$f.deb" || skip "cannot download $f.deb from Debian's $POOL"
   done
   [ -n "$llvm" ] || skip "cannot tell which libllvm rustc-web $v needs"
-  f=$(apt-cache show "$llvm" 2>/dev/null | awk '/^Filename:/ && !f { f = $2 } END { print f }')
-  [ -n "$f" ] || skip "$llvm is not in this machine's apt lists"
-  curl -sSf --connect-timeout 30 --max-time 900 -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian-security/$f" \
-    || curl -sSf --connect-timeout 30 --max-time 900 -o "$T.tmp/debs/$llvm.deb" "http://deb.debian.org/debian/$f" || skip "cannot download $f"
+  f=$(pool_file "$llvm" amd64) || skip "$llvm is not in this machine's apt lists"
+  download "$f" "$T.tmp/debs/$llvm.deb" || skip "cannot download $f"
   for f in "$T.tmp"/debs/*.deb; do dpkg-deb -x "$f" "$T.tmp/root"; done
   python3 -m venv "$T.tmp/zig" && "$T.tmp/zig/bin/pip" install -q "ziglang==$ZIG_VERSION" || skip "cannot install ziglang==$ZIG_VERSION"
   rm -rf "$T.tmp/debs" "$T" && mv "$T.tmp" "$T"
@@ -54,8 +66,14 @@ LD_LIBRARY_PATH="$T/root/usr/lib/x86_64-linux-gnu\${LD_LIBRARY_PATH:+:\$LD_LIBRA
 EOF
 cat >"$T/bin/cc" <<EOF
 #!/bin/sh
-# the cc crate and rustc pass a Rust target triple zig does not take; zig is told the target itself
-for a in "\$@"; do shift; case \$a in --target=*|-target) ;; *) set -- "\$@" "\$a" ;; esac; done
+# the cc crate and rustc pass a Rust target triple zig does not take (\`--target=T\` or \`-target T\`): dropped,
+# zig is told the target itself
+drop=
+for a in "\$@"; do
+  shift
+  if [ -n "\$drop" ]; then drop=; continue; fi
+  case \$a in --target=*) ;; -target) drop=1 ;; *) set -- "\$@" "\$a" ;; esac
+done
 exec "$T/zig/bin/python" -m ziglang cc -target aarch64-linux-gnu.$GLIBC "\$@"
 EOF
 cat >"$T/bin/ar" <<EOF
@@ -84,12 +102,7 @@ echo "arm64-build: match built for $TARGET with mimalloc and the batch settings 
 # root), without configuration, it applies the allocator settings, then stops on its first missing setting
 fetch_deb() {  # fetch_deb PACKAGE ARCH DIR: the .deb of the version the apt lists name, unpacked into DIR
   local f
-  f=$(apt-cache show "$1" 2>/dev/null | awk '/^Filename:/ && !f { f = $2 } END { print f }')
-  [ -n "$f" ] || return 1
-  f=${f%_amd64.deb}_$2.deb
-  mkdir -p "$3" && curl -sSf --connect-timeout 30 --max-time 900 -o "$3.deb" "http://deb.debian.org/debian/$f" \
-    || curl -sSf --connect-timeout 30 --max-time 900 -o "$3.deb" "http://deb.debian.org/debian-security/$f" || return 1
-  dpkg-deb -x "$3.deb" "$3" && rm -f "$3.deb"
+  f=$(pool_file "$1" "$2") && mkdir -p "$3" && download "$f" "$3.deb" && dpkg-deb -x "$3.deb" "$3" && rm -f "$3.deb"
 }
 if [ ! -x "$T/qemu/usr/bin/qemu-aarch64-static" ]; then
   rm -rf "$T/qemu" "$T/sysroot"

@@ -2,7 +2,8 @@
 # arm64-build.sh: builds the `match` Lambda for Lambda's arm64 (aarch64-unknown-linux-gnu, glibc 2.34 as on
 # provided.al2023), checks that the binary is an aarch64 executable carrying the allocator the CLI uses
 # (mimalloc, with the batch settings `recon_app::alloc::batch_settings` applies), and runs it under
-# qemu-aarch64: without configuration it must start and stop on its first missing setting.
+# qemu-aarch64: without configuration it must start, log those settings in effect as mimalloc reads them back
+# on arm64, and stop on its first missing setting.
 #
 # rustup cannot fetch another target's standard library here (only the package registries are reachable), so
 # the build uses Debian's own cross-capable compiler: `rustc-web` from bookworm's security archive and its
@@ -110,11 +111,16 @@ if [ ! -x "$T/qemu/usr/bin/qemu-aarch64-static" ]; then
     || { rm -rf "$T/qemu"; skip "running it: cannot download qemu-user-static and the arm64 libc6/libgcc-s1"; }
 fi
 set +e
-out=$(env -i PATH=/usr/bin:/bin AWS_REGION=us-east-1 "$T/qemu/usr/bin/qemu-aarch64-static" -L "$T/sysroot" "$BIN" 2>&1)
+out=$(env -i PATH=/usr/bin:/bin AWS_REGION=us-east-1 AWS_LAMBDA_LOG_FORMAT=JSON "$T/qemu/usr/bin/qemu-aarch64-static" -L "$T/sysroot" "$BIN" 2>&1)
 rc=$?
 set -e
 if [ "$rc" != 1 ] || ! grep -q 'is not set' <<<"$out"; then
   echo "arm64-build: $BIN did not start and stop on a missing setting under qemu-aarch64 (exit $rc): $out" >&2
   exit 1
 fi
-echo "arm64-build: it runs under qemu-aarch64: $(grep -o '[A-Z0-9_]* is not set' <<<"$out" | head -n 1), as expected without configuration"
+# the settings in effect, as mimalloc reads them back on arm64 (the function logs them at start): the CLI's
+# (alloc.rs: purge 10 ms after a free, large OS pages asked for)
+for want in '"purge_delay_ms":10[,}]' '"large_os_pages":true'; do
+  grep -q -- "$want" <<<"$out" || { echo "arm64-build: the allocator settings in effect on arm64 are not the CLI's ($want): $out" >&2; exit 1; }
+done
+echo "arm64-build: it runs under qemu-aarch64 with the CLI's allocator settings in effect (purge delay 10 ms, large OS pages), and stops on $(grep -o '[A-Z0-9_]* is not set' <<<"$out" | head -n 1), as expected without configuration"

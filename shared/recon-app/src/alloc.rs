@@ -40,20 +40,37 @@ pub fn batch_settings() {
     }
 }
 
+/// The settings in effect, as mimalloc reads them back: the purge delay in milliseconds and whether large OS
+/// pages are asked for. The Lambdas log them at start (the arm64 check in `make test` reads that line).
+#[allow(unsafe_code)]
+pub fn in_effect() -> (std::ffi::c_long, bool) {
+    // SAFETY: mi_option_get reads an integer option.
+    let (purge, large) = unsafe {
+        (
+            libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY),
+            libmimalloc_sys::mi_option_get(libmimalloc_sys::mi_option_large_os_pages),
+        )
+    };
+    (purge, large != 0)
+}
+
 #[cfg(test)]
 mod tests {
     /// After the batch settings, freed memory is handed back 10 ms after it is freed (unless the
     /// environment says otherwise).
     #[test]
-    #[allow(unsafe_code)]
     fn the_batch_settings_purge_freed_memory_soon() {
         super::batch_settings();
-        // SAFETY: mi_option_get reads an integer option.
-        let purge = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        let (purge, large) = super::in_effect();
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
             && std::env::var_os("MIMALLOC_RESET_DELAY").is_none()
         {
             assert_eq!(purge, super::PURGE_DELAY_MS);
+        }
+        if std::env::var_os("MIMALLOC_ALLOW_LARGE_OS_PAGES").is_none()
+            && std::env::var_os("MIMALLOC_LARGE_OS_PAGES").is_none()
+        {
+            assert!(large, "large OS pages asked for");
         }
     }
 }

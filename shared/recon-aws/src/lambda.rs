@@ -101,6 +101,8 @@ where
 {
     recon_app::alloc::batch_settings();
     init_tracing();
+    let (purge_delay_ms, large_os_pages) = recon_app::alloc::in_effect();
+    tracing::info!(purge_delay_ms, large_os_pages, "allocator settings in effect");
     let ports = ports(with_db)
         .await
         .map_err(|e| lambda_runtime::Error::from(format!("{:?}", e.0)))?;

@@ -67,7 +67,7 @@ fn outcome(d: usize) -> Outcome {
             };
             l.push(
                 LedgerRow::try_from(LedgerFields {
-                    ledger_id: format!("L--{i:09}").into(),
+                    ledger_id: format!("L-{i:09}").into(),
                     processor: Processor::Stripe,
                     processor_txn_id: Some(ch.into()),
                     order_id: Some(format!("ord_{i}").into()),
@@ -212,13 +212,14 @@ fn reports(c: &mut Criterion) {
     let d = discrepancies();
     let o = outcome(d);
     let summary = RunSummary::succeeded("01a2518c-a6a2-71ce-92d2-b30f90a5af97".into(), &o);
+    let date = DATE.to_string();
     let mut g = c.benchmark_group("reports");
     g.sample_size(10);
     g.bench_function(format!("discrepancies.csv, {d} discrepancies"), |b| {
         b.iter(|| report::discrepancies_csv(&o.discrepancies))
     });
     g.bench_function(format!("report.html, {d} discrepancies"), |b| {
-        b.iter(|| report::render_html("2025-06-02", &summary, Some(&o), &[], &[], None))
+        b.iter(|| report::render_html(&date, &summary, Some(&o), &[], &[], None))
     });
     g.bench_function(format!("summary.json, {d} discrepancies"), |b| {
         b.iter(|| serde_json::to_vec_pretty(&summary))

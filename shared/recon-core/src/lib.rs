@@ -17,6 +17,7 @@ pub mod matching;
 pub mod model;
 pub mod money;
 pub mod outcome;
+pub mod packed;
 pub mod partition;
 pub mod run;
 pub mod severity;
@@ -34,6 +35,7 @@ pub use model::{
 };
 pub use money::{Currency, Money, MoneyError};
 pub use outcome::{merge, ConservationError, DiscrepancyCounts, OutOfWindow, Outcome, NOT_SETTLED};
+pub use packed::Str;
 pub use partition::{carried_hashes, ledger_hashes, plan, processor_hashes, Plan, Planner, Selection};
 pub use run::{window_lag, RunConfig, RunInput};
 pub use severity::{Severity, SeverityConfig, Thresholds};

@@ -190,17 +190,22 @@ fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
         .chain(r.references().map(|x| h_lower(TAG_REFERENCE, x)))
 }
 
-fn ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> + '_ {
-    let txn = r.processor_txn_id().and_then(nonempty);
+fn ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> {
+    fn filled(s: Option<crate::Str<'_>>) -> Option<crate::Str<'_>> {
+        s.filter(|s| !s.is_empty())
+    }
+    let txn = filled(r.processor_txn_id());
     let order = match txn {
         Some(_) => None,
-        None => r.order_id().and_then(nonempty),
+        None => filled(r.order_id()),
     };
-    nonempty(r.ledger_id())
-        .map(|id| h(TAG_LEDGER_ID, id))
-        .into_iter()
-        .chain(txn.map(|t| h(TAG_KEY, t)))
-        .chain(order.map(|o| h_lower(TAG_REFERENCE, o)))
+    [
+        filled(Some(r.ledger_id())).map(|id| h(TAG_LEDGER_ID, &id)),
+        txn.map(|t| h(TAG_KEY, &t)),
+        order.map(|o| h_lower(TAG_REFERENCE, &o)),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Mixes a component's smallest hash into a partition number.
@@ -229,8 +234,11 @@ fn unmatched_processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> +
 }
 
 /// Likewise a ledger adjustment, by its `ledger_id`.
-fn unmatched_ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> + '_ {
-    nonempty(r.ledger_id()).map(|id| h(TAG_LEDGER_ID, id)).into_iter()
+fn unmatched_ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> {
+    Some(r.ledger_id())
+        .filter(|id| !id.is_empty())
+        .map(|id| h(TAG_LEDGER_ID, &id))
+        .into_iter()
 }
 
 /// The node hashes of a ledger row.

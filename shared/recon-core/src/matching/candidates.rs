@@ -289,7 +289,7 @@ fn ledger_nul(r: &LedgerRow) -> Option<&'static str> {
     if !r.text_has_nul() {
         return None;
     }
-    let has = |s: &str| s.contains('\0');
+    let has = |s: crate::Str<'_>| s.contains('\0');
     if has(r.ledger_id()) {
         Some("ledger_id")
     } else if r.processor_txn_id().is_some_and(has) {
@@ -319,7 +319,7 @@ fn nul_invalid(side: Side, location: Location, field: &str, raw: &str) -> Invali
 /// whatever the partition, and only when such items are carried.
 fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRow]) -> FxHashSet<usize> {
     let mut p: FxHashMap<&str, usize> = FxHashMap::default();
-    let mut l: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut l: FxHashMap<crate::Str<'_>, usize> = FxHashMap::default();
     for (i, c) in carried.iter().enumerate().filter(|(_, c)| c.reported) {
         match &c.record {
             CarriedRecord::Processor(r) => p.insert(r.id(), i),
@@ -334,7 +334,7 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
     for c in carried.iter().filter(|c| !c.reported) {
         let hit = match &c.record {
             CarriedRecord::Processor(r) => p.get(r.id()),
-            CarriedRecord::Ledger(r) => l.get(r.ledger_id()),
+            CarriedRecord::Ledger(r) => l.get(&*r.ledger_id()),
         };
         out.extend(hit.copied());
     }
@@ -342,7 +342,7 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
         out.extend(records.iter().filter_map(|r| p.get(r.id()).copied()));
     }
     if !l.is_empty() {
-        out.extend(ledger.iter().filter_map(|r| l.get(r.ledger_id()).copied()));
+        out.extend(ledger.iter().filter_map(|r| l.get(&*r.ledger_id()).copied()));
     }
     out
 }
@@ -445,7 +445,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
                 Side::Ledger,
                 row.location(),
                 row.amount(),
-                row.ledger_id(),
+                &row.ledger_id(),
             ));
         } else {
             c.ledg.push_today(n);

@@ -4,8 +4,9 @@
 
 use super::candidates::{Candidates, Ledg, Origins};
 use super::table::{in_batches, prefetch, IndexTable, BATCH};
-use super::{hash, Links};
+use super::{hash, hash_bytes, Links};
 use crate::discrepancy::{Category, Discrepancy};
+use crate::packed::Str;
 
 /// The ledger's processor ids: the first candidate row holding each. The table holds row indexes (with
 /// a tag from the id's hash, at most two thirds of its slots full); a probe whose slot agrees compares the
@@ -29,10 +30,21 @@ impl TxnIndex<'_> {
         self.table.find(h, |j| self.holds(j, key))
     }
 
+    /// The ledger candidate whose processor id is stored as `stored` (a ledger row's, hashed `h`): compared as
+    /// stored, without unpacking (equal exactly when the ids are).
+    #[inline]
+    fn find_stored(&self, h: u64, stored: &[u8]) -> Option<u32> {
+        self.table.find(h, |j| {
+            self.ledg
+                .get(j as usize)
+                .is_some_and(|l| l.row.processor_txn_id_stored() == stored)
+        })
+    }
+
     /// Makes candidate `j` the holder of its processor id, of hash `h` (not held yet).
     fn insert(&mut self, h: u64, j: u32) {
         let ledg = self.ledg;
-        self.table.insert(h, j, |i| hash(txn_of(ledg, i)));
+        self.table.insert(h, j, |i| hash(&txn_of(ledg, i)));
     }
 
     /// Asks for the memory a lookup of hash `h` reads first.
@@ -64,14 +76,18 @@ impl TxnIndex<'_> {
 
     #[inline]
     pub fn prefetch_text(&self, j: u32) {
-        if let Some(b) = self.txn(j).as_bytes().first() {
+        if let Some(b) = self
+            .ledg
+            .get(j as usize)
+            .and_then(|l| l.row.processor_txn_id_stored().first())
+        {
             prefetch(b);
         }
     }
 
     /// Candidate `j`'s processor id ("" for none).
     #[inline]
-    fn txn(&self, j: u32) -> &str {
+    fn txn(&self, j: u32) -> Str<'_> {
         txn_of(self.ledg, j)
     }
 
@@ -80,16 +96,17 @@ impl TxnIndex<'_> {
     pub fn holds(&self, j: u32, key: &str) -> bool {
         self.ledg
             .get(j as usize)
-            .is_some_and(|l| l.row.processor_txn_id() == Some(key))
+            .and_then(|l| l.row.processor_txn_id())
+            .is_some_and(|t| *t == *key)
     }
 }
 
 /// Ledger candidate `j`'s processor id ("" for none).
 #[inline]
-fn txn_of<'c>(ledg: &Ledg<'c>, j: u32) -> &'c str {
+fn txn_of<'c>(ledg: &Ledg<'c>, j: u32) -> Str<'c> {
     ledg.get(j as usize)
         .and_then(|l| l.row.processor_txn_id())
-        .unwrap_or("")
+        .unwrap_or(Str::raw(""))
 }
 
 /// Processor side: the same record id twice (marked in `dup`, one flag a candidate).
@@ -158,17 +175,18 @@ fn ledger_side<'c>(
             ledg: &c.ledg,
         },
     );
-    let lid = |j: u32| -> &str { c.ledg.get(j as usize).map_or("", |l| l.row.ledger_id()) };
+    // ledger ids are compared and hashed as stored (packed or not: equal exactly when the ids are)
+    let lid = |j: u32| -> &[u8] { c.ledg.get(j as usize).map_or(&[], |l| l.row.ledger_id_stored()) };
     in_batches(
         0,
         nl,
         batch,
         &mut tables,
         |(ids, txns), i, batch| {
-            let hv = hash(lid(i as u32));
+            let hv = hash_bytes(lid(i as u32));
             ids.prefetch(hv);
             let t = txns.txn(i as u32);
-            let ht = (!t.is_empty()).then(|| hash(t));
+            let ht = (!t.is_empty()).then(|| hash(&t));
             if let Some(ht) = ht {
                 txns.prefetch(ht);
             }
@@ -177,7 +195,7 @@ fn ledger_side<'c>(
         |(ids, txns), (i, hv, ht)| {
             let Some(l) = c.ledg.get(i) else { return };
             let row = l.row;
-            let id: &str = row.ledger_id();
+            let id = row.ledger_id_stored();
             let why = if let Some(first) = ids.find(hv, |j| lid(j) == id) {
                 let first_at = o.source(
                     c.l_carried(first as usize),
@@ -188,12 +206,13 @@ fn ledger_side<'c>(
                     row.ledger_id(),
                 ))
             } else {
-                ids.insert(hv, i as u32, |j| hash(lid(j)));
-                match (row.processor_txn_id(), ht) {
-                    (Some(t), Some(ht)) => match txns.find_hashed(ht, t) {
+                ids.insert(hv, i as u32, |j| hash_bytes(lid(j)));
+                match ht {
+                    Some(ht) => match txns.find_stored(ht, row.processor_txn_id_stored()) {
                         Some(first) => Some(format!(
-                            "processor id {t} booked twice: ledger {} already holds it",
-                            lid(first)
+                            "processor id {} booked twice: ledger {} already holds it",
+                            txns.txn(i as u32),
+                            c.ledg.at(first as usize).row.ledger_id()
                         )),
                         None => {
                             txns.insert(ht, i as u32);

@@ -145,7 +145,7 @@ fn settle_contested(c: &Candidates<'_>, txns: &TxnIndex<'_>, named: &mut [u32], 
             _ => {
                 named[j] = NONE;
                 let ids: Vec<&str> = winners.iter().map(|&i| c.procs.at(i as usize).rec.id()).collect();
-                let t = row.processor_txn_id().unwrap_or("");
+                let t = row.processor_txn_id().unwrap_or(crate::Str::raw(""));
                 let note = format!(
                     "ambiguous: processor records {} all hold {t} and fit ledger {} ({} {} {}) equally; \
                      not linked",

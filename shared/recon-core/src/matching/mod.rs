@@ -40,6 +40,12 @@ pub(crate) fn hash(s: &str) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(s)
 }
 
+/// The hash of a field as stored ([`crate::packed`]): for tables whose keys are all compared as stored.
+pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(b)
+}
+
 /// What the phases decide about the candidates, indexed like [`candidates::Candidates`]' two lists.
 #[derive(Debug, Default)]
 pub(crate) struct Links {

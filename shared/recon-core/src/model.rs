@@ -1258,12 +1258,15 @@ mod tests {
                 processor_txn_id: Some(txn),
                 order_id: Some("ord_100000000"),
                 kind: LedgerType::Charge,
-                amount: Money::new(100, Currency::parse("USD").unwrap()),
+                amount: Money::new(
+                    100,
+                    Currency::parse("USD").unwrap_or_else(|e| unreachable!("{e}")),
+                ),
                 status: LedgerStatus::Captured,
                 booked_at: None,
                 location: Location { object: 0, line: 2 },
             })
-            .unwrap()
+            .unwrap_or_else(|e| unreachable!("{e}"))
         };
         let r = row("ch_3MmlLrLkdIwHu7ix0snN0B15");
         assert_eq!(r.text.len(), 7 + 19 + 9);

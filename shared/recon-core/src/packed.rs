@@ -479,6 +479,16 @@ mod tests {
         }
     }
 
+    /// The prefix table and the `match` that finds a prefix's index are two spellings of one list: they agree.
+    #[test]
+    fn every_known_prefix_is_found_at_its_index() {
+        for (i, p) in PREFIXES.iter().enumerate().skip(1) {
+            assert_eq!(usize::from(prefix_index(p.as_bytes())), i, "{p}");
+        }
+        assert_eq!(prefix_index(b""), 0);
+        assert_eq!(prefix_index(b"ord_"), 0);
+    }
+
     #[test]
     fn every_body_length_reads_back() {
         // the pad decides whether the last byte's room holds one more character: every length, both ways

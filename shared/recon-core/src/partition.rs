@@ -181,6 +181,11 @@ fn nonempty(s: &str) -> Option<&str> {
     Some(s).filter(|s| !s.is_empty())
 }
 
+/// [`nonempty`] of a ledger row's field.
+fn filled(s: Option<crate::Str<'_>>) -> Option<crate::Str<'_>> {
+    s.filter(|s| !s.is_empty())
+}
+
 fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
     // the record id shares the key tag: a Stripe id (`txn_`) is one of its keys anyway
     r.keys()
@@ -191,9 +196,6 @@ fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
 }
 
 fn ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> {
-    fn filled(s: Option<crate::Str<'_>>) -> Option<crate::Str<'_>> {
-        s.filter(|s| !s.is_empty())
-    }
     let txn = filled(r.processor_txn_id());
     let order = match txn {
         Some(_) => None,
@@ -235,8 +237,7 @@ fn unmatched_processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> +
 
 /// Likewise a ledger adjustment, by its `ledger_id`.
 fn unmatched_ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> {
-    Some(r.ledger_id())
-        .filter(|id| !id.is_empty())
+    filled(Some(r.ledger_id()))
         .map(|id| h(TAG_LEDGER_ID, &id))
         .into_iter()
 }

@@ -188,8 +188,14 @@ pub(crate) fn link_batched(
     if named.contains(&CONTESTED) {
         settle_contested(c, txns, &mut named, links);
     }
+    // the first links: the rows' named records become the ledger side's links (the list kept, not a copy),
+    // the records' side made now (neither was held while the duplicates' tables were: 8 bytes a candidate
+    // less at the match's peak)
+    links.link_p = vec![NONE; c.procs.len()];
+    links.link_l = named;
     for (j, l) in c.ledg.iter().enumerate() {
-        let i = named[j];
+        let i = links.link_l[j];
+        links.link_l[j] = NONE;
         // a contested row left as it is (not settled) stays unlinked, like an ambiguous one
         if links.l_dup[j] || i == NONE || i == CONTESTED {
             continue;

@@ -61,6 +61,18 @@ pub(crate) struct Links {
 }
 
 impl Links {
+    /// The duplicates' flags of `np` processor and `nl` ledger candidates; no links yet: the exact link
+    /// ([`exact::link`]) makes the lists of links, after the duplicates' tables are freed.
+    pub fn flags(np: usize, nl: usize) -> Links {
+        Links {
+            p_dup: vec![false; np],
+            l_dup: vec![false; nl],
+            ..Links::default()
+        }
+    }
+
+    /// No duplicates, no links.
+    #[cfg(test)]
     pub fn new(np: usize, nl: usize) -> Links {
         Links {
             p_dup: vec![false; np],
@@ -126,7 +138,7 @@ fn reconcile_selected(input: RunInput<'_>, sel: Selection<'_>) -> Result<Outcome
         carried: input.carried,
     };
     let c = candidates::gather(&input, sel);
-    let mut links = Links::new(c.procs.len(), c.ledg.len());
+    let mut links = Links::flags(c.procs.len(), c.ledg.len());
     let mut found: Vec<Discrepancy> = Vec::new();
     let mut carry_out = Vec::new();
 

@@ -184,7 +184,7 @@ fn check(case: &str, processor: Processor, table: &[Row]) {
             (want.0, r.kind, r.amount().minor.signum() as i8, r.status, fate)
         })
         .collect();
-    let ids: Vec<&str> = day.records.iter().map(|r| r.id()).collect();
+    let ids: Vec<String> = day.records.iter().map(|r| r.id().to_string()).collect();
     let want_ids: Vec<&str> = table.iter().map(|r| r.0).collect();
     assert_eq!(ids, want_ids, "{case}: records in file order");
     assert_eq!(got, table, "{case}: kind, sign, status and fate of every row");

@@ -247,8 +247,9 @@ pub type Millis = i64;
 pub struct ProcessorRecord {
     /// The id, the keys (NUL-separated), the first reference and the other references (NUL-separated):
     /// segments [`ID`], [`KEYS`], [`REFERENCE`] and [`OTHER_REFERENCES`] (at most [`MAX_RECORD_TEXT`]
-    /// bytes).
-    text: Text<4, true>,
+    /// bytes), each field packed when its shape packs ([`crate::packed`]: a stored field never holds NUL
+    /// unless its text does, and keys holding NUL are dropped, so the separators stand).
+    text: Text<4>,
     /// The gross amount's minor units ([`ProcessorRecord::amount`] with `currency`): a [`Money`] field
     /// would pad its 4-byte currency to 8.
     minor: i64,
@@ -343,118 +344,145 @@ const HAS_FEE: usize = 1;
 const HAS_NET: usize = 2;
 const HAS_TIME: usize = 3;
 
-/// A compact record's text: its `N` segments one after the other in one allocation of the exact size, each
-/// ending at a 16-bit offset (the last one at the text's end, so at most [`MAX_RECORD_TEXT`] bytes), behind
-/// a thin pointer: 8 bytes where a `Box<[u8]>` takes 16 (its length is the last end). A processor record's
-/// text and ends take 16 bytes, a ledger row's 16 (14 and padding). `UTF8`: the bytes are UTF-8 text (a
-/// processor record's, read as `&str` directly); otherwise segments may be packed ([`crate::packed`]) and are
-/// read through [`Str`].
-pub(crate) struct Text<const N: usize, const UTF8: bool> {
-    /// The start of a leaked `Box<[u8]>` of `ends[N - 1]` bytes, owned by this value (freed by `Drop`).
+/// A compact record's text: its `N` segments one after the other in one allocation of the exact size behind
+/// a thin pointer (8 bytes: a `Box<[u8]>` takes 16), headed by where each segment ends (the last end is the
+/// text's length, at most [`MAX_RECORD_TEXT`] bytes): one byte an end when the text is at most
+/// [`SHORT_TEXT`] bytes, else [`LONG_TEXT`] and two bytes an end. The ends travel with the text in the
+/// allocation's spare room (a Stripe charge's 67 bytes and 4 ends take the 80-byte class its text took
+/// alone, a ledger row's 35 and 3 the 40-byte one), so a record is 8 bytes smaller than with the ends
+/// beside the pointer. Segments may be packed ([`crate::packed`]) and are read through [`Str`].
+pub(crate) struct Text<const N: usize> {
+    /// The start of a leaked `Box<[u8]>` (the header, then the text), owned by this value (freed by `Drop`).
     ptr: std::ptr::NonNull<u8>,
-    ends: [u16; N],
 }
+
+/// The longest text whose ends take one byte each (below [`LONG_TEXT`], so a short header's first byte is
+/// never it).
+const SHORT_TEXT: usize = 254;
+/// The first byte of a header of two-byte ends.
+const LONG_TEXT: u8 = 0xFF;
 
 // SAFETY: a `Text` owns its allocation like a `Box<[u8]>` (no shared ownership, never written after it is
 // built), so it can move to and be read from another thread as one can.
 #[allow(unsafe_code)]
-unsafe impl<const N: usize, const U: bool> Send for Text<N, U> {}
+unsafe impl<const N: usize> Send for Text<N> {}
 // SAFETY: as above; `&Text` gives only shared slices out.
 #[allow(unsafe_code)]
-unsafe impl<const N: usize, const U: bool> Sync for Text<N, U> {}
+unsafe impl<const N: usize> Sync for Text<N> {}
 
-impl<const N: usize, const U: bool> Text<N, U> {
+impl<const N: usize> Text<N> {
     /// `bytes` cut at `ends` (ascending; the last is taken as `bytes.len()` whatever it says). At most
     /// [`MAX_RECORD_TEXT`] bytes ([`TooLarge::Text`] otherwise).
-    fn cut_bytes(bytes: Vec<u8>, ends: [usize; N]) -> Result<Self, TooLarge> {
+    fn cut_bytes(bytes: &[u8], ends: [usize; N]) -> Result<Self, TooLarge> {
         let len = bytes.len();
         let too_long = || TooLarge::Text {
             len,
             max: MAX_RECORD_TEXT,
         };
-        let mut at = [0u16; N];
-        for (a, e) in at.iter_mut().zip(ends) {
-            *a = u16::try_from(e.min(len)).map_err(|_| too_long())?;
+        if len > MAX_RECORD_TEXT || N == 0 {
+            return Err(too_long());
         }
-        let last = at.last_mut().ok_or_else(too_long)?;
-        *last = u16::try_from(len).map_err(|_| too_long())?;
-        // `into_boxed_slice` shrinks the allocation to the length (the parsers size it exactly: no copy)
-        let ptr = std::ptr::NonNull::from(Box::leak(bytes.into_boxed_slice())).cast::<u8>();
-        Ok(Text { ptr, ends: at })
+        let mut at = ends.map(|e| e.min(len));
+        if let Some(last) = at.last_mut() {
+            *last = len;
+        }
+        let short = len <= SHORT_TEXT;
+        let header = if short { N } else { 1 + 2 * N };
+        let mut all = Vec::with_capacity(header + len);
+        if short {
+            // every end is at most the length: at most SHORT_TEXT
+            all.extend(at.iter().map(|&e| e as u8));
+        } else {
+            all.push(LONG_TEXT);
+            for e in at {
+                all.extend_from_slice(&u16::try_from(e).map_err(|_| too_long())?.to_le_bytes());
+            }
+        }
+        all.extend_from_slice(bytes);
+        // the exact size: `into_boxed_slice` keeps the allocation (no copy)
+        let ptr = std::ptr::NonNull::from(Box::leak(all.into_boxed_slice())).cast::<u8>();
+        Ok(Text { ptr })
     }
 
-    fn len(&self) -> usize {
-        self.ends.last().map_or(0, |&e| usize::from(e))
+    /// The whole allocation: the header, then the text.
+    #[allow(unsafe_code)]
+    fn whole(&self) -> &[u8] {
+        let p = self.ptr.as_ptr();
+        // SAFETY: `ptr` is the start of a `Box<[u8]>` leaked in `cut_bytes` and freed only by `drop`; it
+        // holds at least its header: N bytes (short) or 1 + 2N (long, first byte LONG_TEXT), then exactly
+        // the text's length (the last end) more.
+        let head = unsafe { std::slice::from_raw_parts(p, N) };
+        let total = match head.first() {
+            Some(&LONG_TEXT) => {
+                // SAFETY: a long header is 1 + 2N bytes
+                let long = unsafe { std::slice::from_raw_parts(p, 1 + 2 * N) };
+                let last = u16::from_le_bytes([long[2 * N - 1], long[2 * N]]);
+                1 + 2 * N + usize::from(last)
+            }
+            _ => N + head.last().map_or(0, |&e| usize::from(e)),
+        };
+        // SAFETY: as above: the allocation is exactly `total` bytes
+        unsafe { std::slice::from_raw_parts(p, total) }
+    }
+
+    /// Where segment `i` ends, read from the header of `whole`.
+    fn end(whole: &[u8], i: usize) -> usize {
+        match whole.first() {
+            Some(&LONG_TEXT) => whole
+                .get(1 + 2 * i..3 + 2 * i)
+                .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]]))),
+            _ => whole.get(i).map_or(0, |&e| usize::from(e)),
+        }
+    }
+
+    fn header_len(whole: &[u8]) -> usize {
+        match whole.first() {
+            Some(&LONG_TEXT) => 1 + 2 * N,
+            _ => N,
+        }
     }
 
     /// The whole text's bytes.
-    #[allow(unsafe_code)]
+    #[cfg(test)]
     fn as_bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` is the start of a `Box<[u8]>` of exactly `len()` bytes (the last end is set from its
-        // length in `cut_bytes` and never changed), leaked there and freed only by `drop`: valid for as long
-        // as `self` lives.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len()) }
+        let w = self.whole();
+        w.get(Self::header_len(w)..).unwrap_or(&[])
     }
 
-    /// The bounds of segment `i` (0 to `N - 1`).
-    fn bounds(&self, i: usize) -> (usize, usize) {
-        let from = i
-            .checked_sub(1)
-            .and_then(|k| self.ends.get(k))
-            .map_or(0, |&e| usize::from(e));
-        (from, self.ends.get(i).map_or(0, |&e| usize::from(e)))
-    }
-
-    /// Segment `i`'s bytes.
+    /// Segment `i`'s bytes (0 to `N - 1`).
     fn segment_bytes(&self, i: usize) -> &[u8] {
-        let (from, to) = self.bounds(i);
-        self.as_bytes().get(from..to).unwrap_or(&[])
+        let w = self.whole();
+        let from = i.checked_sub(1).map_or(0, |k| Self::end(w, k));
+        let to = Self::end(w, i);
+        let h = Self::header_len(w);
+        w.get(h + from..h + to).unwrap_or(&[])
     }
 }
 
-impl<const N: usize> Text<N, true> {
-    /// `text` cut at `ends` (each at a char boundary), as [`Text::cut_bytes`].
-    fn cut(text: String, ends: [usize; N]) -> Result<Self, TooLarge> {
-        Text::cut_bytes(text.into_bytes(), ends)
-    }
-
-    /// The whole text.
-    #[allow(unsafe_code)]
-    fn as_str(&self) -> &str {
-        // SAFETY: a `Text<N, true>` is built only by `cut`, from a `String`: its bytes are valid UTF-8.
-        unsafe { std::str::from_utf8_unchecked(self.as_bytes()) }
-    }
-
-    /// Segment `i` (0 to `N - 1`).
-    fn segment(&self, i: usize) -> &str {
-        let (from, to) = self.bounds(i);
-        self.as_str().get(from..to).unwrap_or("")
-    }
-}
-
-impl<const N: usize, const U: bool> Drop for Text<N, U> {
+impl<const N: usize> Drop for Text<N> {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        let raw = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len());
+        let raw = std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.whole().len());
         // SAFETY: `raw` is the `Box<[u8]>` leaked in `cut_bytes` (same start, same length), freed once, here.
         drop(unsafe { Box::from_raw(raw) });
     }
 }
 
-impl<const N: usize, const U: bool> Clone for Text<N, U> {
+impl<const N: usize> Clone for Text<N> {
     fn clone(&self) -> Self {
-        let ptr = std::ptr::NonNull::from(Box::leak(Box::<[u8]>::from(self.as_bytes()))).cast::<u8>();
-        Text { ptr, ends: self.ends }
+        let ptr = std::ptr::NonNull::from(Box::leak(Box::<[u8]>::from(self.whole()))).cast::<u8>();
+        Text { ptr }
     }
 }
 
-impl<const N: usize, const U: bool> PartialEq for Text<N, U> {
+impl<const N: usize> PartialEq for Text<N> {
     fn eq(&self, other: &Self) -> bool {
-        self.ends == other.ends && self.as_bytes() == other.as_bytes()
+        // the header is a function of the ends (its form of the length): equal exactly when both are
+        self.whole() == other.whole()
     }
 }
 
-impl<const N: usize, const U: bool> Eq for Text<N, U> {}
+impl<const N: usize> Eq for Text<N> {}
 
 /// Which optional values a compact record holds: bit `i` for value `i` (the values themselves are stored
 /// without their `Option`).
@@ -589,9 +617,9 @@ pub struct RecordFields {
 /// The serialised shape, borrowed from a compact record (the same fields and names as [`RecordFields`]).
 #[derive(Serialize)]
 struct RecordView<'a> {
-    id: &'a str,
+    id: Str<'a>,
     keys: KeyList<'a>,
-    reference: Option<&'a str>,
+    reference: Option<Str<'a>>,
     #[serde(skip_serializing_if = "KeyList::is_empty")]
     other_references: KeyList<'a>,
     kind: Kind,
@@ -603,20 +631,26 @@ struct RecordView<'a> {
     location: Location,
 }
 
-/// Appends the keys of `parts` to `text`, NUL-separated, dropping empty ones, ones holding NUL and repeats
-/// (as [`Keys`] does).
-fn push_keys<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S>) {
-    push_keys_but(text, parts, "");
+/// Appends the keys of `parts` to `text`, NUL-separated, each packed when `packed` ([`crate::packed`]),
+/// dropping empty ones, ones holding NUL and repeats (as [`Keys`] does).
+fn push_keys<S: AsRef<str>>(text: &mut Vec<u8>, parts: impl IntoIterator<Item = S>, packed: bool) {
+    push_keys_but(text, parts, "", packed);
 }
 
 /// [`push_keys`], except that `held` (a key the record holds already: its id), when it is one of the keys,
 /// is not written again: its place among the keys written is returned (at most [`ID_NOT_A_KEY`] - 1).
-fn push_keys_but<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item = S>, held: &str) -> u8 {
+fn push_keys_but<S: AsRef<str>>(
+    text: &mut Vec<u8>,
+    parts: impl IntoIterator<Item = S>,
+    held: &str,
+    packed: bool,
+) -> u8 {
     const TRACKED: usize = 8;
     let mut held_at = ID_NOT_A_KEY;
     let start = text.len();
     // where the first keys kept lie in `text`: a repeat is found by comparing with them, not by scanning
-    // the text for separators (that scan showed in the parse profile)
+    // the text for separators (that scan showed in the parse profile); packing is a function of the text,
+    // so stored keys are equal exactly when the keys are
     let mut spans = [(0usize, 0usize); TRACKED];
     let mut n = 0usize;
     for k in parts {
@@ -624,12 +658,15 @@ fn push_keys_but<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item
         if k.is_empty() || k.as_bytes().contains(&0) {
             continue;
         }
+        let planned = crate::packed::plan(k);
+        let stored = if packed { planned.bytes() } else { k.as_bytes() };
         let repeat = if n <= TRACKED {
-            spans[..n]
-                .iter()
-                .any(|&(a, b)| text.as_bytes().get(a..b) == Some(k.as_bytes()))
+            spans[..n].iter().any(|&(a, b)| text.get(a..b) == Some(stored))
         } else {
-            text[start..].split('\0').any(|x| x == k)
+            text.get(start..)
+                .unwrap_or(&[])
+                .split(|&c| c == 0)
+                .any(|x| x == stored)
         };
         if repeat {
             continue;
@@ -645,10 +682,10 @@ fn push_keys_but<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item
             }
         }
         if text.len() > start {
-            text.push('\0');
+            text.push(0);
         }
         let at = text.len();
-        text.push_str(k);
+        text.extend_from_slice(stored);
         if let Some(s) = spans.get_mut(n) {
             *s = (at, text.len());
         }
@@ -661,30 +698,47 @@ fn push_keys_but<S: AsRef<str>>(text: &mut String, parts: impl IntoIterator<Item
 const ID_NOT_A_KEY: u8 = u8::MAX;
 
 impl ProcessorRecord {
+    /// Writes a record's text into `out` (cleared first), each field packed when `packed`, else raw: the
+    /// segments' ends and the id's place among the keys.
+    fn write_text(r: &NewRecord<'_>, packed: bool, out: &mut Vec<u8>) -> ([usize; 4], u8) {
+        use crate::packed::{pack_planned, plan};
+        let put = |s: &str, out: &mut Vec<u8>| match packed {
+            true => pack_planned(plan(s), out),
+            false => out.extend_from_slice(s.as_bytes()),
+        };
+        out.clear();
+        put(r.id, out);
+        let id_end = out.len();
+        let id_key = push_keys_but(out, r.keys.iter().copied(), r.id, packed);
+        let keys_end = out.len();
+        if let Some(reference) = r.reference {
+            put(reference, out);
+        }
+        let reference_end = out.len();
+        push_keys(out, r.other_references.iter().copied(), packed);
+        ([id_end, keys_end, reference_end, out.len()], id_key)
+    }
+
     /// Packs a record whose text is borrowed (one allocation of the exact size).
     pub fn new(r: NewRecord<'_>) -> Result<ProcessorRecord, TooLarge> {
-        // the exact size in the common case (every key kept, the id among them written once): a larger
-        // capacity stays allocated, as the allocator keeps a block shrunk by less than half, and one byte
-        // more can cost the next size class (96 -> 112 bytes for a Stripe charge)
-        let listed = |keys: &[&str], held: &str| {
-            let kept = keys.iter().filter(|k| held.is_empty() || trim(k) != held);
-            let (n, bytes) = kept.fold((0, 0), |(n, b), k| (n + 1, b + k.len()));
-            bytes + n - usize::from(n > 0)
+        thread_local! {
+            /// The text is written here first, then copied into an allocation of its exact size: a larger
+            /// capacity stays allocated, as the allocator keeps a block shrunk by less than half, and one
+            /// byte more can cost the next size class (80 -> 96 bytes for a Stripe charge).
+            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut buf = SCRATCH.take();
+        let (ends, id_key) = Self::write_text(&r, true, &mut buf);
+        let cut = match Text::cut_bytes(&buf, ends) {
+            // beyond the limit, the error names the text's own length (what the source holds)
+            Err(TooLarge::Text { max, .. }) => {
+                let len = Self::write_text(&r, false, &mut buf).0[3];
+                Err(TooLarge::Text { len, max })
+            }
+            cut => cut,
         };
-        let room = r.id.len()
-            + listed(r.keys, r.id)
-            + r.reference.map_or(0, str::len)
-            + listed(r.other_references, "");
-        let mut text = String::with_capacity(room);
-        text.push_str(r.id);
-        let id_end = text.len();
-        let id_key = push_keys_but(&mut text, r.keys.iter().copied(), r.id);
-        let keys_end = text.len();
-        text.push_str(r.reference.unwrap_or(""));
-        let reference_end = text.len();
-        push_keys(&mut text, r.other_references.iter().copied());
-        let len = text.len();
-        let text = Text::cut(text, [id_end, keys_end, reference_end, len])?;
+        SCRATCH.set(buf);
+        let text = cut?;
         let fee_or_net = match (r.fee, r.net) {
             (Some(fee), Some(net)) if r.amount.minor.checked_sub(fee) == Some(net) => fee,
             (Some(fee), Some(net)) => {
@@ -716,35 +770,41 @@ impl ProcessorRecord {
         })
     }
 
-    fn segment(&self, i: usize) -> &str {
-        self.text.segment(i)
+    fn segment(&self, i: usize) -> Str<'_> {
+        Str::unpack(self.text.segment_bytes(i))
     }
 
     /// The record's own identity on the processor side (Stripe `txn_`, PayPal transaction id + event code,
     /// Square payment/refund id): two records with the same id are the same record twice.
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> Str<'_> {
         self.segment(ID)
+    }
+
+    /// The id as stored: equal exactly when the ids are, and equal to a ledger row's field as stored
+    /// exactly when the texts are (packing is a function of the text alone).
+    pub(crate) fn id_stored(&self) -> &[u8] {
+        self.text.segment_bytes(ID)
     }
 
     /// Identifiers of *this* record the ledger may hold, best first (Stripe: source, `txn_`, the disputed
     /// charge for disputes, the payment intent for charges).
     pub fn keys(&self) -> KeyList<'_> {
         KeyList {
-            listed: self.segment(KEYS),
-            held: (self.id_key != ID_NOT_A_KEY).then(|| (self.segment(ID), self.id_key)),
+            listed: self.text.segment_bytes(KEYS),
+            held: (self.id_key != ID_NOT_A_KEY).then(|| (self.id_stored(), self.id_key)),
         }
     }
 
     /// The merchant's order reference, used by the fallback match (the first candidate reference: the one
     /// shown in reports).
-    pub fn reference(&self) -> Option<&str> {
+    pub fn reference(&self) -> Option<Str<'_>> {
         self.has.then(HAS_REFERENCE, || self.segment(REFERENCE))
     }
 
     /// Further candidate references the fallback also tries (PayPal `invoice_id` after `custom_field`,
     /// Square `order_id` after `reference_id`, configured Stripe metadata keys), best first.
     pub fn other_references(&self) -> KeyList<'_> {
-        KeyList::of(self.segment(OTHER_REFERENCES))
+        KeyList::of(self.text.segment_bytes(OTHER_REFERENCES))
     }
 
     pub fn fee(&self) -> Option<i64> {
@@ -771,7 +831,7 @@ impl ProcessorRecord {
             id: self.id().into(),
             keys: self.keys().iter().collect(),
             reference: self.reference().map(Into::into),
-            other_references: Keys(self.segment(OTHER_REFERENCES).into()),
+            other_references: self.other_references().iter().collect(),
             kind: self.kind,
             amount: self.amount(),
             fee: self.fee(),
@@ -806,12 +866,12 @@ impl ProcessorRecord {
     }
 
     /// Every candidate reference of the fallback match, best first, without repeats.
-    pub fn references(&self) -> impl Iterator<Item = &str> {
-        let first = self.reference().map(trim).filter(|r| !r.is_empty());
+    pub fn references(&self) -> impl Iterator<Item = Str<'_>> {
+        let first = self.reference().map(Str::trimmed).filter(|r| !r.is_empty());
         first.into_iter().chain(
             self.other_references()
                 .iter()
-                .filter(move |r| !matches!(first, Some(f) if f.eq_ignore_ascii_case(r))),
+                .filter(move |r| !matches!(&first, Some(f) if f.eq_ignore_ascii_case(r))),
         )
     }
 }
@@ -842,21 +902,27 @@ impl TryFrom<RecordFields> for ProcessorRecord {
 /// A record's keys as it holds them (borrowed): in order, never empty, never holding NUL.
 #[derive(Clone, Copy, Default)]
 pub struct KeyList<'a> {
-    /// The keys written as keys, NUL-separated.
-    listed: &'a str,
-    /// A key held elsewhere in the record (its id), and its place: before the `n`-th listed key.
-    held: Option<(&'a str, u8)>,
+    /// The keys written as keys, NUL-separated, each as stored (packed or raw: [`crate::packed`]).
+    listed: &'a [u8],
+    /// A key held elsewhere in the record (its id, as stored), and its place: before the `n`-th listed key.
+    held: Option<(&'a [u8], u8)>,
 }
 
 impl<'a> KeyList<'a> {
-    fn of(listed: &'a str) -> KeyList<'a> {
+    fn of(listed: &'a [u8]) -> KeyList<'a> {
         KeyList { listed, held: None }
     }
 
     /// The keys in order.
-    pub fn iter(self) -> impl Iterator<Item = &'a str> {
+    pub fn iter(self) -> impl Iterator<Item = Str<'a>> {
+        self.stored().map(Str::unpack)
+    }
+
+    /// The keys in order, as stored: equal exactly when the keys are, and to a ledger row's field as stored
+    /// exactly when the texts are.
+    pub(crate) fn stored(self) -> impl Iterator<Item = &'a [u8]> {
         // one pass over the listed keys (the matcher's probe loop runs this for every record)
-        let mut listed = self.listed.split('\0').filter(|k| !k.is_empty());
+        let mut listed = self.listed.split(|&c| c == 0).filter(|k| !k.is_empty());
         let mut held = self.held;
         let mut n = 0usize;
         std::iter::from_fn(move || {
@@ -917,12 +983,13 @@ pub struct Keys(Box<str>);
 impl Keys {
     /// The keys as a record holds them.
     pub fn list(&self) -> KeyList<'_> {
-        KeyList::of(&self.0)
+        KeyList::of(self.0.as_bytes())
     }
 
     /// The keys in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.list().iter()
+        // kept raw: every listed key is a slice of the text
+        self.0.split('\0').filter(|k| !k.is_empty())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -963,9 +1030,10 @@ impl Keys {
 impl<S: AsRef<str>> FromIterator<S> for Keys {
     /// Empty keys, keys containing NUL and repeats are dropped.
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut s = String::new();
-        push_keys(&mut s, iter);
-        Keys(s.into_boxed_str())
+        let mut s = Vec::new();
+        push_keys(&mut s, iter, false);
+        // raw keys (slices of `str`s) and NUL separators: UTF-8 throughout
+        Keys(String::from_utf8(s).unwrap_or_default().into_boxed_str())
     }
 }
 
@@ -996,7 +1064,7 @@ impl<'de> Deserialize<'de> for Keys {
 pub struct LedgerRow {
     /// The `ledger_id`, the `processor_txn_id` and the `order_id`, one after the other, each packed or raw
     /// (segments [`LEDGER_ID`], [`TXN`], [`ORDER`]; at most [`MAX_RECORD_TEXT`] bytes).
-    text: Text<3, false>,
+    text: Text<3>,
     /// The amount's minor units ([`LedgerRow::amount`] with `currency`).
     minor: i64,
     booked_at: Millis,
@@ -1066,9 +1134,13 @@ impl LedgerRow {
     /// Packs a row whose text is borrowed (one allocation of the exact size).
     pub fn new(r: NewLedgerRow<'_>) -> Result<LedgerRow, TooLarge> {
         let (txn, order) = (r.processor_txn_id.unwrap_or(""), r.order_id.unwrap_or(""));
-        let plans = [r.ledger_id, txn, order].map(crate::packed::plan);
-        let mut text = Vec::with_capacity(plans.iter().map(|p| p.len()).sum());
-        let [id, txn_plan, order_plan] = plans;
+        thread_local! {
+            /// The text is written here, then copied behind its header into an allocation of its exact size.
+            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let [id, txn_plan, order_plan] = [r.ledger_id, txn, order].map(crate::packed::plan);
+        let mut text = SCRATCH.take();
+        text.clear();
         crate::packed::pack_planned(id, &mut text);
         let id_end = text.len();
         crate::packed::pack_planned(txn_plan, &mut text);
@@ -1077,7 +1149,9 @@ impl LedgerRow {
         let len = text.len();
         // beyond the limit, the error names the text's own length (what the export holds)
         let raw = r.ledger_id.len() + txn.len() + order.len();
-        let text = Text::cut_bytes(text, [id_end, txn_end, len]).map_err(|e| match e {
+        let cut = Text::cut_bytes(&text, [id_end, txn_end, len]);
+        SCRATCH.set(text);
+        let text = cut.map_err(|e| match e {
             TooLarge::Text { max, .. } => TooLarge::Text { len: raw, max },
             e => e,
         })?;
@@ -1269,7 +1343,7 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"))
         };
         let r = row("ch_3MmlLrLkdIwHu7ix0snN0B15");
-        assert_eq!(r.text.len(), 7 + 19 + 9);
+        assert_eq!(r.text.as_bytes().len(), 7 + 19 + 9);
         assert_eq!(
             (
                 &*r.ledger_id(),
@@ -1313,8 +1387,54 @@ mod tests {
             location: Location { object: 0, line: 1 },
         })
         .unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!(r.text.as_str(), "txn_1ch_1\0pi_1ord_1");
+        let mut stored = Vec::new();
+        for (field, then) in [
+            ("txn_1", None),
+            ("ch_1", Some(0)),
+            ("pi_1", None),
+            ("ord_1", None),
+        ] {
+            crate::packed::pack(field, &mut stored);
+            stored.extend(then);
+        }
+        assert_eq!(r.text.as_bytes(), stored);
         assert_eq!(r.keys().iter().collect::<Vec<_>>(), ["ch_1", "txn_1", "pi_1"]);
-        assert_eq!(r.reference(), Some("ord_1"));
+        assert_eq!(r.reference().as_deref(), Some("ord_1"));
+    }
+
+    /// The ends live in the allocation's header, one byte each up to SHORT_TEXT bytes of text and two beyond:
+    /// every segment reads back on both sides of that line and at the limits, clones are equal, and texts
+    /// that differ only in where a segment ends are not.
+    #[test]
+    fn a_text_keeps_its_segments_in_either_header() {
+        for len in [
+            0usize,
+            1,
+            SHORT_TEXT - 1,
+            SHORT_TEXT,
+            SHORT_TEXT + 1,
+            1000,
+            MAX_RECORD_TEXT,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let ends = [len / 3, len / 2, len / 2, len];
+            let t = Text::<4>::cut_bytes(&bytes, ends).unwrap_or_else(|e| unreachable!("{e}"));
+            assert_eq!(t.as_bytes(), bytes.as_slice(), "{len}");
+            let mut from = 0;
+            for (i, &end) in ends.iter().enumerate() {
+                assert_eq!(t.segment_bytes(i), &bytes[from..end], "{len} segment {i}");
+                from = end;
+            }
+            let header = if len <= SHORT_TEXT { 4 } else { 9 };
+            assert_eq!(t.whole().len(), header + len);
+            assert!(t.clone() == t);
+            if len > 1 {
+                let moved = Text::<4>::cut_bytes(&bytes, [len / 3 + 1, len / 2, len / 2, len])
+                    .unwrap_or_else(|e| unreachable!("{e}"));
+                assert!(moved != t, "{len}");
+            }
+        }
+        let over = vec![b'a'; MAX_RECORD_TEXT + 1];
+        assert!(Text::<3>::cut_bytes(&over, [0, 0, 0]).is_err());
     }
 }

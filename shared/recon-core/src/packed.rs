@@ -91,9 +91,13 @@ fn code(b: u8) -> u8 {
 }
 
 /// The body characters by their six-bit code.
-const ALPHABET: &[u8; 63] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_";
+/// `_` has code 0, and the bits a last byte leaves unused are ones: a zero byte comes only of a body that
+/// holds `_`, or of two characters of codes 16/32/48 and 1-3 side by side (about one id in seventy), and a
+/// stored field that would hold one is kept raw ([`plan`]).
+const ALPHABET: &[u8; 63] = b"_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// Bytes of the integer of `d` digits (10^d - 1 fits).
+/// Bytes of the integer of `d` digits, written in base 255 with every byte one more than its digit (never
+/// zero): 255^bytes > 10^d - 1.
 fn number_bytes(d: usize) -> usize {
     match d {
         0..=2 => 1,
@@ -165,21 +169,53 @@ fn form(s: &str) -> (Form, usize) {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Packing<'a> {
     text: &'a str,
-    form: Form,
+    /// The packed bytes (`len` of them), unless the text is stored raw.
+    packed: Option<[u8; MAX_PACKED_TEXT]>,
     len: usize,
 }
 
 impl Packing<'_> {
     /// The bytes the text is stored as.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// The text as it is stored.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.packed {
+            Some(b) => b.get(..self.len).unwrap_or(&[]),
+            None => self.text.as_bytes(),
+        }
+    }
 }
 
-/// How `s` is stored.
+/// How `s` is stored: packed in its shortest form unless the packed bytes hold a zero byte (then raw), so
+/// that a stored field never holds NUL (a record's keys are NUL-separated as stored; raw keys hold none)
+/// and the same text is stored the same way in every record and row, whatever the field.
 pub(crate) fn plan(s: &str) -> Packing<'_> {
     let (form, len) = form(s);
-    Packing { text: s, form, len }
+    let raw = Packing {
+        text: s,
+        packed: None,
+        len: s.len(),
+    };
+    if form == Form::Raw {
+        return raw;
+    }
+    let mut out = Buf {
+        b: [0; MAX_PACKED_TEXT],
+        n: 0,
+    };
+    write(s.as_bytes(), form, &mut out);
+    if out.n != len || out.b[..len].contains(&0) {
+        return raw;
+    }
+    Packing {
+        text: s,
+        packed: Some(out.b),
+        len,
+    }
 }
 
 /// Appends `s` as it is stored ([`plan`]).
@@ -190,8 +226,33 @@ pub(crate) fn pack(s: &str, out: &mut Vec<u8>) {
 
 /// Appends a planned text as it is stored (its [`Packing::len`] bytes).
 pub(crate) fn pack_planned(p: Packing<'_>, out: &mut Vec<u8>) {
-    let b = p.text.as_bytes();
-    match p.form {
+    out.extend_from_slice(p.bytes());
+}
+
+/// Packed bytes being written (never more than the text they pack, at most [`MAX_PACKED_TEXT`]).
+struct Buf {
+    b: [u8; MAX_PACKED_TEXT],
+    n: usize,
+}
+
+impl Buf {
+    fn push(&mut self, x: u8) {
+        if let Some(slot) = self.b.get_mut(self.n) {
+            *slot = x;
+            self.n += 1;
+        }
+    }
+
+    fn extend_from_slice(&mut self, xs: &[u8]) {
+        for &x in xs {
+            self.push(x);
+        }
+    }
+}
+
+/// Writes text `b` in packed form `form` (not [`Form::Raw`]).
+fn write(b: &[u8], form: Form, out: &mut Buf) {
+    match form {
         Form::Raw => out.extend_from_slice(b),
         Form::Id(p, n) => {
             out.push(ID + p);
@@ -207,9 +268,9 @@ pub(crate) fn pack_planned(p: Packing<'_>, out: &mut Vec<u8>) {
                 out.extend_from_slice(&v.to_be_bytes()[1..]);
             }
             match *chunks.remainder() {
-                [a] => out.push(code(a) << 2),
+                [a] => out.push((code(a) << 2) | 0b11),
                 [a, b] => {
-                    let v = (u16::from(code(a)) << 10) | (u16::from(code(b)) << 4);
+                    let v = (u16::from(code(a)) << 10) | (u16::from(code(b)) << 4) | 0xF;
                     out.extend_from_slice(&v.to_be_bytes());
                 }
                 [a, b, c] => {
@@ -230,7 +291,11 @@ pub(crate) fn pack_planned(p: Packing<'_>, out: &mut Vec<u8>) {
                 .unwrap_or(&[])
                 .iter()
                 .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
-            out.extend_from_slice(value.to_le_bytes().get(..number_bytes(d)).unwrap_or(&[]));
+            let mut value = value;
+            for _ in 0..number_bytes(d) {
+                out.push((value % 255) as u8 + 1);
+                value /= 255;
+            }
         }
     }
 }
@@ -271,6 +336,32 @@ impl<'a> Str<'a> {
     /// The raw text borrowed (no unpacking to do).
     pub(crate) fn raw(s: &'a str) -> Str<'a> {
         Str(Repr::Raw(s))
+    }
+
+    /// The text without white space at either end ([`crate::model::trim`]).
+    pub fn trimmed(self) -> Str<'a> {
+        match self.0 {
+            Repr::Raw(s) => Str(Repr::Raw(crate::model::trim(s))),
+            Repr::Unpacked { len, buf } => {
+                let all = buf.get(..usize::from(len)).unwrap_or(&[]);
+                let from = all.iter().take_while(|c| c.is_ascii_whitespace()).count();
+                let to = all.len()
+                    - all[from..]
+                        .iter()
+                        .rev()
+                        .take_while(|c| c.is_ascii_whitespace())
+                        .count();
+                if from == 0 && to == all.len() {
+                    return self;
+                }
+                let mut out = [0u8; MAX_PACKED_TEXT];
+                out[..to - from].copy_from_slice(&all[from..to]);
+                Str(Repr::Unpacked {
+                    len: (to - from) as u8,
+                    buf: out,
+                })
+            }
+        }
     }
 
     fn id(prefix: u8, body: &[u8]) -> Str<'a> {
@@ -322,11 +413,15 @@ impl<'a> Str<'a> {
             return Str(Repr::Raw(""));
         }
         buf[..plen].copy_from_slice(&rest[..plen]);
-        let mut v = [0u8; 8];
-        if let (Some(to), Some(from)) = (v.get_mut(..n), rest.get(plen..plen + n)) {
-            to.copy_from_slice(from);
-        }
-        let mut value = u64::from_le_bytes(v);
+        // base 255, least significant first, each byte one more than its digit
+        let mut value = rest
+            .get(plen..plen + n)
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| {
+                v.wrapping_mul(255).wrapping_add(u64::from(b.saturating_sub(1)))
+            });
         let len = plen + digits;
         for slot in buf[plen..len].iter_mut().rev() {
             *slot = b'0' + (value % 10) as u8;
@@ -465,6 +560,8 @@ mod tests {
             ("L-000000001", 7),
             ("L-000000000", 7),
             ("0000", 3),
+            // a zero byte in the packed form (`_` then `0` start a body group): kept raw
+            ("ch__000xyz", 10),
             ("5HM66834EH6946829", 14),
             ("ch_", 3),
             ("Order #1042", 10),
@@ -538,6 +635,10 @@ mod tests {
         fn any_text_reads_back(s in "(txn_|ch_|pi_|L-|ord_|INV-|)[0-9A-Za-z_]{0,70}|[ -~]{0,14}[0-9]{0,22}|\\PC{0,80}") {
             proptest::prop_assert_eq!(round(&s).0, s.clone());
             proptest::prop_assert!(round(&s).1 <= s.len());
+            // a stored field never holds NUL unless its text does (keys are NUL-separated as stored)
+            let mut out = Vec::new();
+            pack(&s, &mut out);
+            proptest::prop_assert_eq!(out.contains(&0), s.contains('\0'));
         }
     }
 

@@ -177,11 +177,7 @@ fn h_lower(tag: u8, s: &str) -> u64 {
     st.finish()
 }
 
-fn nonempty(s: &str) -> Option<&str> {
-    Some(s).filter(|s| !s.is_empty())
-}
-
-/// [`nonempty`] of a ledger row's field.
+/// A record's or row's field, when it holds text.
 fn filled(s: Option<crate::Str<'_>>) -> Option<crate::Str<'_>> {
     s.filter(|s| !s.is_empty())
 }
@@ -190,9 +186,9 @@ fn processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
     // the record id shares the key tag: a Stripe id (`txn_`) is one of its keys anyway
     r.keys()
         .iter()
-        .map(|k| h(TAG_KEY, k))
-        .chain(nonempty(r.id()).map(|id| h(TAG_KEY, id)))
-        .chain(r.references().map(|x| h_lower(TAG_REFERENCE, x)))
+        .map(|k| h(TAG_KEY, &k))
+        .chain(filled(Some(r.id())).map(|id| h(TAG_KEY, &id)))
+        .chain(r.references().map(|x| h_lower(TAG_REFERENCE, &x)))
 }
 
 fn ledger_nodes(r: &LedgerRow) -> impl Iterator<Item = u64> {
@@ -232,7 +228,7 @@ pub fn processor_hashes(r: &ProcessorRecord) -> Vec<u64> {
 /// A record of a kind that is never matched can still stand for a carried item listed again (by its id):
 /// it stays with that item.
 fn unmatched_processor_nodes(r: &ProcessorRecord) -> impl Iterator<Item = u64> + '_ {
-    nonempty(r.id()).map(|id| h(TAG_KEY, id)).into_iter()
+    filled(Some(r.id())).map(|id| h(TAG_KEY, &id)).into_iter()
 }
 
 /// Likewise a ledger adjustment, by its `ledger_id`.

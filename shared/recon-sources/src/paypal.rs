@@ -427,7 +427,7 @@ mod tests {
  {"transaction_info":{"transaction_id":"BIG1","transaction_event_code":"T0006","transaction_amount":{"currency_code":"USD","value":"92233720368547758.07"},"fee_amount":{"currency_code":"USD","value":"0.01"},"transaction_status":"S"}},
  {"transaction_info":{"transaction_id":"OK1","transaction_event_code":"T0006","transaction_amount":{"currency_code":"USD","value":"10.00"},"fee_amount":{"currency_code":"USD","value":"-0.59"},"transaction_status":"S"}}]}"#;
         let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
+        let ids: Vec<String> = p.records.iter().map(|r| r.id().to_string()).collect();
         assert_eq!(ids, ["OK1/T0006"]);
         assert_eq!(p.invalid.len(), 2, "{:?}", p.invalid);
         assert!(p
@@ -475,7 +475,7 @@ mod tests {
             (sale.kind, sale.amount().minor, sale.fee(), sale.net()),
             (Kind::Charge, 4999, Some(224), Some(4775))
         );
-        assert_eq!(sale.reference(), Some("order_A10023"));
+        assert_eq!(sale.reference().as_deref(), Some("order_A10023"));
         assert_eq!(sale.id(), "3W487768B3782210S/T0006");
         let refund = &p.records[1];
         assert_eq!((refund.kind, refund.amount().minor), (Kind::Refund, -4999));
@@ -484,7 +484,7 @@ mod tests {
             ["5P914601XX9466815"],
             "never the parent's id"
         );
-        assert_eq!(refund.reference(), Some("INV-A10023"));
+        assert_eq!(refund.reference().as_deref(), Some("INV-A10023"));
         assert_eq!(p.records[2].status, ProcessorStatus::Failed);
         assert_eq!(p.records[2].amount().to_string(), "1200");
         assert_eq!(p.invalid.len(), 1);

@@ -210,7 +210,7 @@ mod tests {
 {"id":"ok1","created_at":"2021-10-13T19:34:33.524Z","total_money":{"amount":100,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":3,"currency":"USD"}}],"status":"COMPLETED"}],
 "refunds":[{"id":"r1","status":"COMPLETED","amount_money":{"amount":-9223372036854775808,"currency":"USD"},"created_at":"2021-10-14T10:00:00.000Z"}]}"#;
         let p = parse_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
+        let ids: Vec<String> = p.records.iter().map(|r| r.id().to_string()).collect();
         assert_eq!(ids, ["ok1"]);
         assert_eq!((p.records[0].fee(), p.records[0].net()), (Some(3), Some(97)));
         let fields: Vec<(u64, Option<&str>)> = p
@@ -246,9 +246,9 @@ mod tests {
             ),
             (555, Some(34), Some(521))
         );
-        assert_eq!(p.records[0].reference(), Some("A10023"));
+        assert_eq!(p.records[0].reference().as_deref(), Some("A10023"));
         assert_eq!(p.records[1].status, ProcessorStatus::Failed);
-        assert_eq!(p.records[1].reference(), Some("o-jp"));
+        assert_eq!(p.records[1].reference().as_deref(), Some("o-jp"));
         assert_eq!(p.invalid.len(), 1);
         let refunds = r#"{"refunds":[{"id":"bP9mAsEMYPUGjjGNaNO5ZDVyLhSZY_r1","status":"COMPLETED","amount_money":{"amount":100,"currency":"USD"},"processing_fee":[{"amount_money":{"amount":-6,"currency":"USD"}}],"payment_id":"bP9mAsEMYPUGjjGNaNO5ZDVyLhSZY","order_id":"d7eK","created_at":"2021-10-14T10:00:00.000Z","location_id":"L1"}]}"#;
         let r = parse_page("k", 0, refunds).unwrap_or_else(|e| unreachable!("{e}"));

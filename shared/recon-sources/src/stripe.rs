@@ -499,7 +499,7 @@ mod tests {
                 "pi_3PqR8sLkdIwHu7ix0Q1w2E3r"
             ]
         );
-        assert_eq!(c.reference(), Some("ord_A10023"));
+        assert_eq!(c.reference().as_deref(), Some("ord_A10023"));
         assert_eq!(p.records[1].kind, Kind::Refund);
         assert_eq!(p.records[1].amount().minor, -4999);
         assert_eq!(p.records[2].kind, Kind::Dispute);
@@ -524,7 +524,7 @@ mod tests {
  {"id":"txn_d","object":"balance_transaction","amount":-500,"created":1741568400,"currency":"usd","fee":0,"net":-500,"type":"adjustment","source":"dp_9"}]}"#;
         let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
         assert!(p.records.iter().all(|r| r.status == ProcessorStatus::Succeeded));
-        assert_eq!(p.records[0].reference(), Some("ord_1"));
+        assert_eq!(p.records[0].reference().as_deref(), Some("ord_1"));
         assert_eq!(
             p.records[1].keys().iter().collect::<Vec<_>>(),
             ["re_1", "txn_r"],
@@ -582,7 +582,7 @@ mod tests {
     /// invalid record naming `field`.
     fn only_txn_ok_kept_and_one_invalid_naming(page: &str, field: &str) -> Parsed {
         let p = parse_api_page("k", 0, page).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(|r| r.id()).collect();
+        let ids: Vec<String> = p.records.iter().map(|r| r.id().to_string()).collect();
         assert_eq!(ids, ["txn_ok"]);
         assert_eq!(p.invalid.len(), 1);
         assert_eq!(p.invalid[0].1.field.as_deref(), Some(field));
@@ -615,7 +615,7 @@ mod tests {
         let p = parse_report_csv("k", 0, csv).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(p.records.len(), 3);
         assert_eq!(p.records[0].amount().minor, 2612);
-        assert_eq!(p.records[0].reference(), Some("ord_1"));
+        assert_eq!(p.records[0].reference().as_deref(), Some("ord_1"));
         assert_eq!(
             p.records[1].keys().iter().collect::<Vec<_>>(),
             ["dp_2", "txn_2", "ch_old"]
@@ -637,13 +637,17 @@ mod tests {
 2025-06-02 00:00:02,txn_3,usd,-40.00,,-40.00,refund,re_3\n\
 2025-06-02 00:00:03,txn_4,usd,10.00,0.59,,charge,ch_4\n";
         let p = parse_report_csv("k", 0, csv).unwrap_or_else(|e| unreachable!("{e}"));
-        let got: Vec<_> = p.records.iter().map(|r| (r.id(), r.fee(), r.net())).collect();
+        let got: Vec<_> = p
+            .records
+            .iter()
+            .map(|r| (r.id().to_string(), r.fee(), r.net()))
+            .collect();
         assert_eq!(
             got,
             [
-                ("txn_1", Some(105), Some(2507)),
-                ("txn_3", None, Some(-4000)),
-                ("txn_4", Some(59), None)
+                ("txn_1".to_string(), Some(105), Some(2507)),
+                ("txn_3".to_string(), None, Some(-4000)),
+                ("txn_4".to_string(), Some(59), None)
             ]
         );
         assert_eq!(p.invalid.len(), 1);
@@ -691,7 +695,7 @@ mod tests {
              2025-06-02 00:00:02,txn_3,usd,3.00,charge,ch_3,ord_3\n"
         );
         let p = parse_report_csv("k", 0, &csv).unwrap_or_else(|e| unreachable!("{e}"));
-        let ids: Vec<&str> = p.records.iter().map(ProcessorRecord::id).collect();
+        let ids: Vec<String> = p.records.iter().map(|r| r.id().to_string()).collect();
         assert_eq!(ids, ["txn_1", "txn_3"]);
         assert_eq!(p.invalid.len(), 1);
         let (processor, bad) = &p.invalid[0];

@@ -109,7 +109,14 @@ pub(crate) fn hash_and_parse_parts(
         // this thread's later pieces, read on through the same hashing reader behind the header line
         for k in 1..plan.pieces {
             let (from, to) = (plan.cuts[k], plan.cuts[k + 1]);
-            all.push(parse_behind_header(key, object, &plan, (&mut h).take(to - from), to - from, keep));
+            all.push(parse_behind_header(
+                key,
+                object,
+                &plan,
+                (&mut h).take(to - from),
+                to - from,
+                keep,
+            ));
         }
         let rest = std::io::copy(&mut h, &mut std::io::sink());
         let digest = h.hasher.finish();
@@ -298,7 +305,10 @@ fn parse_behind_header<R: Read>(key: &str, object: u32, plan: &Plan, piece: R, l
     );
     let parsed = match std::io::copy(&mut watch, &mut std::io::sink()) {
         Ok(0) => parsed,
-        Ok(_) => Err(SourceError::new(key, "a part was not read to its end".to_string())),
+        Ok(_) => Err(SourceError::new(
+            key,
+            "a part was not read to its end".to_string(),
+        )),
         Err(e) => Err(SourceError::new(key, format!("cannot read: {e}"))),
     };
     Part {

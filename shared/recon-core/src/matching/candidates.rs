@@ -273,7 +273,7 @@ fn range_invalid(side: Side, location: Location, amount: Money, id: &str) -> Inv
 /// The first text field of a processor record holding a NUL character (legal in JSON, `\u0000`, but text
 /// PostgreSQL cannot store).
 fn processor_nul(r: &ProcessorRecord) -> Option<&'static str> {
-    let has = |s: &str| s.contains('\0');
+    let has = |s: crate::Str<'_>| s.contains('\0');
     if has(r.id()) {
         Some("id")
     // the other references cannot hold one: packing drops those that do, as it drops such keys
@@ -318,7 +318,7 @@ fn nul_invalid(side: Side, location: Location, field: &str, raw: &str) -> Invali
 /// duplicate of its own open item; so do pending carries of the same record. Checked over the whole input,
 /// whatever the partition, and only when such items are carried.
 fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRow]) -> FxHashSet<usize> {
-    let mut p: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut p: FxHashMap<crate::Str<'_>, usize> = FxHashMap::default();
     let mut l: FxHashMap<crate::Str<'_>, usize> = FxHashMap::default();
     for (i, c) in carried.iter().enumerate().filter(|(_, c)| c.reported) {
         match &c.record {
@@ -333,13 +333,13 @@ fn relisted(carried: &[Carried], records: &[ProcessorRecord], ledger: &[LedgerRo
     // a pending carry of the same record (listed again, and pending again) takes its place too
     for c in carried.iter().filter(|c| !c.reported) {
         let hit = match &c.record {
-            CarriedRecord::Processor(r) => p.get(r.id()),
+            CarriedRecord::Processor(r) => p.get(&*r.id()),
             CarriedRecord::Ledger(r) => l.get(&*r.ledger_id()),
         };
         out.extend(hit.copied());
     }
     if !p.is_empty() {
-        out.extend(records.iter().filter_map(|r| p.get(r.id()).copied()));
+        out.extend(records.iter().filter_map(|r| p.get(&*r.id()).copied()));
     }
     if !l.is_empty() {
         out.extend(ledger.iter().filter_map(|r| l.get(&*r.ledger_id()).copied()));
@@ -410,7 +410,7 @@ pub(crate) fn gather<'a>(input: &RunInput<'a>, sel: Selection<'_>) -> Candidates
                 Side::Processor,
                 rec.location(),
                 rec.amount(),
-                rec.id(),
+                &rec.id(),
             ));
         } else if rec.kind.is_reconciled() {
             c.procs.push_today(n);
@@ -468,7 +468,7 @@ mod tests {
         let records = [prec("b", 100, 2), prec("a", 100, 1)];
         let (objects, config) = (Vec::new(), Default::default());
         let c = gather(&input(&objects, &records, &[], &config), Selection::All);
-        let ids: Vec<&str> = c.procs.iter().map(|p| p.rec.id()).collect();
+        let ids: Vec<String> = c.procs.iter().map(|p| p.rec.id().to_string()).collect();
         assert_eq!(ids, ["a", "b"]);
     }
 
@@ -505,13 +505,17 @@ mod tests {
                 if with_carried {
                     expect.insert(0, "old");
                 }
-                let listed: Vec<&str> = c.procs.iter().map(|p| p.rec.id()).collect();
-                let got: Vec<&str> = (0..c.procs.len())
+                let listed: Vec<String> = c.procs.iter().map(|p| p.rec.id().to_string()).collect();
+                let got: Vec<String> = (0..c.procs.len())
                     .filter_map(|i| c.procs.get(i))
-                    .map(|p| p.rec.id())
+                    .map(|p| p.rec.id().to_string())
                     .collect();
-                let at: Vec<&str> = (0..c.procs.len()).map(|i| c.procs.at(i).rec.id()).collect();
-                assert_eq!((&listed, &got, &at), (&expect, &expect, &expect));
+                let at: Vec<String> = (0..c.procs.len())
+                    .map(|i| c.procs.at(i).rec.id().to_string())
+                    .collect();
+                assert_eq!(listed, expect);
+                assert_eq!(got, expect);
+                assert_eq!(at, expect);
                 assert!(c.procs.get(c.procs.len()).is_none());
             }
         }

@@ -4,7 +4,7 @@
 
 use super::candidates::{Candidates, Ledg, Origins};
 use super::table::{in_batches, prefetch, IndexTable, BATCH};
-use super::{hash, hash_bytes, Links};
+use super::{hash_bytes, Links};
 use crate::discrepancy::{Category, Discrepancy};
 use crate::packed::Str;
 
@@ -19,32 +19,24 @@ pub(crate) struct TxnIndex<'c> {
 
 impl TxnIndex<'_> {
     /// The ledger candidate holding processor id `key`.
-    #[inline]
+    #[cfg(test)]
     pub fn find(&self, key: &str) -> Option<u32> {
-        self.find_hashed(hash(key), key)
+        let stored = crate::packed::plan(key);
+        self.find_stored(hash_bytes(stored.bytes()), stored.bytes())
     }
 
-    /// [`Self::find`] of a key whose hash is `h`.
+    /// The ledger candidate whose processor id is stored as `stored` (hashed `h`: [`hash_bytes`]): a ledger
+    /// row's or a processor record's key, compared as stored, without unpacking (packing is a function of the
+    /// text alone: stored fields are equal exactly when their texts are).
     #[inline]
-    fn find_hashed(&self, h: u64, key: &str) -> Option<u32> {
-        self.table.find(h, |j| self.holds(j, key))
-    }
-
-    /// The ledger candidate whose processor id is stored as `stored` (a ledger row's, hashed `h`): compared as
-    /// stored, without unpacking (equal exactly when the ids are).
-    #[inline]
-    fn find_stored(&self, h: u64, stored: &[u8]) -> Option<u32> {
-        self.table.find(h, |j| {
-            self.ledg
-                .get(j as usize)
-                .is_some_and(|l| l.row.processor_txn_id_stored() == stored)
-        })
+    pub fn find_stored(&self, h: u64, stored: &[u8]) -> Option<u32> {
+        self.table.find(h, |j| self.holds(j, stored))
     }
 
     /// Makes candidate `j` the holder of its processor id, of hash `h` (not held yet).
     fn insert(&mut self, h: u64, j: u32) {
         let ledg = self.ledg;
-        self.table.insert(h, j, |i| hash(&txn_of(ledg, i)));
+        self.table.insert(h, j, |i| hash_bytes(txn_stored(ledg, i)));
     }
 
     /// Asks for the memory a lookup of hash `h` reads first.
@@ -91,14 +83,20 @@ impl TxnIndex<'_> {
         txn_of(self.ledg, j)
     }
 
-    /// Does candidate `j` hold processor id `key`?
+    /// Does candidate `j` hold the processor id stored as `stored`?
     #[inline]
-    pub fn holds(&self, j: u32, key: &str) -> bool {
+    pub fn holds(&self, j: u32, stored: &[u8]) -> bool {
         self.ledg
             .get(j as usize)
-            .and_then(|l| l.row.processor_txn_id())
-            .is_some_and(|t| *t == *key)
+            .is_some_and(|l| l.row.processor_txn_id_stored() == stored)
     }
+}
+
+/// Ledger candidate `j`'s processor id as stored (empty for none).
+#[inline]
+fn txn_stored<'c>(ledg: &Ledg<'c>, j: u32) -> &'c [u8] {
+    ledg.get(j as usize)
+        .map_or(&[], |l| l.row.processor_txn_id_stored())
 }
 
 /// Ledger candidate `j`'s processor id ("" for none).
@@ -112,24 +110,24 @@ fn txn_of<'c>(ledg: &Ledg<'c>, j: u32) -> Str<'c> {
 /// Processor side: the same record id twice (marked in `dup`, one flag a candidate).
 fn processor_side(c: &Candidates<'_>, o: Origins<'_>, batch: usize, dup: &mut [bool]) -> Vec<Discrepancy> {
     let mut found = Vec::new();
-    // a table of indexes; the strings stay in the records
+    // a table of indexes; the ids stay in the records, hashed and compared as stored
     let mut seen = IndexTable::with_capacity(c.procs.len());
-    let pid = |j: u32| -> &str { c.procs.get(j as usize).map_or("", |p| p.rec.id()) };
+    let pid = |j: u32| -> &[u8] { c.procs.get(j as usize).map_or(&[], |p| p.rec.id_stored()) };
     in_batches(
         0,
         c.procs.len(),
         batch,
         &mut seen,
         |seen, i, batch| {
-            let hv = hash(pid(i as u32));
+            let hv = hash_bytes(pid(i as u32));
             seen.prefetch(hv);
             batch.push((i, hv));
         },
         |seen, (i, hv)| {
             let Some(p) = c.procs.get(i) else { return };
-            let id: &str = p.rec.id();
+            let id = p.rec.id_stored();
             let Some(first) = seen.find(hv, |j| pid(j) == id) else {
-                seen.insert(hv, i as u32, |j| hash(pid(j)));
+                seen.insert(hv, i as u32, |j| hash_bytes(pid(j)));
                 return;
             };
             if let Some(d) = dup.get_mut(i) {
@@ -185,8 +183,8 @@ fn ledger_side<'c>(
         |(ids, txns), i, batch| {
             let hv = hash_bytes(lid(i as u32));
             ids.prefetch(hv);
-            let t = txns.txn(i as u32);
-            let ht = (!t.is_empty()).then(|| hash(&t));
+            let t = txn_stored(txns.ledg, i as u32);
+            let ht = (!t.is_empty()).then(|| hash_bytes(t));
             if let Some(ht) = ht {
                 txns.prefetch(ht);
             }

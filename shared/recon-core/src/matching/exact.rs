@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::candidates::{Candidates, Origins};
 use super::duplicates::TxnIndex;
 use super::table::{prefetch_at, BATCH};
-use super::{hash, Links, NONE};
+use super::{hash_bytes, Links, NONE};
 use crate::discrepancy::{Category, Discrepancy};
 use crate::model::{Kind, LedgerRow, LedgerType, ProcessorRecord};
 
@@ -51,7 +51,7 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usi
     // asked for; the candidates whose slot agrees, their list entries asked for; their rows; their ids'
     // texts and their entries; the keys compared and the entries written
     let probe = |from: usize, to: usize| {
-        let mut keys: Vec<(&str, u32, u64)> = Vec::with_capacity(4 * batch);
+        let mut keys: Vec<(&[u8], u32, u64)> = Vec::with_capacity(4 * batch);
         let mut tagged: Vec<(u32, u32)> = Vec::with_capacity(4 * batch);
         let mut start = from;
         while start < to {
@@ -62,8 +62,10 @@ fn probe_all(c: &Candidates<'_>, txns: &TxnIndex<'_>, p_dup: &[bool], batch: usi
                 let Some(p) = c.procs.get(i).filter(|_| !p_dup.get(i).copied().unwrap_or(true)) else {
                     continue;
                 };
-                for k in p.rec.keys().iter() {
-                    let h = hash(k);
+                // keys hashed and compared as stored: packing is a function of the text alone, the same for
+                // a record's keys and a row's processor id
+                for k in p.rec.keys().stored() {
+                    let h = hash_bytes(k);
                     txns.prefetch(h);
                     keys.push((k, i as u32, h));
                 }
@@ -122,8 +124,8 @@ fn settle_contested(c: &Candidates<'_>, txns: &TxnIndex<'_>, named: &mut [u32], 
         if links.p_dup[i] {
             continue;
         }
-        for (rank, k) in p.rec.keys().iter().enumerate() {
-            if let Some(j) = txns.find(k) {
+        for (rank, k) in p.rec.keys().stored().enumerate() {
+            if let Some(j) = txns.find_stored(hash_bytes(k), k) {
                 if named.get(j as usize) == Some(&CONTESTED) {
                     cands.push((j, rank as u32, i as u32));
                 }
@@ -144,7 +146,8 @@ fn settle_contested(c: &Candidates<'_>, txns: &TxnIndex<'_>, named: &mut [u32], 
             [i] => named[j] = *i,
             _ => {
                 named[j] = NONE;
-                let ids: Vec<&str> = winners.iter().map(|&i| c.procs.at(i as usize).rec.id()).collect();
+                let ids: Vec<crate::Str<'_>> =
+                    winners.iter().map(|&i| c.procs.at(i as usize).rec.id()).collect();
                 let t = row.processor_txn_id().unwrap_or(crate::Str::raw(""));
                 let note = format!(
                     "ambiguous: processor records {} all hold {t} and fit ledger {} ({} {} {}) equally; \

@@ -66,7 +66,7 @@ pub(crate) fn link(c: &Candidates<'_>, links: &mut Links) {
                     ls.len(),
                     ps.len()
                 );
-                let torn: Vec<&str> = ps
+                let torn: Vec<crate::Str<'_>> = ps
                     .iter()
                     .filter(|i| groups_of.get(i).copied().unwrap_or(0) > 1)
                     .map(|&i| c.procs.at(i).rec.id())

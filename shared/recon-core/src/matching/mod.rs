@@ -35,11 +35,6 @@ use candidates::{Candidates, Origins};
 /// "No partner" in [`Links`].
 pub(crate) const NONE: u32 = u32::MAX;
 
-pub(crate) fn hash(s: &str) -> u64 {
-    use std::hash::BuildHasher;
-    rustc_hash::FxBuildHasher.hash_one(s)
-}
-
 /// The hash of a field as stored ([`crate::packed`]): for tables whose keys are all compared as stored.
 pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     use std::hash::BuildHasher;

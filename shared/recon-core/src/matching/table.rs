@@ -248,7 +248,7 @@ mod tests {
             hash_bits in prop::sample::select(vec![0u32, 2, 64]),
         ) {
             let hash = |k: &str| {
-                let full = crate::matching::hash(k);
+                let full = crate::matching::hash_bytes(k.as_bytes());
                 match hash_bits {
                     64 => full,
                     0 => 42,

@@ -658,8 +658,8 @@ fn push_keys_but<S: AsRef<str>>(
         if k.is_empty() || k.as_bytes().contains(&0) {
             continue;
         }
-        let planned = crate::packed::plan(k);
-        let stored = if packed { planned.bytes() } else { k.as_bytes() };
+        let planned = packed.then(|| crate::packed::plan(k));
+        let stored = planned.as_ref().map_or(k.as_bytes(), |p| p.bytes());
         let repeat = if n <= TRACKED {
             spans[..n].iter().any(|&(a, b)| text.get(a..b) == Some(stored))
         } else {
@@ -694,6 +694,21 @@ fn push_keys_but<S: AsRef<str>>(
     held_at
 }
 
+/// Runs `f` on this thread's scratch buffer, emptied: a compact record's text is written there first, then
+/// copied behind its header into an allocation of its exact size ([`Text::cut_bytes`]). A larger capacity
+/// would stay allocated, as the allocator keeps a block shrunk by less than half, and one byte more can cost
+/// the next size class (80 -> 96 bytes for a Stripe charge).
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    let out = f(&mut buf);
+    SCRATCH.set(buf);
+    out
+}
+
 /// "The id is not one of the record's keys" in [`ProcessorRecord`]'s `id_key`.
 const ID_NOT_A_KEY: u8 = u8::MAX;
 
@@ -721,24 +736,19 @@ impl ProcessorRecord {
 
     /// Packs a record whose text is borrowed (one allocation of the exact size).
     pub fn new(r: NewRecord<'_>) -> Result<ProcessorRecord, TooLarge> {
-        thread_local! {
-            /// The text is written here first, then copied into an allocation of its exact size: a larger
-            /// capacity stays allocated, as the allocator keeps a block shrunk by less than half, and one
-            /// byte more can cost the next size class (80 -> 96 bytes for a Stripe charge).
-            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-        }
-        let mut buf = SCRATCH.take();
-        let (ends, id_key) = Self::write_text(&r, true, &mut buf);
-        let cut = match Text::cut_bytes(&buf, ends) {
-            // beyond the limit, the error names the text's own length (what the source holds)
-            Err(TooLarge::Text { max, .. }) => {
-                let len = Self::write_text(&r, false, &mut buf).0[3];
-                Err(TooLarge::Text { len, max })
-            }
-            cut => cut,
-        };
-        SCRATCH.set(buf);
-        let text = cut?;
+        let (text, id_key) = with_scratch(|buf| {
+            let (ends, id_key) = Self::write_text(&r, true, buf);
+            let cut = match Text::cut_bytes(buf, ends) {
+                // beyond the limit, the error names the text's own length (what the source holds)
+                Err(TooLarge::Text { max, .. }) => {
+                    let len = Self::write_text(&r, false, buf).0[3];
+                    Err(TooLarge::Text { len, max })
+                }
+                cut => cut,
+            };
+            (cut, id_key)
+        });
+        let text = text?;
         let fee_or_net = match (r.fee, r.net) {
             (Some(fee), Some(net)) if r.amount.minor.checked_sub(fee) == Some(net) => fee,
             (Some(fee), Some(net)) => {
@@ -1134,23 +1144,16 @@ impl LedgerRow {
     /// Packs a row whose text is borrowed (one allocation of the exact size).
     pub fn new(r: NewLedgerRow<'_>) -> Result<LedgerRow, TooLarge> {
         let (txn, order) = (r.processor_txn_id.unwrap_or(""), r.order_id.unwrap_or(""));
-        thread_local! {
-            /// The text is written here, then copied behind its header into an allocation of its exact size.
-            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-        }
-        let [id, txn_plan, order_plan] = [r.ledger_id, txn, order].map(crate::packed::plan);
-        let mut text = SCRATCH.take();
-        text.clear();
-        crate::packed::pack_planned(id, &mut text);
-        let id_end = text.len();
-        crate::packed::pack_planned(txn_plan, &mut text);
-        let txn_end = text.len();
-        crate::packed::pack_planned(order_plan, &mut text);
-        let len = text.len();
+        let cut = with_scratch(|text| {
+            let mut ends = [0; 3];
+            for (end, field) in ends.iter_mut().zip([r.ledger_id, txn, order]) {
+                crate::packed::pack_planned(crate::packed::plan(field), text);
+                *end = text.len();
+            }
+            Text::cut_bytes(text, ends)
+        });
         // beyond the limit, the error names the text's own length (what the export holds)
         let raw = r.ledger_id.len() + txn.len() + order.len();
-        let cut = Text::cut_bytes(&text, [id_end, txn_end, len]);
-        SCRATCH.set(text);
         let text = cut.map_err(|e| match e {
             TooLarge::Text { max, .. } => TooLarge::Text { len: raw, max },
             e => e,

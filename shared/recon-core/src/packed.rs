@@ -286,12 +286,11 @@ fn write(b: &[u8], form: Form, out: &mut Buf) {
         Form::Number(plen, d) => {
             out.push(NUMBER + (d as u8 - 1));
             out.extend_from_slice(b.get(..plen).unwrap_or(&[]));
-            let value = b
+            let mut value = b
                 .get(plen..)
                 .unwrap_or(&[])
                 .iter()
                 .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
-            let mut value = value;
             for _ in 0..number_bytes(d) {
                 out.push((value % 255) as u8 + 1);
                 value /= 255;
@@ -342,20 +341,16 @@ impl<'a> Str<'a> {
     pub fn trimmed(self) -> Str<'a> {
         match self.0 {
             Repr::Raw(s) => Str(Repr::Raw(crate::model::trim(s))),
-            Repr::Unpacked { len, buf } => {
-                let all = buf.get(..usize::from(len)).unwrap_or(&[]);
-                let from = all.iter().take_while(|c| c.is_ascii_whitespace()).count();
-                let to = all.len()
-                    - all[from..]
-                        .iter()
-                        .rev()
-                        .take_while(|c| c.is_ascii_whitespace())
-                        .count();
-                if from == 0 && to == all.len() {
+            Repr::Unpacked { .. } => {
+                let all = self.as_str();
+                let kept = crate::model::trim(all);
+                if kept.len() == all.len() {
                     return self;
                 }
+                let from = all.len() - all.trim_start().len();
+                let to = from + kept.len();
                 let mut out = [0u8; MAX_PACKED_TEXT];
-                out[..to - from].copy_from_slice(&all[from..to]);
+                out[..to - from].copy_from_slice(&all.as_bytes()[from..to]);
                 Str(Repr::Unpacked {
                     len: (to - from) as u8,
                     buf: out,
@@ -640,6 +635,32 @@ mod tests {
             pack(&s, &mut out);
             proptest::prop_assert_eq!(out.contains(&0), s.contains('\0'));
         }
+    }
+
+    /// Trimming an unpacked text (a number's prefix may be white space) gives what trimming the text gives.
+    #[test]
+    fn an_unpacked_text_trims_as_the_text_does() {
+        for s in [
+            " 12345678",
+            "  L-1234567",
+            "ord_100000000",
+            "ch_3MmlLrLkdIwHu7ix0snN0B15",
+            " ",
+            "  12",
+        ] {
+            let mut out = Vec::new();
+            pack(s, &mut out);
+            assert_eq!(
+                Str::unpack(&out).trimmed().as_str(),
+                crate::model::trim(s),
+                "{s:?}"
+            );
+        }
+        assert!(!is_raw(&{
+            let mut out = Vec::new();
+            pack(" 12345678", &mut out);
+            out
+        }));
     }
 
     #[test]
